@@ -129,6 +129,9 @@ class InteractionDataset:
     user_meta: dict[str, list[str]] = field(default_factory=dict)
     info: dict[str, object] = field(default_factory=dict)
     """Provenance: source format and paths, filters applied, raw counts."""
+    row_split: np.ndarray | None = None
+    """int8 per interaction (0 train, 1 valid, 2 test) when the source ships its own split
+    (ReChorus train/dev/test files); None otherwise. See ``recsae.data.split.given_split``."""
 
     @property
     def n_users(self) -> int:

@@ -3,15 +3,26 @@
 A recommender ranks items by ``score(h) = h @ E.T`` where ``h`` (B x d) is the representation it
 feeds into its prediction layer and ``E`` the item table. recsae's SAE reads ``h``, splices a
 reconstruction in its place, and edits it; so ``score`` must depend on ``h`` alone.
+
+Below the contract sit the two training families of the built-in models: sequential models
+(next-item prediction at every position of a left-padded sequence) and general models (BPR over
+user-item pairs). The trainer only talks to :class:`TrainableRecommender`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+from recsae.data.dataset import Ragged, SplitData
+from recsae.errors import ConfigError
 
 
 class HiddenStates(NamedTuple):
@@ -32,7 +43,9 @@ class Recommender(nn.Module, ABC):
     """
 
     name: ClassVar[str] = "custom"
-    sequential: ClassVar[bool] = False
+    sequential: bool = False
+    """True for models whose representation is the state at the last position of ``seqs``;
+    a plain attribute so that a wrapper (``DotProductModel``) can set it per instance."""
 
     @abstractmethod
     def represent(self, users: Tensor, seqs: Tensor) -> Tensor:
@@ -56,29 +69,224 @@ class Recommender(nn.Module, ABC):
         return int(self.item_embeddings().shape[1])
 
 
+RepresentFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
+ItemsFn = Callable[[nn.Module], Tensor]
+StatesFn = Callable[[nn.Module, Tensor, Tensor], HiddenStates]
+
+
 class DotProductModel(Recommender):
     """Wrap any PyTorch dot-product model in a few lines (the probe contract for your own model).
 
-    Example::
+    A general (user-tower) model::
 
         wrapped = DotProductModel(
             module=my_model,
             represent=lambda m, users, seqs: m.user_tower(users),
             item_embeddings=lambda m: m.item_tower.weight,
         )
+
+    A sequential model must also say where its all-position states are; ``represent`` is then
+    the state at the last position (inputs are left-padded, so that is the last column)::
+
+        wrapped = DotProductModel(
+            module=my_gru_model,
+            represent=lambda m, users, seqs: m.encode(seqs)[:, -1],
+            item_embeddings=lambda m: m.items.weight,
+            sequential=True,
+            hidden_states=lambda m, users, seqs: HiddenStates(m.encode(seqs), seqs > 0),
+        )
+
+    The item table must have the padding row 0, and the model must score ``h @ E.T``.
     """
 
     name: ClassVar[str] = "custom"
 
-    def __init__(self, module: nn.Module, represent, item_embeddings, sequential: bool = False) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        represent: RepresentFn,
+        item_embeddings: ItemsFn,
+        sequential: bool = False,
+        hidden_states: StatesFn | None = None,
+    ) -> None:
         super().__init__()
+        if sequential and hidden_states is None:
+            raise ConfigError("a sequential DotProductModel needs hidden_states= (all-position states and mask)")
         self.module = module
         self._represent = represent
         self._item_embeddings = item_embeddings
-        self.is_sequential = sequential
+        self._hidden_states = hidden_states
+        self.sequential = sequential
 
     def represent(self, users: Tensor, seqs: Tensor) -> Tensor:
         return self._represent(self.module, users, seqs)
 
     def item_embeddings(self) -> Tensor:
         return self._item_embeddings(self.module)
+
+    def hidden_states(self, users: Tensor, seqs: Tensor) -> HiddenStates:
+        if self._hidden_states is None:
+            return super().hidden_states(users, seqs)
+        return self._hidden_states(self.module, users, seqs)
+
+
+def left_pad(rows: Ragged, select: np.ndarray, width: int) -> Tensor:
+    """Vectorised left padding: the last ``width`` items of each selected row (B x width)."""
+    select = np.asarray(select, dtype=np.int64)
+    lens = np.minimum(rows.indptr[select + 1] - rows.indptr[select], width)
+    starts = rows.indptr[select + 1] - lens
+    row = np.repeat(np.arange(len(select)), lens)
+    offs = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+    out = np.zeros((len(select), width), dtype=np.int64)
+    out[row, width - lens[row] + offs] = rows.values[starts[row] + offs]
+    return torch.from_numpy(out)
+
+
+class TrainableRecommender(Recommender):
+    """A built-in model: built from its config and the catalogue size, trained by the trainer.
+
+    The trainer asks for ``training_tensors`` once (all tensors share the first dimension), then
+    for every shuffled row batch calls ``loss(batch, generator)``; ``generator`` is a CPU torch
+    generator for any sampling, so training is reproducible and resumable.
+    """
+
+    config_class: ClassVar[type]
+    default_batch_size: ClassVar[int] = 1024
+
+    def __init__(self, cfg: Any, n_users: int, n_items: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.n_users = n_users
+        self.n_items = n_items
+
+    @classmethod
+    def build(cls, cfg: Any, n_users: int, n_items: int, train: Ragged) -> TrainableRecommender:
+        """The untrained model for a training set (graph models read ``train``)."""
+        return cls(cfg, n_users, n_items)
+
+    @classmethod
+    def from_tensors(cls, cfg: Any, n_users: int, n_items: int, tensors: dict[str, Tensor]) -> TrainableRecommender:
+        """Rebuild a saved model from its config and its state dict."""
+        model = cls(cfg, n_users, n_items)
+        model.load_state_dict(tensors)
+        return model
+
+    @abstractmethod
+    def training_tensors(self, split: SplitData) -> tuple[Tensor, ...]:
+        """The training examples as tensors sharing the first dimension (built once)."""
+
+    @abstractmethod
+    def loss(self, batch: tuple[Tensor, ...], generator: torch.Generator) -> Tensor:
+        """Mean training loss of a batch of rows of ``training_tensors`` (on the model's device)."""
+
+
+@dataclass(frozen=True)
+class SequentialConfig:
+    """Options shared by the sequential models."""
+
+    dim: int = 64
+    """Width of item embeddings and hidden states."""
+    max_len: int = 200
+    """Longest history the model reads; longer ones keep their latest items."""
+    dropout: float = 0.2
+    """Dropout on embeddings and inside the encoder while training."""
+    loss: str = "ce"
+    """'ce' (softmax cross-entropy over the whole catalogue) or 'bce' (sampled negatives)."""
+    n_negatives: int = 1
+    """Uniformly sampled negatives per position for the 'bce' loss."""
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("ce", "bce"):
+            raise ConfigError(f"loss must be 'ce' or 'bce', got {self.loss!r}")
+        if self.dim < 1 or self.max_len < 1 or self.n_negatives < 1:
+            raise ConfigError("dim, max_len and n_negatives must be positive")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+class SequentialRecommender(TrainableRecommender):
+    """Next-item models: subclasses implement ``hidden_states``; the state at the last column
+    (inputs are left-padded) is the representation. Trained on every position of the shifted
+    training sequence."""
+
+    sequential = True
+    default_batch_size = 128
+
+    def represent(self, users: Tensor, seqs: Tensor) -> Tensor:
+        return self.hidden_states(users, seqs).states[:, -1]
+
+    def _clip(self, seqs: Tensor) -> Tensor:
+        """Keep the last ``max_len`` columns (inputs are left-padded)."""
+        return seqs[:, -self.cfg.max_len :]
+
+    def training_tensors(self, split: SplitData) -> tuple[Tensor, ...]:
+        users = np.flatnonzero(split.train.lengths() >= 2)
+        padded = left_pad(split.train, users, self.cfg.max_len + 1)
+        inputs, targets = padded[:, :-1], padded[:, 1:].clone()
+        targets[inputs == 0] = 0
+        return torch.from_numpy(users), inputs, targets
+
+    def loss(self, batch: tuple[Tensor, ...], generator: torch.Generator) -> Tensor:
+        users, inputs, targets = batch
+        hs = self.hidden_states(users, inputs)
+        valid = targets > 0
+        h, pos = hs.states[valid], targets[valid]
+        items = self.item_embeddings()
+        if self.cfg.loss == "ce":
+            # the padding row 0 is left out of the softmax
+            return F.cross_entropy(h @ items[1:].T, pos - 1)
+        neg = torch.randint(1, self.n_items + 1, (len(pos), self.cfg.n_negatives), generator=generator)
+        neg = neg.to(pos.device)
+        pos_logit = (h * items[pos]).sum(-1)
+        neg_logit = torch.einsum("nd,nkd->nk", h, items[neg])
+        return -(F.logsigmoid(pos_logit).mean() + F.logsigmoid(-neg_logit).sum(-1).mean())
+
+
+@dataclass(frozen=True)
+class GeneralConfig:
+    """Options shared by the general (user-embedding) models."""
+
+    dim: int = 64
+    """Width of user and item embeddings."""
+    reg: float = 1e-4
+    """L2 penalty on the embeddings of each batch's users, positives and negatives."""
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.reg < 0:
+            raise ConfigError("dim must be positive and reg non-negative")
+
+
+class GeneralRecommender(TrainableRecommender):
+    """User-vector models trained with BPR on (user, item) pairs and uniform negatives.
+    Subclasses implement ``tables`` (final user and item tables) and ``ego_tables`` (the raw
+    parameters that the L2 penalty acts on)."""
+
+    sequential = False
+    default_batch_size = 4096
+
+    @abstractmethod
+    def tables(self) -> tuple[Tensor, Tensor]:
+        """Final user ((n_users + 1) x d) and item ((n_items + 1) x d) tables."""
+
+    @abstractmethod
+    def ego_tables(self) -> tuple[Tensor, Tensor]:
+        """The user and item parameters before any propagation."""
+
+    def represent(self, users: Tensor, seqs: Tensor) -> Tensor:
+        return self.tables()[0][users]
+
+    def item_embeddings(self) -> Tensor:
+        return self.tables()[1]
+
+    def training_tensors(self, split: SplitData) -> tuple[Tensor, ...]:
+        return torch.from_numpy(split.train.row_ids()), torch.from_numpy(split.train.values.copy())
+
+    def loss(self, batch: tuple[Tensor, ...], generator: torch.Generator) -> Tensor:
+        users, pos = batch
+        neg = torch.randint(1, self.n_items + 1, pos.shape, generator=generator).to(pos.device)
+        u_tab, i_tab = self.tables()
+        u, p, n = u_tab[users], i_tab[pos], i_tab[neg]
+        bpr = -F.logsigmoid((u * p).sum(-1) - (u * n).sum(-1)).mean()
+        u0, i0 = self.ego_tables()
+        l2 = (u0[users].pow(2).sum() + i0[pos].pow(2).sum() + i0[neg].pow(2).sum()) / (2 * len(users))
+        return bpr + self.cfg.reg * l2

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Install recsae with its test extras into .venv (CPU torch only) and run the whole test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+# constraints/cpu.txt pins the CPU build of torch, so no CUDA wheel is ever pulled.
+.venv/bin/python -m pip install -q -c constraints/cpu.txt -e '.[test]'
+bash scripts/install_browser.sh
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/mypy
+.venv/bin/pytest -ra

@@ -1,0 +1,13 @@
+"""Ranking evaluation: full ranking over the catalogue, history masked, pessimistic ties."""
+
+from recsae.eval.evaluator import (
+    DEFAULT_KS,
+    EvalResult,
+    ScoreFn,
+    evaluate,
+    mask_history,
+    target_ranks,
+    topk_items,
+)
+
+__all__ = ["DEFAULT_KS", "EvalResult", "ScoreFn", "evaluate", "mask_history", "target_ranks", "topk_items"]

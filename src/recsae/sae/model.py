@@ -1,0 +1,259 @@
+"""TopK sparse autoencoder with AuxK (METHOD.md §2; Gao et al. 2024).
+
+```
+a     = ReLU(W_enc (x - b_dec) + b_enc)       W_enc: m x d
+z     = TopK_k(a)
+x_hat = W_dec^T z + b_dec                     W_dec: m x d, unit-norm rows
+```
+
+Speed: only the encoder matmul touches all m latents. The encoder's backward and the decoder
+work on the k selected latents only (gather / ``embedding_bag`` / ``index_add``), so their cost
+scales with k, not with m.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from recsae.errors import DataError
+from recsae.io import FORMAT_VERSION, read_json, read_tensors, write_json, write_tensors
+from recsae.sae.config import SaeConfig
+
+CFG_FILE = "cfg.json"
+WEIGHTS_FILE = "sae.safetensors"
+
+
+class EncoderOutput(NamedTuple):
+    """The k largest activations of each row (after ReLU, so some may be 0) and their latents."""
+
+    top_acts: Tensor
+    """B x k activations."""
+    top_indices: Tensor
+    """B x k latent indices (int64)."""
+
+
+class ForwardOutput(NamedTuple):
+    """Reconstruction and losses of one batch."""
+
+    x_hat: Tensor
+    """B x d reconstruction."""
+    top_acts: Tensor
+    """B x k activations."""
+    top_indices: Tensor
+    """B x k latent indices."""
+    fvu: Tensor
+    """Training loss: Σ‖x − x̂‖² / Σ‖x − x̄‖² with x̄ the mean of this batch. For the reported
+    metric (mean of the whole evaluation set) use ``recsae.sae.metrics.evaluate_sae``."""
+    auxk_loss: Tensor
+    """AuxK loss Σ‖e − ê‖² / Σ‖e‖² (0 when no latent is dead or no ``dead_mask`` is given)."""
+
+
+class _SparseEncode(torch.autograd.Function):
+    """Encoder + TopK (+ the AuxK selection among dead latents) whose backward touches only the
+    selected latents: the gradient of W_enc / b_enc is non-zero only in the selected rows."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, xc: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, dead_idx: Tensor | None, k_aux: int
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        pre = torch.addmm(b_enc, xc, W_enc.t())
+        # TopK of the pre-activations then ReLU = TopK of ReLU(pre) (ReLU is monotone); cheaper.
+        vals, idx = pre.topk(k, dim=1, sorted=False)
+        vals = vals.relu_()
+        if dead_idx is not None and dead_idx.numel() > 0 and k_aux > 0:
+            kk = min(k_aux, dead_idx.numel())
+            a_vals, a_local = pre.index_select(1, dead_idx).topk(kk, dim=1, sorted=False)
+            a_vals = a_vals.relu_()
+            a_idx = dead_idx[a_local]
+        else:
+            a_vals = xc.new_zeros(xc.shape[0], 0)
+            a_idx = idx.new_zeros(xc.shape[0], 0)
+        ctx.save_for_backward(xc, W_enc, vals, idx, a_vals, a_idx)
+        ctx.mark_non_differentiable(idx, a_idx)
+        return vals, idx, a_vals, a_idx
+
+    @staticmethod
+    def backward(  # type: ignore[override]
+        ctx: Any, g_vals: Tensor | None, _gi: Any, g_aux: Tensor | None, _ga: Any
+    ) -> tuple[Tensor | None, ...]:
+        xc, W_enc, vals, idx, a_vals, a_idx = ctx.saved_tensors
+        if g_vals is None:
+            g_vals = torch.zeros_like(vals)
+        g = g_vals * (vals > 0)  # ReLU gate
+        sel = idx
+        if a_idx.shape[1] > 0 and g_aux is not None:
+            g = torch.cat([g, g_aux * (a_vals > 0)], dim=1)
+            sel = torch.cat([idx, a_idx], dim=1)
+        flat = sel.reshape(-1)
+        g_flat = g.reshape(-1)
+        grad_xc = grad_W = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_xc = F.embedding_bag(sel, W_enc, per_sample_weights=g, mode="sum")
+        if ctx.needs_input_grad[1]:
+            rows = (g.unsqueeze(2) * xc.unsqueeze(1)).reshape(-1, xc.shape[1])
+            grad_W = torch.zeros_like(W_enc).index_add_(0, flat, rows)
+        if ctx.needs_input_grad[2]:
+            grad_b = W_enc.new_zeros(W_enc.shape[0]).index_add_(0, flat, g_flat)
+        return grad_xc, grad_W, grad_b, None, None, None
+
+
+class TopKSAE(nn.Module):
+    """TopK sparse autoencoder. Parameters ``W_enc`` (m x d), ``b_enc`` (m), ``W_dec`` (m x d),
+    ``b_dec`` (d). Initialisation: unit-norm random decoder rows, tied encoder (W_enc = W_dec,
+    i.e. W_dec = W_encᵀ in the math), b_enc = 0, b_dec = 0 until ``init_b_dec_from_data``."""
+
+    def __init__(self, cfg: SaeConfig, seed: int = 0, device: str | torch.device | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        g = torch.Generator().manual_seed(seed)
+        w = torch.randn(cfg.m, cfg.d_in, generator=g)
+        w /= w.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        self.W_enc = nn.Parameter(w.clone())
+        self.b_enc = nn.Parameter(torch.zeros(cfg.m))
+        self.W_dec = nn.Parameter(w)
+        self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+        if device is not None:
+            self.to(device)
+
+    # -- constructors ----------------------------------------------------------------------
+    @classmethod
+    def random_like(
+        cls, cfg: SaeConfig, seed: int = 0, b_dec: Tensor | None = None, device: str | torch.device | None = None
+    ) -> TopKSAE:
+        """An untrained SAE of shape ``cfg`` exactly as training would start from it (tied,
+        unit-norm init; ``b_dec`` zero or the given vector, e.g. the data mean): the random-SAE
+        baseline of the splice evaluation."""
+        sae = cls(cfg, seed=seed, device=device)
+        if b_dec is not None:
+            with torch.no_grad():
+                sae.b_dec.copy_(b_dec.to(sae.b_dec))
+        return sae
+
+    @torch.no_grad()
+    def init_b_dec_from_data(self, x_sample: Tensor, method: str = "mean") -> None:
+        """Set ``b_dec`` to the mean (default) or the geometric median of ``x_sample`` (n x d)."""
+        x = torch.as_tensor(x_sample).to(self.b_dec.device, torch.float32)
+        if x.ndim != 2 or x.shape[1] != self.cfg.d_in or x.shape[0] == 0:
+            raise DataError(f"b_dec init: expected a non-empty (n x {self.cfg.d_in}) sample, got {tuple(x.shape)}")
+        self.b_dec.copy_(geometric_median(x) if method == "median" else x.mean(0))
+
+    # -- the model ---------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.W_enc.device
+
+    def pre_acts(self, x: Tensor) -> Tensor:
+        """Dense activations a = ReLU(W_enc (x − b_dec) + b_enc), B x m."""
+        return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc.t()).relu_()
+
+    def encode(self, x: Tensor) -> EncoderOutput:
+        """The k largest activations per row (exactly k non-zeros when ≥ k are positive)."""
+        vals, idx, _, _ = _SparseEncode.apply(x - self.b_dec, self.W_enc, self.b_enc, self.cfg.k, None, 0)
+        return EncoderOutput(vals, idx)
+
+    def decode(self, top_acts: Tensor, top_indices: Tensor) -> Tensor:
+        """x̂ = W_decᵀ z + b_dec from the sparse code (cost ∝ k)."""
+        return self.decode_residual(top_acts, top_indices) + self.b_dec
+
+    def decode_residual(self, acts: Tensor, indices: Tensor) -> Tensor:
+        """W_decᵀ z without b_dec (the AuxK reconstruction of the residual uses this)."""
+        return F.embedding_bag(indices, self.W_dec, per_sample_weights=acts, mode="sum")
+
+    def dense_latents(self, x: Tensor) -> Tensor:
+        """z as a dense B x m matrix: the top-k activations, zeros elsewhere."""
+        acts, idx = self.encode(x)
+        return acts.new_zeros(x.shape[0], self.cfg.m).scatter_(1, idx, acts)
+
+    def forward(self, x: Tensor, dead_mask: Tensor | None = None) -> ForwardOutput:
+        """Reconstruct ``x`` (B x d). With ``dead_mask`` (bool, m), also the AuxK loss: the
+        residual e = x − x̂ (detached) is reconstructed from the ``k_aux`` largest
+        pre-activations among dead latents, without b_dec: L_aux = Σ‖e − ê‖² / Σ‖e‖²."""
+        cfg = self.cfg
+        dead_idx = None
+        if dead_mask is not None and cfg.aux_alpha > 0:
+            dead_idx = dead_mask.nonzero().squeeze(1)
+        vals, idx, a_vals, a_idx = _SparseEncode.apply(
+            x - self.b_dec, self.W_enc, self.b_enc, cfg.k, dead_idx, cfg.k_aux
+        )
+        x_hat = self.decode(vals, idx)
+        err = x - x_hat
+        total_var = (x - x.mean(0)).pow(2).sum()
+        fvu = err.pow(2).sum() / total_var.clamp_min(1e-12)
+        if a_idx.shape[1] > 0:
+            e = err.detach()
+            e_hat = self.decode_residual(a_vals, a_idx)
+            auxk = (e - e_hat).pow(2).sum() / e.pow(2).sum().clamp_min(1e-12)
+        else:
+            auxk = fvu.new_zeros(())
+        return ForwardOutput(x_hat, vals, idx, fvu, auxk)
+
+    # -- decoder constraint --------------------------------------------------------------------
+    @torch.no_grad()
+    def remove_parallel_grad(self) -> None:
+        """Project out of W_dec.grad the component parallel to each (unit-norm) decoder row."""
+        g = self.W_dec.grad
+        if g is None:
+            return
+        w = self.W_dec
+        g -= (g * w).sum(1, keepdim=True) * w / w.pow(2).sum(1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Renormalise decoder rows to unit L2 norm."""
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path_dir: str | Path, extra: dict[str, Any] | None = None) -> None:
+        """Write ``cfg.json`` (with ``format_version``) and ``sae.safetensors`` to ``path_dir``."""
+        path_dir = Path(path_dir)
+        tensors = {n: p.detach() for n, p in self.named_parameters()}
+        write_tensors(path_dir / WEIGHTS_FILE, tensors, metadata={"format_version": str(FORMAT_VERSION)})
+        meta: dict[str, Any] = {"format_version": FORMAT_VERSION, "kind": "topk_sae", "sae": self.cfg.to_dict()}
+        if extra:
+            meta.update(extra)
+        write_json(path_dir / CFG_FILE, meta)
+
+    @classmethod
+    def load(cls, path_dir: str | Path, device: str | torch.device | None = None) -> TopKSAE:
+        """Load an SAE written by ``save``."""
+        path_dir = Path(path_dir)
+        cfg_path = path_dir / CFG_FILE
+        if not cfg_path.is_file() or not (path_dir / WEIGHTS_FILE).is_file():
+            raise DataError(f"not an SAE checkpoint folder (needs {CFG_FILE} and {WEIGHTS_FILE})", path=path_dir)
+        meta = read_json(cfg_path)
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise DataError(
+                f"unsupported format_version {version!r} (this recsae reads {FORMAT_VERSION})",
+                path=cfg_path,
+                field="format_version",
+            )
+        cfg = SaeConfig.from_dict(meta["sae"])
+        sae = cls(cfg)
+        tensors = read_tensors(path_dir / WEIGHTS_FILE)
+        expected = {n: tuple(p.shape) for n, p in sae.named_parameters()}
+        got = {n: tuple(t.shape) for n, t in tensors.items()}
+        if got != expected:
+            raise DataError(f"weights {got} do not match the config's shapes {expected}", path=path_dir / WEIGHTS_FILE)
+        sae.load_state_dict(tensors)
+        if device is not None:
+            sae.to(device)
+        return sae
+
+
+@torch.no_grad()
+def geometric_median(x: Tensor, iters: int = 100, tol: float = 1e-6) -> Tensor:
+    """Weiszfeld's algorithm: the point minimising the sum of Euclidean distances to the rows."""
+    y = x.mean(0)
+    for _ in range(iters):
+        w = 1.0 / (x - y).norm(dim=1).clamp_min(1e-8)
+        y_new = (w.unsqueeze(1) * x).sum(0) / w.sum()
+        if (y_new - y).norm() <= tol * y.norm().clamp_min(1.0):
+            return y_new
+        y = y_new
+    return y
