@@ -2,8 +2,76 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+
+def _fmt(x: object, digits: int = 2) -> str:
+    return "-" if x is None or x != x else f"{float(x):.{digits}f}"  # type: ignore[arg-type]
+
+
+def show_interpretation(run: Path, top: int = 20, all_latents: bool = False) -> str:
+    """Text listing of the most confident latents of a run folder's interpretation."""
+    import pandas as pd
+
+    from recsae.errors import DataError
+    from recsae.interpret import SUMMARY_FILE, TABLE_FILE
+    from recsae.io import read_json
+
+    path = run / TABLE_FILE
+    if not path.is_file():
+        raise DataError(
+            f"no {TABLE_FILE} in this run folder; run `recsae run --out {run}` (which interprets the "
+            "SAE) or call recsae.interpret.interpret(...) and write_interpretation(...)",
+            path=run,
+        )
+    try:
+        table = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for damaged files
+        raise DataError(f"cannot read the interpretation table: {err}", path=path) from err
+    lines = []
+    summary_path = run / SUMMARY_FILE
+    if summary_path.is_file():
+        s = read_json(summary_path)
+        lines.append(
+            f"{s.get('n_interpretable', '?')} of {s.get('n_alive', '?')} alive latents interpretable "
+            f"({100 * float(s.get('share_interpretable') or 0):.1f} %); neurons "
+            f"{100 * float((s.get('neurons') or {}).get('share_interpretable') or 0):.1f} %, random SAE "
+            f"{100 * float((s.get('random_sae') or {}).get('share_interpretable') or 0):.1f} %"
+        )
+        coh = s.get("coherence") or {}
+        lines.append("coherence: " + ", ".join(f"{k} {_fmt(v)}" for k, v in coh.items()))
+        if s.get("planted_recovered") is not None:
+            lines.append(f"planted concepts recovered: {100 * float(s['planted_recovered']):.0f} %")
+    shown = table if all_latents else table[table["interpretable"]]
+    shown = shown.sort_values(["confidence", "val_f1"], ascending=False).head(top)
+    lines.append(f"top {len(shown)} latents by validated confidence:")
+    for row in shown.itertuples(index=False):
+        titles = list(row.top_item_titles) if len(row.top_item_titles) else list(row.example_titles)
+        lines.append(
+            f"  latent {row.latent:>5}  conf {_fmt(row.confidence)} [{_fmt(row.confidence_low)}, "
+            f"{_fmt(row.confidence_high)}]  F1 {_fmt(row.val_f1)}  n={row.val_firing}  {row.rule}"
+        )
+        if titles:
+            lines.append("               e.g. " + "; ".join(dict.fromkeys(titles))[:160])
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
+
+    @app.command("interpret")
+    def interpret_cmd(
+        run: Annotated[Path, typer.Option("--run", help="Run folder (the --out of `recsae run`).")],
+        top: Annotated[int, typer.Option("--top", min=1, help="How many latents to print.")] = 20,
+        all_latents: Annotated[
+            bool, typer.Option("--all", help="Rank all latents, not only the interpretable ones.")
+        ] = False,
+    ) -> None:
+        """Print the most confident latents of a run with their rules and example item titles.
+
+        Reads OUT/interpretation.parquet and OUT/interpret.json; `recsae run` computes them.
+        """
+        typer.echo(show_interpretation(run, top=top, all_latents=all_latents))

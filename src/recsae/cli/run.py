@@ -1,9 +1,83 @@
-"""CLI commands of the run stage."""
+"""``recsae run``: the whole job on one dataset, into one run folder."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from recsae.cli.data import DataRootOpt, DatasetOpt, FormatOpt, KCoreOpt, MinRatingOpt, dataset_options
+
+
+def run(
+    dataset: DatasetOpt = "synthetic",
+    data_root: DataRootOpt = None,
+    fmt: FormatOpt = None,
+    min_rating: MinRatingOpt = None,
+    k_core: KCoreOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="Run folder. Rerunning with the same folder resumes "
+                                      "from the finished stages.")] = Path("runs/latest"),
+    model: Annotated[str, typer.Option("--model", help="Recommender: sasrec, gru4rec, bpr or lightgcn.")] = "sasrec",
+    epochs: Annotated[int, typer.Option(help="Most training epochs of the recommender (early stopping).")] = 200,
+    k: Annotated[int, typer.Option("--k", help="SAE: active latents per row.")] = 32,
+    expansion: Annotated[int, typer.Option(help="SAE: latents per input dimension.")] = 32,
+    sae_epochs: Annotated[int, typer.Option(help="SAE: passes over the training rows.")] = 4,
+    concept: Annotated[list[str] | None, typer.Option("--concept", help="Concept to steer toward, e.g. "
+                                                      "genre=Horror (repeatable; default: chosen automatically).")] = None,
+    stages: Annotated[str, typer.Option(help="Comma-separated stages to run: model,sae,interpret,steer,report.")] = "model,sae,interpret,steer,report",
+    seed: Annotated[int, typer.Option(help="Random seed (data, initialisations, samples).")] = 0,
+    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, ...")] = "auto",
+    force: Annotated[bool, typer.Option(help="Redo every stage even if its outputs exist.")] = False,
+) -> None:
+    """Train a recommender, train a TopK SAE on its representation, splice it back, interpret
+    and steer the latents, and write OUT/summary.json and OUT/report/index.html."""
+    from recsae.pipeline import RunConfig, run_pipeline
+
+    cfg = RunConfig(
+        data=dataset_options(dataset, data_root, fmt, min_rating, k_core),
+        model=model,
+        epochs=epochs,
+        sae_k=k,
+        sae_expansion=expansion,
+        sae_epochs=sae_epochs,
+        steer_concepts=tuple(concept or ()),
+        stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
+        seed=seed,
+        device=device,
+    )
+    summary = run_pipeline(out, cfg, force=force)
+    typer.echo(_headline(summary))
+    typer.echo(f"wrote {out / 'summary.json'}" + (f" and {out / 'report' / 'index.html'}" if (out / "report" / "index.html").is_file() else ""))
+
+
+def _headline(summary: dict) -> str:
+    """A few lines a person reads first."""
+    lines = []
+    ds = summary.get("dataset", {})
+    lines.append(f"dataset {ds.get('name')}: {ds.get('n_users')} users, {ds.get('n_items')} items, "
+                 f"{ds.get('n_interactions')} interactions")
+    if "model" in summary:
+        m = summary["model"]
+        pop = summary.get("baseline", {}).get("most_popular", {}).get("test", {})
+        lines.append(f"{m['name']}: test NDCG@10 {m['test']['ndcg@10']:.4f} (most popular {pop.get('ndcg@10', float('nan')):.4f})")
+    if "sae" in summary:
+        s = summary["sae"]
+        lines.append(f"SAE: FVU {s['fvu']:.4f}, NDCG@10 retention {s['retention']:.1%}, top-10 overlap "
+                     f"{s['top10_overlap']:.3f} (random SAE {s['random_sae']['top10_overlap']:.3f})")
+    if "interpret" in summary:
+        i = summary["interpret"]
+        lines.append(f"interpretable latents: {i['n_interpretable']}/{i['n_alive']} alive "
+                     f"({i['share_interpretable']:.1%}; neurons {i['neurons']['share_interpretable']:.1%}, "
+                     f"random SAE {i['random_sae']['share_interpretable']:.1%})")
+        if i.get("planted_recovered") is not None:
+            lines.append(f"planted concepts recovered: {i['planted_recovered']:.1%}")
+    for concept, s in summary.get("steer", {}).items():
+        lines.append(f"steer {concept}: top-10 share {s['share_before']:.3f} -> {s['share_after']:.3f} "
+                     f"(random {s['random_control_share_after']:.3f}), NDCG@10 {s['ndcg_before']:.4f} -> {s['ndcg_after']:.4f}")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
+    app.command("run")(run)

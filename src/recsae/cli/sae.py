@@ -1,9 +1,135 @@
-"""CLI commands of the sae stage."""
+"""CLI commands of the sae stage: ``recsae sae train`` and ``recsae sae eval``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
 import typer
+
+if TYPE_CHECKING:
+    from recsae.data.dataset import SplitData
+
+sae_app = typer.Typer(
+    name="sae",
+    help="Train a TopK sparse autoencoder on a model's representations and splice it back.",
+    no_args_is_help=True,
+)
+
+CheckpointOpt = Annotated[
+    Path, typer.Option("--checkpoint", help="Model checkpoint folder (config.json + model.safetensors).")
+]
+DataRootOpt = Annotated[
+    Optional[Path],  # noqa: UP045  (typer needs Optional at runtime on Python 3.10)
+    typer.Option("--data-root", help="Where the checkpoint's dataset lives now (default: as recorded, else $RECSAE_DATA)."),
+]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")]
+
+
+def split_for_checkpoint(checkpoint: Path, config: dict[str, Any], data_root: Path | None = None) -> SplitData:
+    """Reload the dataset and split recorded in a model checkpoint, checking its size."""
+    from recsae.cli.data import dataset_options
+    from recsae.data.split import make_split
+    from recsae.errors import ConfigError, DataError
+
+    src = config.get("data", {}).get("source", {})
+    if not src:
+        raise ConfigError(f"{checkpoint} does not record its dataset (config.json data.source)")
+    root = data_root or (Path(src["data_root"]) if src.get("data_root") else None)
+    opts = dataset_options(src["dataset"], root, src.get("format"), src.get("min_rating"), src.get("k_core"))
+    seed = int(src.get("seed", config.get("seed", 0)))
+    split = make_split(opts.load(seed), src.get("protocol", "auto"))
+    model_spec = config.get("model", {})
+    want = (model_spec.get("n_users"), model_spec.get("n_items"))
+    if (split.n_users, split.n_items) != want:
+        raise DataError(
+            f"the recorded dataset now has {split.n_users} users and {split.n_items} items; the model "
+            f"was trained on {want[0]} and {want[1]}",
+            path=checkpoint / "config.json",
+            field="data",
+        )
+    return split
+
+
+@sae_app.command("train")
+def train_command(
+    checkpoint: CheckpointOpt,
+    out: Annotated[Path, typer.Option("--out", help="Output folder: activations/, sae/, splice.json. "
+                                      "A rerun reuses the activations and resumes the SAE.")],
+    k: Annotated[int, typer.Option(help="Active latents per row (TopK).")] = 32,
+    expansion: Annotated[int, typer.Option(help="Latents per input dimension (m = expansion x d).")] = 32,
+    epochs: Annotated[int, typer.Option(help="Passes over the training rows.")] = 1,
+    lr: Annotated[float, typer.Option(help="Peak Adam learning rate.")] = 2e-3,
+    batch_size: Annotated[int, typer.Option(help="Rows per optimizer step.")] = 4096,
+    patience: Annotated[Optional[int], typer.Option(help="Early stop after this many epochs without a better validation FVU.")] = None,  # noqa: UP045
+    last_only: Annotated[bool, typer.Option("--last-only", help="Harvest only the last position of each history.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the SAE's initialisation and row order.")] = 0,
+    data_root: DataRootOpt = None,
+    device: DeviceOpt = "auto",
+    force: Annotated[bool, typer.Option(help="Harvest and train again even if outputs exist.")] = False,
+) -> None:
+    """Harvest a model's activations, train a TopK SAE on them and print the splice table."""
+    from recsae.models.checkpoint import load_checkpoint
+    from recsae.sae.config import SaeConfig, SaeTrainConfig
+    from recsae.sae.splice import format_splice_table, run_sae_stage
+    from recsae.utils import default_device, seed_everything
+
+    seed_everything(seed)
+    dev = default_device(device)
+    model, config = load_checkpoint(checkpoint, dev)
+    split = split_for_checkpoint(checkpoint, config, data_root)
+    sae_cfg = SaeConfig(d_in=model.dim, expansion=expansion, k=k)
+    train_cfg = SaeTrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, seed=seed, patience=patience)
+    result = run_sae_stage(model, split, out, sae_cfg, train_cfg, last_only=last_only, checkpoint=checkpoint,
+                           device=dev, force=force)
+    typer.echo(format_splice_table(result.splice))
+    typer.echo(f"wrote {out / 'activations'}, {out / 'sae'}, {out / 'splice.json'}")
+
+
+@sae_app.command("eval")
+def eval_command(
+    checkpoint: CheckpointOpt,
+    sae: Annotated[Path, typer.Option("--sae", help="SAE folder (cfg.json + sae.safetensors).")],
+    which: Annotated[str, typer.Option("--split", help="valid or test.")] = "test",
+    activations: Annotated[Optional[Path], typer.Option(help="Activation store whose train rows give μ for the mean-ablated row (default: SAE/../activations if present, else the evaluated rows).")] = None,  # noqa: UP045
+    out: Annotated[Optional[Path], typer.Option("--out", help="Also write the table as JSON here.")] = None,  # noqa: UP045
+    seed: Annotated[int, typer.Option(help="Seed of the random-SAE baseline.")] = 0,
+    data_root: DataRootOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Splice a trained SAE into its model and print the table of all five conditions."""
+    import numpy as np
+    import torch
+
+    from recsae.errors import ConfigError
+    from recsae.models.checkpoint import load_checkpoint
+    from recsae.probe.store import ActivationStore
+    from recsae.sae.model import TopKSAE
+    from recsae.sae.splice import evaluate_splice, format_splice_table
+    from recsae.utils import default_device
+
+    if which not in ("valid", "test"):
+        raise ConfigError(f"--split must be valid or test, got {which!r}")
+    dev = default_device(device)
+    model, config = load_checkpoint(checkpoint, dev)
+    split = split_for_checkpoint(checkpoint, config, data_root)
+    trained = TopKSAE.load(sae, device=dev)
+    if trained.cfg.d_in != model.dim:
+        raise ConfigError(f"the SAE reads d = {trained.cfg.d_in}, the model's representation has d = {model.dim}")
+    store_dir = activations or (sae.parent / "activations")
+    mean, source = None, None
+    if activations is not None or (store_dir / "meta.json").is_file():
+        store = ActivationStore.open(store_dir)
+        rows = store.rows("train")
+        x = store.load(rows if len(rows) else None)
+        mean, source = torch.from_numpy(np.asarray(x).mean(0, dtype=np.float64).astype(np.float32)), f"{store_dir} train rows"
+    result = evaluate_splice(model, trained, split, which, mean=mean, mean_source=source, seed=seed)  # type: ignore[arg-type]
+    typer.echo(format_splice_table(result))
+    if out is not None:
+        result.save(out)
+        typer.echo(f"wrote {out}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
+    app.add_typer(sae_app, name="sae")

@@ -1,9 +1,114 @@
-"""CLI commands of the train stage."""
+"""CLI commands of the train stage: ``recsae train`` and ``recsae evaluate``."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
+
+from recsae.cli.data import (
+    DataRootOpt,
+    DatasetOpt,
+    FormatOpt,
+    KCoreOpt,
+    MinRatingOpt,
+    dataset_options,
+)
+
+ProtocolOpt = Annotated[
+    str,
+    typer.Option("--protocol", help="Split: auto (the source's own split, else leave-one-out), leave-one-out, time."),
+]
+
+
+def _load_split(opts: Any, protocol: str, seed: int) -> Any:
+    from recsae.data.split import make_split
+
+    return make_split(opts.load(seed), protocol)  # type: ignore[arg-type]
+
+
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Checkpoint folder (config.json + model.safetensors); "
+                                      "rerunning with the same folder resumes.")],
+    model: Annotated[str, typer.Option("--model", help="sasrec, gru4rec, bpr or lightgcn.")] = "sasrec",
+    dataset: DatasetOpt = "synthetic",
+    data_root: DataRootOpt = None,
+    fmt: FormatOpt = None,
+    min_rating: MinRatingOpt = None,
+    k_core: KCoreOpt = None,
+    protocol: ProtocolOpt = "auto",
+    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 200,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs without a better valid NDCG@10).")] = 10,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
+    batch_size: Annotated[Optional[int], typer.Option(help="Rows per step [default: the model's].")] = None,  # noqa: UP045
+    dim: Annotated[Optional[int], typer.Option(help="Embedding width [default: 64].")] = None,  # noqa: UP045
+    max_len: Annotated[Optional[int], typer.Option(help="Longest history (sequential models) [default: 200].")] = None,  # noqa: UP045
+    layers: Annotated[Optional[int], typer.Option(help="Blocks (SASRec), GRU layers, or propagation layers (LightGCN).")] = None,  # noqa: UP045
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout (sequential models) [default: 0.2].")] = None,  # noqa: UP045
+    loss: Annotated[Optional[str], typer.Option(help="Sequential loss: ce (full softmax) or bce (sampled negatives).")] = None,  # noqa: UP045
+    max_seconds: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many training seconds.")] = None,  # noqa: UP045
+    seed: Annotated[int, typer.Option(help="Random seed (data generation, initialisation, batches).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+) -> None:
+    """Train a recommender with early stopping and write its checkpoint folder."""
+    from recsae.models.registry import model_class, model_config
+    from recsae.models.trainer import TrainConfig, train_model
+
+    opts = dataset_options(dataset, data_root, fmt, min_rating, k_core)
+    layer_field = {"sasrec": "n_blocks", "gru4rec": "n_layers", "lightgcn": "n_layers"}.get(model_class(model).name)
+    overrides: dict[str, Any] = {"dim": dim, "max_len": max_len, "dropout": dropout, "loss": loss}
+    overrides[layer_field or "n_layers"] = layers
+    cfg = model_config(model, **overrides)
+    tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, max_seconds=max_seconds)
+    split = _load_split(opts, protocol, seed)
+    source = opts.to_dict() | {"protocol": protocol, "seed": seed}
+    result = train_model(model, split, cfg, out, seed, device, tcfg, data_source=source)
+    typer.echo(json.dumps({"checkpoint": str(out), "best_epoch": result.best_epoch, "epochs": result.epochs,
+                           "seconds": round(result.seconds, 1), "valid": result.valid, "test": result.test}, indent=2))
+
+
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="A checkpoint folder written by `recsae train`.")],
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset [default: the one recorded in the checkpoint].")] = None,  # noqa: UP045
+    data_root: DataRootOpt = None,
+    fmt: FormatOpt = None,
+    min_rating: MinRatingOpt = None,
+    k_core: KCoreOpt = None,
+    split_name: Annotated[str, typer.Option("--split", help="valid or test.")] = "test",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, ...")] = "auto",
+) -> None:
+    """Full-ranking metrics of a checkpoint on its dataset (or another one with the same ids)."""
+    from recsae.data.registry import dataset_fingerprint
+    from recsae.errors import ConfigError, DataError
+    from recsae.models.checkpoint import load_checkpoint
+    from recsae.models.trainer import evaluate_model
+    from recsae.utils import default_device
+
+    if split_name not in ("valid", "test"):
+        raise ConfigError(f"--split must be valid or test, got {split_name!r}")
+    model, config = load_checkpoint(checkpoint, default_device(device))
+    src = config.get("data", {}).get("source", {})
+    if dataset is not None:
+        opts = dataset_options(dataset, data_root, fmt, min_rating, k_core)
+    elif src:  # the recorded dataset; --data-root may point to where it lives now
+        root = data_root or (Path(src["data_root"]) if src.get("data_root") else None)
+        opts = dataset_options(src["dataset"], root, src.get("format"), src.get("min_rating"), src.get("k_core"))
+    else:
+        raise ConfigError(f"{checkpoint} does not record its dataset; pass --dataset")
+    split = _load_split(opts, src.get("protocol", "auto"), int(src.get("seed", config.get("seed", 0))))
+    if (split.n_users, split.n_items) != (model.n_users, model.n_items):
+        raise DataError(f"the data has {split.n_users} users and {split.n_items} items; the model was trained "
+                        f"on {model.n_users} and {model.n_items}", path=checkpoint / "config.json", field="data")
+    recorded = config.get("data", {}).get("fingerprint")
+    same = recorded == dataset_fingerprint(split.dataset)
+    result = evaluate_model(model, split, "valid" if split_name == "valid" else "test")
+    typer.echo(json.dumps({"checkpoint": str(checkpoint), "split": split_name, "same_data": same,
+                           "protocol": result.protocol, "metrics": result.metrics}, indent=2))
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
+    app.command("train")(train)
+    app.command("evaluate")(evaluate)

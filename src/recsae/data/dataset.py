@@ -11,12 +11,22 @@ Conventions used everywhere in recsae:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 
 SplitName = Literal["train", "valid", "test"]
+
+
+class FlatPairs(NamedTuple):
+    """Values of several ragged rows, flattened with their coordinates."""
+
+    batch_pos: np.ndarray
+    """Which of the requested rows each value belongs to."""
+    slot: np.ndarray
+    """Position of the value within its row."""
+    values: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,16 @@ class Ragged:
 
     def lengths(self) -> np.ndarray:
         return np.diff(self.indptr)
+
+    def flat_pairs(self, rows: np.ndarray, lengths: np.ndarray | None = None) -> FlatPairs:
+        """The values of ``self[rows[b]]`` (only the first ``lengths[b]`` of each when given),
+        flattened with their coordinates: no Python loop over rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        starts = self.indptr[rows]
+        full = self.indptr[rows + 1] - starts
+        n = full if lengths is None else np.minimum(np.asarray(lengths, dtype=np.int64), full)
+        slot = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
+        return FlatPairs(np.repeat(np.arange(len(rows)), n), slot, self.values[np.repeat(starts, n) + slot])
 
     def row_ids(self) -> np.ndarray:
         """The row of every value (same length as ``values``)."""

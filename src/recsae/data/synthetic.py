@@ -233,7 +233,7 @@ def generate_synthetic(cfg: SyntheticConfig = SyntheticConfig()) -> SyntheticDat
     offsets = np.concatenate([[0.0], cum])[np.repeat(np.cumsum(lengths) - lengths, lengths)]
     time = starts[user] + cum - offsets
 
-    titles = [""] + _titles(concepts, names)
+    titles = ["", *_titles(concepts, names)]
     meta = ItemMeta(
         title=titles,
         multi={"concept": [(), *(tuple(names[c] for c in cs) for cs in concepts)]},

@@ -34,33 +34,17 @@ class EvalResult(NamedTuple):
     """How the ranking was done: ``{"ranking": "full"}`` or sampled with the number of negatives."""
 
 
-class _Pairs(NamedTuple):
-    batch_pos: np.ndarray
-    """Row of the batch each value belongs to."""
-    slot: np.ndarray
-    """Position of the value within its row."""
-    values: np.ndarray
-
-
-def _batch_pairs(rows: Ragged, users: np.ndarray) -> _Pairs:
-    """The values of ``rows[u]`` for each user of the batch, flattened with their coordinates."""
-    starts = rows.indptr[users]
-    lengths = rows.indptr[users + 1] - starts
-    slot = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return _Pairs(np.repeat(np.arange(len(users)), lengths), slot, rows.values[np.repeat(starts, lengths) + slot])
-
-
 def mask_history(scores: Tensor, history: Ragged, users: np.ndarray, keep: Ragged | None = None) -> Tensor:
     """Set the padding item and every history item to -inf, in place; items of ``keep`` (the
     targets, for datasets with repeat consumption) stay scored."""
     scores[:, 0] = -torch.inf
-    b, _, items = _batch_pairs(history, users)
+    b, _, items = history.flat_pairs(users)
     if len(items):
         dev = scores.device
         bt, it = torch.from_numpy(b).to(dev), torch.from_numpy(items).to(dev)
         saved = None
         if keep is not None:
-            kb, _, ki = _batch_pairs(keep, users)
+            kb, _, ki = keep.flat_pairs(users)
             kbt, kit = torch.from_numpy(kb).to(dev), torch.from_numpy(ki).to(dev)
             saved = (kbt, kit, scores[kbt, kit].clone())
         scores[bt, it] = -torch.inf
@@ -77,7 +61,7 @@ def topk_items(scores: Tensor, history: Ragged, users: np.ndarray, k: int = 10) 
 
 def target_ranks(scores: Tensor, targets: Ragged, users: np.ndarray) -> tuple[Tensor, Tensor]:
     """Pessimistic 1-based ranks (B x T, inf-padded) of each user's targets among all items."""
-    b, slot, items = _batch_pairs(targets, users)
+    b, slot, items = targets.flat_pairs(users)
     n_targets = torch.from_numpy(targets.lengths()[users]).to(scores.device)
     width = max(int(n_targets.max()), 1)
     dev = scores.device
@@ -140,7 +124,7 @@ def evaluate(
             scores = score_fn(user_t, seqs).float()
         scores = mask_history(scores, history, batch, keep=targets)
         if num_negatives:
-            tb, _, ti = _batch_pairs(targets, batch)
+            tb, _, ti = targets.flat_pairs(batch)
             is_target = torch.zeros_like(scores, dtype=torch.bool)
             is_target[torch.from_numpy(tb).to(scores.device), torch.from_numpy(ti).to(scores.device)] = True
             sampled = _sample_negatives(scores.masked_fill(is_target, -torch.inf), num_negatives, rng)

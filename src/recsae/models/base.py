@@ -175,6 +175,10 @@ class TrainableRecommender(Recommender):
     def training_tensors(self, split: SplitData) -> tuple[Tensor, ...]:
         """The training examples as tensors sharing the first dimension (built once)."""
 
+    def batches(self, tensors: tuple[Tensor, ...], batch_size: int, generator: torch.Generator) -> list[Tensor]:
+        """Row indices of each batch of one epoch: a random permutation cut into batches."""
+        return list(torch.randperm(len(tensors[0]), generator=generator).split(batch_size))
+
     @abstractmethod
     def loss(self, batch: tuple[Tensor, ...], generator: torch.Generator) -> Tensor:
         """Mean training loss of a batch of rows of ``training_tensors`` (on the model's device)."""
@@ -226,8 +230,19 @@ class SequentialRecommender(TrainableRecommender):
         targets[inputs == 0] = 0
         return torch.from_numpy(users), inputs, targets
 
+    def batches(self, tensors: tuple[Tensor, ...], batch_size: int, generator: torch.Generator) -> list[Tensor]:
+        """Batches of similar lengths in random order: less padding to run through the encoder.
+        Rows are sorted by length with random tie-breaking, cut, and the batches shuffled."""
+        lengths = (tensors[1] > 0).sum(1)
+        noise = torch.rand(len(lengths), generator=generator)
+        order = torch.argsort(lengths.double() + noise.double())
+        chunks = order.split(batch_size)
+        return [chunks[i] for i in torch.randperm(len(chunks), generator=generator).tolist()]
+
     def loss(self, batch: tuple[Tensor, ...], generator: torch.Generator) -> Tensor:
         users, inputs, targets = batch
+        first = int((inputs > 0).any(0).int().argmax())  # drop columns that are padding in every row
+        inputs, targets = inputs[:, first:], targets[:, first:]
         hs = self.hidden_states(users, inputs)
         valid = targets > 0
         h, pos = hs.states[valid], targets[valid]

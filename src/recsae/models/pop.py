@@ -20,7 +20,7 @@ class MostPopular(Recommender):
     """Scores item i by its number of training interactions; padding (item 0) scores -1."""
 
     name: ClassVar[str] = "pop"
-    sequential: ClassVar[bool] = False
+    sequential = False
     counts: Tensor
     """(n_items + 1) x 1 training counts, the item table E."""
 

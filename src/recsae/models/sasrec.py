@@ -40,7 +40,6 @@ class _Block(nn.Module):
     def __init__(self, dim: int, n_heads: int, dropout: float) -> None:
         super().__init__()
         self.n_heads = n_heads
-        self.dropout = dropout
         self.norm1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
@@ -51,8 +50,8 @@ class _Block(nn.Module):
     def forward(self, x: Tensor, attn_mask: Tensor) -> Tensor:
         b, length, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        p = self.dropout if self.training else 0.0
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=p)
+        # no dropout on the attention weights: it would force SDPA's slow unfused path on CPU
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         x = x + self.drop(self.out(a.transpose(1, 2).reshape(b, length, d)))
         return x + self.drop(self.ffn(self.norm2(x)))
 

@@ -24,7 +24,7 @@ class SaeConfig:
     """Latents used by the AuxK loss among dead latents; ``None`` means ``d_in // 2``."""
     aux_alpha: float = 1 / 32
     """Weight of the AuxK loss in the total loss (0 disables it)."""
-    dead_window: int = 100_000
+    dead_window: int = 50_000
     """A latent is dead when it was in no row's top-k over the last ``dead_window`` training rows."""
 
     def __post_init__(self) -> None:
@@ -69,9 +69,9 @@ class SaeConfig:
 class SaeTrainConfig:
     """Optimisation of the SAE: Adam with linear warm-up and decay, batches counted in rows."""
 
-    lr: float = 2e-3
+    lr: float = 7e-3
     """Peak Adam learning rate."""
-    warmup_rows: int = 100_000
+    warmup_rows: int = 50_000
     """Rows over which the learning rate rises linearly from 0 to ``lr``."""
     decay: str = "linear"
     """Schedule after warm-up: ``linear`` (to ``final_lr_frac * lr`` at the end), ``cosine`` or ``none``."""
@@ -93,10 +93,12 @@ class SaeTrainConfig:
     """Improvement of the validation FVU that counts as better."""
     eval_batch_size: int = 16384
     """Rows per batch when evaluating on the validation rows."""
-    b_dec_init_rows: int = 65536
-    """Rows sampled from the training data to initialise ``b_dec`` (0: keep it at zero)."""
+    b_dec_init_rows: int = 8192
+    """Rows sampled from the training data to initialise ``b_dec`` and the encoder scale (0: neither)."""
     b_dec_init: str = "mean"
     """``mean`` or ``median`` (geometric median) of the sampled rows."""
+    scale_encoder_init: bool = True
+    """Scale the tied encoder init to the data (``TopKSAE.scale_encoder_to_data``)."""
     checkpoint_every: int = 1
     """Write a resumable checkpoint to ``out_dir`` every this many epochs."""
     log_every: int = 1

@@ -1,0 +1,183 @@
+"""A generic interaction table (CSV, TSV or Parquet) plus an optional item table.
+
+Columns are named by ``TableMapping``; the separator follows the file extension (``.csv``
+comma, ``.tsv``/``.txt`` tab, ``.parquet`` columnar) unless given. Without a time column the
+file order is the time order.
+
+From the command line, point ``--dataset`` at a JSON spec (paths relative to it)::
+
+    {"interactions": "log.csv", "items": "items.csv",
+     "mapping": {"user": "uid", "item": "iid", "time": "ts", "item_id": "id",
+                 "title": "name", "multi": {"genres": "|"}}}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsae.data.dataset import InteractionDataset, ItemMeta
+from recsae.data.loaders.common import Column, ItemCatalog, make_dataset, read_table, to_seconds
+from recsae.errors import DataError
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    """Which columns of the tables hold what."""
+
+    user: str = "user_id"
+    """User id column of the interaction table."""
+    item: str = "item_id"
+    """Item id column of the interaction table."""
+    time: str | None = "timestamp"
+    """Timestamp column (numbers, or datetimes in Parquet); None: file order is time order."""
+    rating: str | None = None
+    """Rating column, needed only for a rating threshold."""
+    item_id: str = "item_id"
+    """Item id column of the item table."""
+    title: str | None = None
+    """Title column of the item table (also used as ``text['title']``)."""
+    multi: dict[str, str] = field(default_factory=dict)
+    """Multi-valued item columns: column name -> separator (e.g. ``{'genres': '|'}``)."""
+    categorical: tuple[str, ...] = ()
+    """Single-valued item columns."""
+    text: tuple[str, ...] = ()
+    """Free-text item columns."""
+    numeric: tuple[str, ...] = ()
+    """Numeric item columns."""
+
+
+def _separator(path: Path, sep: str | None) -> str | None:
+    """None for Parquet."""
+    if sep is not None:
+        return sep
+    suffixes = [s.lower() for s in path.suffixes]
+    if ".parquet" in suffixes:
+        return None
+    if ".tsv" in suffixes or ".txt" in suffixes:
+        return "\t"
+    if ".csv" in suffixes:
+        return ","
+    raise DataError("unknown table type: expected .csv, .tsv, .txt or .parquet (or pass sep)", path=path)
+
+
+def _read(path: Path, columns: list[Column], sep: str | None) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError("file not found", path=path)
+    if sep is not None:
+        return read_table(path, columns, sep=sep)
+    import pyarrow.parquet as pq
+
+    try:
+        present = pq.read_schema(path).names
+        for col in columns:
+            if col.name not in present:
+                raise DataError(f"missing column; the table has {', '.join(present)}", path=path, field=col.name)
+        frame = pd.read_parquet(path, columns=[c.name for c in columns])
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid / ArrowIOError
+        raise DataError(f"cannot read the Parquet file: {err}", path=path) from None
+    for col in columns:
+        if col.required and frame[col.name].isna().any():
+            row = int(np.flatnonzero(frame[col.name].isna().to_numpy())[0])
+            raise DataError(f"missing value in row {row + 1}", path=path, field=col.name)
+    return frame
+
+
+_SPEC_KEYS = {"interactions", "items", "sep", "item_sep", "mapping"}
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    """Arguments of ``load`` from a JSON spec file."""
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"cannot read the table spec: {err}", path=path) from None
+    if not isinstance(spec, dict) or "interactions" not in spec:
+        raise DataError("expected a JSON object with an 'interactions' path", path=path, field="interactions")
+    unknown = set(spec) - _SPEC_KEYS
+    if unknown:
+        raise DataError(f"unknown keys {sorted(unknown)}; expected {sorted(_SPEC_KEYS)}", path=path)
+    fields = {f.name for f in dataclasses.fields(TableMapping)}
+    mapping = spec.get("mapping", {})
+    if not isinstance(mapping, dict) or set(mapping) - fields:
+        raise DataError(f"'mapping' must be an object with keys from {sorted(fields)}", path=path, field="mapping")
+    mapping = {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items()}
+    return {
+        "path": path.parent / spec["interactions"],
+        "items": path.parent / spec["items"] if spec.get("items") else None,
+        "sep": spec.get("sep"),
+        "item_sep": spec.get("item_sep"),
+        "mapping": TableMapping(**mapping),
+    }
+
+
+def load(
+    path: str | Path,
+    *,
+    mapping: TableMapping | None = None,
+    items: str | Path | None = None,
+    sep: str | None = None,
+    item_sep: str | None = None,
+) -> InteractionDataset:
+    """Load an interaction table at ``path`` (or a JSON spec) and, with ``items``, an item table."""
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return load(**_read_spec(path))
+    m = mapping or TableMapping()
+    sep = _separator(path, sep)
+    cols = [Column(m.user, "str"), Column(m.item, "str")]
+    if m.time is not None:
+        cols.append(Column(m.time, "str" if sep is None else "float"))
+    if m.rating is not None:
+        cols.append(Column(m.rating, "float"))
+    frame = _read(path, cols, sep)
+    time = (
+        to_seconds(frame[m.time], path, m.time) if m.time is not None else np.arange(len(frame), dtype=np.float64)
+    )
+    catalog = None
+    if items is not None:
+        item_path = Path(items)
+        meta_cols = [Column(m.item_id, "str")] + [
+            Column(c, "float" if c in m.numeric else "str", required=False)
+            for c in (
+                *([m.title] if m.title else []),
+                *m.multi,
+                *m.categorical,
+                *m.text,
+                *m.numeric,
+            )
+        ]
+        table = _read(item_path, meta_cols, _separator(item_path, item_sep))
+
+        def strings(c: str) -> list[str]:
+            return table[c].fillna("").astype(str).tolist()
+
+        meta = ItemMeta(title=strings(m.title) if m.title else [""] * len(table))
+        if m.title:
+            meta.text["title"] = list(meta.title)
+        for c, s in m.multi.items():
+            meta.multi[c] = [tuple(v.strip() for v in x.split(s) if v.strip()) for x in strings(c)]
+        meta.categorical.update({c: strings(c) for c in m.categorical})
+        meta.text.update({c: strings(c) for c in m.text})
+        meta.numeric.update({c: pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=np.float64) for c in m.numeric})
+        catalog = ItemCatalog(table[m.item_id].to_numpy(), meta, item_path)
+    return make_dataset(
+        path.name.split(".")[0],
+        frame[m.user].to_numpy(),
+        frame[m.item].to_numpy(),
+        time,
+        rating=None if m.rating is None else frame[m.rating].to_numpy(dtype=np.float64),
+        items=catalog,
+        info={
+            "format": "table",
+            "path": str(path),
+            "files": [str(path)] + ([str(items)] if items is not None else []),
+            "mapping": {k: v for k, v in vars(m).items()},
+        },
+    )

@@ -1,0 +1,343 @@
+"""Top-level interpretation: vocabulary + features once, then the dictionary, validation and
+evidence for the SAE latents and the two baselines (raw neurons, a random-init SAE)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsae.data.dataset import ItemMeta
+from recsae.errors import ConfigError
+from recsae.interpret.baselines import coherence, planted_recovery, top_decoder_items, top_rows
+from recsae.interpret.concepts import ConceptConfig, ConceptVocab, build_vocabulary
+from recsae.interpret.dictionary import (
+    OP_NAMES,
+    FitConfig,
+    LatentStates,
+    Rules,
+    fit_rules,
+    neuron_states,
+    sae_states,
+)
+from recsae.interpret.features import FeatureConfig, FeatureSpace, RowContext, row_features
+from recsae.interpret.validate import Validation, split_users, validate_rules
+
+TABLE_FILE = "interpretation.parquet"
+SUMMARY_FILE = "interpret.json"
+
+
+@dataclass(frozen=True)
+class InterpretConfig:
+    """Settings of the interpretation stage."""
+
+    concepts: ConceptConfig = field(default_factory=ConceptConfig)
+    """Concept vocabulary."""
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    """Per-row concept features."""
+    fit: FitConfig = field(default_factory=FitConfig)
+    """Rule scoring on the fit rows."""
+    fit_fraction: float = 0.7
+    """Share of users whose rows fit the rules; the others validate them."""
+    seed: int = 0
+    """Seed of the user split."""
+    band_quantile: float = 0.5
+    """SAE latents fire strongly at or above this quantile of their non-zero fit activations."""
+    neuron_band_quantile: float = 0.9
+    """Neurons fire strongly (and are 'active') at or above this quantile (top decile)."""
+    neuron_inactive_quantile: float = 0.5
+    """Neurons count as inactive below this quantile (the confidence's negatives)."""
+    min_confidence: float = 0.8
+    """Interpretable: validated confidence at least this ..."""
+    min_firing_rows: int = 20
+    """... computed from at least this many strongly firing validation rows."""
+    n_top_rows: int = 10
+    """Top-activating rows stored per latent."""
+    n_top_items: int = 5
+    """Top items by decoder direction · item embedding stored per latent."""
+    coherence_rows: int = 50
+    """Top-activating rows whose representations define a latent's coherence."""
+    center_coherence: bool = True
+    """Coherence on mean-centred representations (raw cosines share the model's mean direction)."""
+    planted_attribute: str = "concept"
+    """Multi-valued attribute holding planted concepts (synthetic data)."""
+    recovery_f1: float = 0.8
+    """A planted concept is recovered when a latent whose rule names it has this validated F1."""
+
+
+class Prepared(NamedTuple):
+    """Everything computed once and shared by the SAE and its baselines."""
+
+    vocab: ConceptVocab
+    space: FeatureSpace
+    feats: sp.csr_matrix
+    fit_mask: np.ndarray
+
+
+class UnitResult(NamedTuple):
+    """Interpretation of one set of units (SAE latents, neurons or random-SAE latents)."""
+
+    table: pd.DataFrame
+    summary: dict[str, Any]
+
+
+class InterpretationResult(NamedTuple):
+    """The SAE's table (one row per latent), the summary (``interpret.json``) and baselines."""
+
+    table: pd.DataFrame
+    summary: dict[str, Any]
+    baselines: dict[str, pd.DataFrame]
+
+
+def check_config(cfg: InterpretConfig) -> None:
+    """Raise ``ConfigError`` naming every invalid option."""
+    problems = []
+    if not 0.0 < cfg.fit_fraction < 1.0:
+        problems.append(f"fit_fraction must be in (0, 1), got {cfg.fit_fraction}")
+    if cfg.fit.fit_target not in ("band", "active"):
+        problems.append(f"fit.fit_target must be 'band' or 'active', got {cfg.fit.fit_target!r}")
+    if cfg.fit.max_terms not in (1, 2):
+        problems.append(f"fit.max_terms must be 1 or 2, got {cfg.fit.max_terms}")
+    for name in ("band_quantile", "neuron_band_quantile", "neuron_inactive_quantile", "min_confidence"):
+        if not 0.0 <= getattr(cfg, name) <= 1.0:
+            problems.append(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
+    if cfg.features.window < 1 or not cfg.features.share_thresholds:
+        problems.append("features.window must be >= 1 and features.share_thresholds non-empty")
+    if problems:
+        raise ConfigError("invalid interpretation config: " + "; ".join(problems))
+
+
+def prepare(ctx: RowContext, item_meta: ItemMeta, item_counts: np.ndarray, cfg: InterpretConfig) -> Prepared:
+    """Vocabulary, per-row features and the fit/validation user split."""
+    check_config(cfg)
+    vocab = build_vocabulary(item_meta, item_counts, cfg.concepts)
+    feats, space = row_features(ctx, vocab, cfg.features)
+    fit_mask = split_users(np.asarray(ctx.users), cfg.fit_fraction, cfg.seed)
+    return Prepared(vocab, space, feats, fit_mask)
+
+
+def _rule_text(rules: Rules, space: FeatureSpace, vocab: ConceptVocab, j: int) -> str:
+    a, b, op = int(rules.feature_a[j]), int(rules.feature_b[j]), int(rules.op[j])
+    if a < 0:
+        return ""
+    text = space.describe(a, vocab)
+    return f"{text} {OP_NAMES[op]} {space.describe(b, vocab)}" if op else text
+
+
+def _rule_kind(rules: Rules, space: FeatureSpace, j: int) -> str:
+    sides = {"output" if space.side[f] == "output" else "input" for f in (rules.feature_a[j], rules.feature_b[j]) if f >= 0}
+    return "mixed" if len(sides) > 1 else (sides.pop() if sides else "")
+
+
+def interpret_units(
+    acts: sp.spmatrix | np.ndarray,
+    prep: Prepared,
+    ctx: RowContext,
+    cfg: InterpretConfig,
+    *,
+    dense: bool = False,
+    reps: np.ndarray | None = None,
+    decoder: np.ndarray | None = None,
+    item_emb: np.ndarray | None = None,
+    titles: list[str] | None = None,
+) -> UnitResult:
+    """Fit, validate and describe every unit of ``acts`` (rows x units).
+
+    ``dense=True`` treats the units as raw neurons (top decile = active), else as sparse SAE
+    latents (``acts`` a CSR matrix of non-zero activations).
+    """
+    n_rows = prep.feats.shape[0]
+    if acts.shape[0] != n_rows:
+        raise ValueError(f"acts has {acts.shape[0]} rows, the features {n_rows}")
+    fit_idx = np.flatnonzero(prep.fit_mask)
+    val_idx = np.flatnonzero(~prep.fit_mask)
+    states: LatentStates = (
+        neuron_states(np.asarray(acts), fit_idx, cfg.neuron_band_quantile, cfg.neuron_inactive_quantile)
+        if dense
+        else sae_states(sp.csr_matrix(acts), fit_idx, cfg.band_quantile)
+    )
+    target = states.band if cfg.fit.fit_target == "band" else states.active
+    rules = fit_rules(prep.feats[fit_idx], target[fit_idx], cfg.fit)
+    val_states = states.subset(val_idx)
+    val = validate_rules(prep.feats[val_idx], val_states, rules)
+    fit_stats = rules.stats()
+
+    m = acts.shape[1]
+    freq = np.asarray(states.active.sum(axis=0)).ravel() / max(n_rows, 1)
+    n_firing = np.asarray(
+        (sp.csr_matrix(acts) != 0).sum(axis=0) if not dense else np.full(m, n_rows)
+    ).ravel()
+    alive = n_firing > 0
+    interpretable = alive & (val.confidence >= cfg.min_confidence) & (val.n_band >= cfg.min_firing_rows)
+    n_keep = max(cfg.n_top_rows, cfg.coherence_rows if reps is not None else 0)
+    top = top_rows(acts, n_keep)
+    coh = np.full(m, np.nan)
+    if reps is not None:
+        center = np.asarray(reps, dtype=np.float64).mean(axis=0) if cfg.center_coherence else None
+        coh = coherence(reps, top.rows[:, : cfg.coherence_rows], center)
+    users = np.asarray(ctx.users)
+    positions = np.asarray(ctx.positions)
+    tr = top.rows[:, : cfg.n_top_rows]
+    last = np.where(
+        (tr >= 0) & (positions[np.maximum(tr, 0)] > 0),
+        ctx.histories.values[ctx.histories.indptr[users[np.maximum(tr, 0)]] + np.maximum(positions[np.maximum(tr, 0)], 1) - 1],
+        0,
+    )
+    dec_items = (
+        top_decoder_items(decoder, item_emb, cfg.n_top_items)
+        if decoder is not None and item_emb is not None
+        else np.zeros((m, 0), dtype=np.int64)
+    )
+    titles = titles or []
+
+    def title_list(items: np.ndarray) -> list[list[str]]:
+        return [[titles[i] if i < len(titles) else str(i) for i in row if i > 0] for row in items.tolist()]
+
+    rule_concepts = [
+        [int(prep.space.concept[f]) for f in (rules.feature_a[j], rules.feature_b[j]) if f >= 0] for j in range(m)
+    ]
+    table = pd.DataFrame(
+        {
+            "latent": np.arange(m, dtype=np.int64),
+            "alive": alive,
+            "frequency": freq,
+            "rule": [_rule_text(rules, prep.space, prep.vocab, j) for j in range(m)],
+            "kind": [_rule_kind(rules, prep.space, j) for j in range(m)],
+            "rule_concepts": [[prep.vocab.names[c] for c in cs] for cs in rule_concepts],
+            "op": [OP_NAMES[int(o)] for o in rules.op],
+            "fit_support": rules.support,
+            "fit_precision": fit_stats["precision"],
+            "fit_recall": fit_stats["recall"],
+            "fit_f1": fit_stats["f1"],
+            "fit_lift": fit_stats["lift"],
+            "val_rows": np.full(m, val.n_rows, dtype=np.int64),
+            "val_firing": val.n_band.astype(np.int64),
+            "val_inactive": val.n_inactive.astype(np.int64),
+            "val_support": val.support.astype(np.int64),
+            "val_precision": val.precision,
+            "val_recall": val.recall,
+            "val_f1": val.f1,
+            "confidence": val.confidence,
+            "confidence_low": val.ci_low,
+            "confidence_high": val.ci_high,
+            "interpretable": interpretable,
+            "coherence": coh,
+            "top_users": [[int(users[r]) for r in row if r >= 0] for row in tr.tolist()],
+            "top_positions": [[int(positions[r]) for r in row if r >= 0] for row in tr.tolist()],
+            "top_activations": [[float(v) for v in row if v == v] for row in top.values[:, : cfg.n_top_rows].tolist()],
+            "example_items": [[int(i) for i in row if i > 0] for row in last.tolist()],
+            "example_titles": title_list(last),
+            "top_items": [[int(i) for i in row] for row in dec_items.tolist()],
+            "top_item_titles": title_list(dec_items),
+        }
+    )
+    summary = _summary(table, val, cfg)
+    if cfg.planted_attribute:
+        planted = [c for c, a in enumerate(prep.vocab.attribute) if a == cfg.planted_attribute and prep.vocab.kind[c] == "value"]
+        if planted:
+            share, per = planted_recovery(rule_concepts, val.f1, planted, prep.vocab.names, cfg.recovery_f1)
+            summary["planted_recovered"] = share
+            summary["planted"] = per
+    return UnitResult(table, summary)
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x != x else float(x)
+
+
+def _summary(table: pd.DataFrame, val: Validation, cfg: InterpretConfig) -> dict[str, Any]:
+    alive = table["alive"].to_numpy()
+    interp = table["interpretable"].to_numpy()
+    conf = table.loc[alive, "confidence"].dropna().to_numpy()
+    coh = table["coherence"].to_numpy()
+    n_alive = int(alive.sum())
+    return {
+        "n_units": len(table),
+        "n_alive": n_alive,
+        "n_interpretable": int(interp.sum()),
+        "share_interpretable": float(interp.sum() / n_alive) if n_alive else 0.0,
+        "confidence_quantiles": {
+            str(q): _nan_to_none(float(np.quantile(conf, q))) if len(conf) else None for q in (0.1, 0.25, 0.5, 0.75, 0.9)
+        },
+        "confidence_histogram": np.histogram(conf, bins=10, range=(0.0, 1.0))[0].tolist(),
+        "median_val_f1": _nan_to_none(float(np.median(table.loc[alive, "val_f1"]))) if n_alive else None,
+        "coherence": _nan_to_none(float(np.nanmean(coh[interp]))) if np.isfinite(coh[interp]).any() else None,
+        "coherence_all": _nan_to_none(float(np.nanmean(coh[alive]))) if np.isfinite(coh[alive]).any() else None,
+        "rule_kinds": table.loc[interp, "kind"].value_counts().to_dict(),
+    }
+
+
+def interpret(
+    ctx: RowContext,
+    item_meta: ItemMeta,
+    item_counts: np.ndarray,
+    sae_acts: sp.spmatrix,
+    *,
+    neuron_acts: np.ndarray | None = None,
+    random_acts: sp.spmatrix | None = None,
+    reps: np.ndarray | None = None,
+    sae_decoder: np.ndarray | None = None,
+    random_decoder: np.ndarray | None = None,
+    item_emb: np.ndarray | None = None,
+    cfg: InterpretConfig | None = None,
+) -> InterpretationResult:
+    """Interpret an SAE's latents and, when given, the two baselines through the same pipeline.
+
+    ``sae_acts``/``random_acts``: rows x m sparse activations (the SAE's top-k per row);
+    ``neuron_acts``: rows x d dense (usually the representations themselves); ``reps``: rows x d
+    representations for coherence; decoders (m x d) and ``item_emb`` ((n_items + 1) x d) give
+    each latent's top items. Rows follow ``ctx`` (users, prefix positions, top-K recs).
+    """
+    from recsae.io import FORMAT_VERSION
+    from recsae.utils import environment_info
+
+    cfg = cfg or InterpretConfig()
+    prep = prepare(ctx, item_meta, item_counts, cfg)
+    kw = {"reps": reps, "item_emb": item_emb, "titles": item_meta.title}
+    sae = interpret_units(sae_acts, prep, ctx, cfg, decoder=sae_decoder, **kw)  # type: ignore[arg-type]
+    users = np.asarray(ctx.users)
+    summary: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "config": asdict(cfg),
+        "seed": cfg.seed,
+        "versions": environment_info(),
+        "n_rows": len(users),
+        "n_fit_rows": int(prep.fit_mask.sum()),
+        "n_val_rows": int((~prep.fit_mask).sum()),
+        "n_fit_users": len(np.unique(users[prep.fit_mask])),
+        "n_val_users": len(np.unique(users[~prep.fit_mask])),
+        "n_concepts": prep.vocab.n_concepts,
+        "n_features": prep.space.n_features,
+        **sae.summary,
+    }
+    baselines: dict[str, pd.DataFrame] = {}
+    coh: dict[str, float | None] = {"sae": sae.summary["coherence"]}
+    if neuron_acts is not None:
+        d = np.asarray(neuron_acts).shape[1]
+        res = interpret_units(neuron_acts, prep, ctx, cfg, dense=True, decoder=np.eye(d, dtype=np.float32), **kw)  # type: ignore[arg-type]
+        baselines["neurons"] = res.table
+        summary["neurons"] = {k: v for k, v in res.summary.items() if k not in ("planted",)}
+        coh["neurons"] = res.summary["coherence"]
+    if random_acts is not None:
+        res = interpret_units(random_acts, prep, ctx, cfg, decoder=random_decoder, **kw)  # type: ignore[arg-type]
+        baselines["random_sae"] = res.table
+        summary["random_sae"] = {k: v for k, v in res.summary.items() if k not in ("planted",)}
+        coh["random_sae"] = res.summary["coherence"]
+    summary["coherence"] = coh
+    summary["coherence_all"] = {"sae": sae.summary["coherence_all"]} | {
+        k: summary[k]["coherence_all"] for k in baselines
+    }
+    return InterpretationResult(sae.table, summary, baselines)
+
+
+def write_interpretation(result: InterpretationResult, out_dir: str | Path) -> None:
+    """Write ``interpretation.parquet`` (SAE latents) and ``interpret.json`` atomically."""
+    from recsae.io import write_json, write_parquet
+
+    out = Path(out_dir)
+    write_parquet(out / TABLE_FILE, result.table)
+    write_json(out / SUMMARY_FILE, result.summary)

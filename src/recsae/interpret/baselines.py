@@ -1,0 +1,126 @@
+"""Per-unit evidence shared by the SAE and its baselines: top-activating rows, coherence
+(METHOD.md §4, step 7), top items by decoder direction, and planted-concept recovery (§6).
+
+All functions work on every unit at once (no Python loop over latents).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsae.interpret.dictionary import column_order
+
+
+class TopRows(NamedTuple):
+    """The n highest-activating rows of every unit, best first (-1 / NaN padded)."""
+
+    rows: np.ndarray
+    """(m, n) row indices."""
+    values: np.ndarray
+    """(m, n) activations."""
+
+
+def top_rows(acts: sp.spmatrix | np.ndarray, n: int) -> TopRows:
+    """Top-n rows per unit by activation; sparse units only count their non-zero entries."""
+    if sp.issparse(acts):
+        csc = sp.csc_matrix(acts)
+        m = csc.shape[1]
+        counts = np.diff(csc.indptr)
+        col = np.repeat(np.arange(m), counts)
+        order = column_order(col, csc.data, descending=True)
+        rank = np.arange(len(order)) - csc.indptr[col[order]]
+        keep = order[rank < n]
+        out_rows = np.full((m, n), -1, dtype=np.int64)
+        out_vals = np.full((m, n), np.nan, dtype=np.float64)
+        r = rank[rank < n]
+        out_rows[col[keep], r] = csc.indices[keep]
+        out_vals[col[keep], r] = csc.data[keep]
+        return TopRows(out_rows, out_vals)
+    dense = np.asarray(acts)
+    k = min(n, dense.shape[0])
+    if k == 0:
+        return TopRows(np.full((dense.shape[1], n), -1), np.full((dense.shape[1], n), np.nan))
+    part = np.argpartition(-dense, k - 1, axis=0)[:k]
+    vals = np.take_along_axis(dense, part, axis=0)
+    order = np.argsort(-vals, axis=0, kind="stable")
+    rows = np.take_along_axis(part, order, axis=0).T
+    vals = np.take_along_axis(vals, order, axis=0).T.astype(np.float64)
+    pad = n - k
+    return TopRows(
+        np.pad(rows, ((0, 0), (0, pad)), constant_values=-1),
+        np.pad(vals, ((0, 0), (0, pad)), constant_values=np.nan),
+    )
+
+
+def coherence(reps: np.ndarray, rows: np.ndarray, center: np.ndarray | None = None) -> np.ndarray:
+    """Mean pairwise cosine similarity of the representations of each unit's rows.
+
+    ``rows`` is (m, n) with -1 padding; units with fewer than two rows get NaN. ``center``
+    (e.g. the mean representation) is subtracted first: raw representations of a trained
+    model share a large common direction that makes every set of rows look similar.
+    """
+    m, n = rows.shape
+    valid = rows >= 0
+    x = np.asarray(reps[np.maximum(rows, 0).ravel()], dtype=np.float64).reshape(m, n, -1)
+    if center is not None:
+        x = x - np.asarray(center, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=2, keepdims=True)
+    x = np.where(valid[:, :, None] & (norms > 0), x / np.where(norms > 0, norms, 1.0), 0.0)
+    cnt = (valid & (norms[:, :, 0] > 0)).sum(axis=1).astype(np.float64)
+    total = np.einsum("mnd,mnd->m", x, x)  # self-similarities (1 per valid row)
+    s = x.sum(axis=1)
+    pair_sum = (np.einsum("md,md->m", s, s) - total) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(cnt >= 2, pair_sum / (cnt * (cnt - 1) / 2), np.nan)
+
+
+def top_decoder_items(decoder: np.ndarray, item_emb: np.ndarray, n: int, chunk: int = 1024) -> np.ndarray:
+    """(m, n) items with the highest decoder-direction · item-embedding score (padding excluded)."""
+    decoder = np.asarray(decoder, dtype=np.float32)
+    emb = np.asarray(item_emb, dtype=np.float32)
+    if decoder.shape[1] != emb.shape[1]:
+        raise ValueError(f"decoder rows have {decoder.shape[1]} dims, item embeddings {emb.shape[1]}")
+    n = min(n, emb.shape[0] - 1)
+    out = np.zeros((decoder.shape[0], max(n, 0)), dtype=np.int64)
+    if n <= 0:
+        return out
+    for a in range(0, decoder.shape[0], chunk):
+        scores = decoder[a : a + chunk] @ emb[1:].T
+        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+        out[a : a + chunk] = np.take_along_axis(part, order, axis=1) + 1
+    return out
+
+
+def planted_recovery(
+    rule_concepts: list[list[int]], val_f1: np.ndarray, planted: list[int], names: list[str], threshold: float
+) -> tuple[float | None, list[dict[str, Any]]]:
+    """For each planted concept: the latent with the best validated F1 among those whose rule
+    names the concept, that F1, and whether it reaches ``threshold``; plus the share recovered."""
+    best_f1 = np.full(len(planted), -1.0)
+    best_lat = np.full(len(planted), -1, dtype=np.int64)
+    pos = {c: i for i, c in enumerate(planted)}
+    lat_idx = [j for j, cs in enumerate(rule_concepts) for c in set(cs) if c in pos]
+    con_idx = [pos[c] for cs in rule_concepts for c in set(cs) if c in pos]
+    if lat_idx:
+        lat = np.array(lat_idx)
+        con = np.array(con_idx)
+        f = val_f1[lat]
+        order = np.lexsort((-f, con))
+        first = np.r_[True, con[order][1:] != con[order][:-1]]
+        best_lat[con[order][first]] = lat[order][first]
+        best_f1[con[order][first]] = f[order][first]
+    table = [
+        {
+            "concept": names[c],
+            "best_latent": int(best_lat[i]) if best_lat[i] >= 0 else None,
+            "val_f1": float(best_f1[i]) if best_lat[i] >= 0 else None,
+            "recovered": bool(best_f1[i] >= threshold),
+        }
+        for i, c in enumerate(planted)
+    ]
+    share = float(np.mean(best_f1 >= threshold)) if planted else None
+    return share, table

@@ -1,0 +1,286 @@
+"""The concept dictionary: the best rule per latent, fitted on the fit users (METHOD.md §4,
+steps 3-4), vectorised over all latents and features at once.
+
+A latent's state on each row is summarised by three 0/1 sparse matrices (``LatentStates``):
+
+- ``band``: it fires strongly. SAE latents: activation ≥ the ``band_quantile`` (median) of
+  its non-zero activations on the fit rows; neurons: ≥ its ``neuron_band_quantile`` (top
+  decile) on the fit rows;
+- ``active``: it fires at all (SAE: > 0; neurons: the top decile again, as they never rest);
+- ``engaged``: it is not inactive (SAE: > 0; neurons: ≥ its ``neuron_inactive_quantile``).
+  Rows outside ``engaged`` are the negatives of the confidence score.
+
+A rule is one feature, or two combined by OR / AND. Single rules are scored for every
+(latent, feature) pair with one sparse product ``target.T @ features``; two-term rules are
+built from each latent's top candidates with inclusion-exclusion, where the three-way counts
+come from looking up each (row, latent) entry's candidate features in the feature matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+OP_NAMES = ("", "OR", "AND")
+"""Rule operators: 0 = single feature, 1 = OR, 2 = AND of two features."""
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How rules are scored and chosen on the fit rows."""
+
+    fit_target: str = "band"
+    """What a rule should predict on the fit rows: 'band' (strong firing) or 'active' (any)."""
+    min_support: int = 5
+    """A feature must hold on at least this many fit rows to become a rule."""
+    max_terms: int = 2
+    """1: single-feature rules only; 2: also OR / AND of two of the top candidates."""
+    n_candidates: int = 4
+    """Top single features per latent combined into two-term rules."""
+    combo_min_gain: float = 0.02
+    """A two-term rule replaces the single one only when its fit F1 is higher by this much."""
+
+
+class LatentStates(NamedTuple):
+    """0/1 rows x latents matrices (float32 CSR) describing when each latent fires."""
+
+    band: sp.csr_matrix
+    active: sp.csr_matrix
+    engaged: sp.csr_matrix
+    band_threshold: np.ndarray
+    """(m,) activation threshold of the band (inf where the latent never fires on fit rows)."""
+
+    def subset(self, rows: np.ndarray) -> LatentStates:
+        """The states of the given rows (shared matrices stay shared)."""
+        band = self.band[rows]
+        active = band if self.active is self.band else self.active[rows]
+        engaged = active if self.engaged is self.active else self.engaged[rows]
+        return LatentStates(band, active, engaged, self.band_threshold)
+
+
+class Rules(NamedTuple):
+    """One rule per latent with its fit statistics (arrays of length m)."""
+
+    feature_a: np.ndarray
+    """First feature (-1 where no rule: the latent never fires on fit rows)."""
+    feature_b: np.ndarray
+    """Second feature (-1 for single rules)."""
+    op: np.ndarray
+    """0 single, 1 OR, 2 AND."""
+    support: np.ndarray
+    """Fit rows where the rule holds."""
+    n_target: np.ndarray
+    """Fit rows where the latent is in its target state."""
+    tp: np.ndarray
+    """Fit rows with both."""
+    n_rows: int
+
+    def stats(self) -> dict[str, np.ndarray]:
+        """precision, recall, F1 and lift of "rule ⇒ target" on the fit rows."""
+        return _prf(self.tp, self.support, self.n_target, self.n_rows)
+
+
+def _prf(tp: np.ndarray, support: np.ndarray, n_target: np.ndarray, n_rows: int) -> dict[str, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+        recall = np.where(n_target > 0, tp / np.maximum(n_target, 1), 0.0)
+        f1 = np.where(support + n_target > 0, 2 * tp / np.maximum(support + n_target, 1), 0.0)
+        base = n_target / max(n_rows, 1)
+        lift = np.where(base > 0, precision / np.where(base > 0, base, 1.0), 0.0)
+    return {"precision": precision, "recall": recall, "f1": f1, "lift": lift}
+
+
+def _select(m: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    """Entries of CSR ``m`` where the boolean ``keep`` (aligned with ``m.data``) holds, as 0/1."""
+    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
+    indptr = np.zeros(m.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows[keep], minlength=m.shape[0]), out=indptr[1:])
+    return sp.csr_matrix((np.ones(int(indptr[-1]), dtype=np.float32), m.indices[keep], indptr), shape=m.shape)
+
+
+def column_order(col: np.ndarray, values: np.ndarray, descending: bool = False) -> np.ndarray:
+    """Permutation sorting entries by column, then by value (ascending or descending).
+
+    One float64 sort of ``column + scaled value`` (value mapped into [0, 0.5)), several times
+    faster than ``np.lexsort``; values closer than ~1e-11 of their range may swap, which cannot
+    change a threshold or a top-row list in any way that matters.
+    """
+    if not len(values):
+        return np.zeros(0, dtype=np.int64)
+    v = np.asarray(values, dtype=np.float64)
+    lo, hi = float(v.min()), float(v.max())
+    scaled = (v - lo) / (2 * (hi - lo)) if hi > lo else np.zeros_like(v)
+    key = col.astype(np.float64) + (0.5 - scaled if descending else scaled)
+    return np.argsort(key)
+
+
+def sae_states(acts: sp.csr_matrix, fit_rows: np.ndarray, band_quantile: float = 0.5) -> LatentStates:
+    """States of sparse (SAE) latents; band thresholds from the non-zero fit activations."""
+    acts = sp.csr_matrix(acts, dtype=np.float32)
+    acts.eliminate_zeros()
+    fit = acts[fit_rows].tocsc()
+    m = acts.shape[1]
+    counts = np.diff(fit.indptr)
+    col = np.repeat(np.arange(m), counts)
+    vals = fit.data[column_order(col, fit.data)]
+    pick = fit.indptr[:-1] + np.floor(band_quantile * np.maximum(counts - 1, 0)).astype(np.int64)
+    thr = np.full(m, np.inf, dtype=np.float64)
+    alive = counts > 0
+    thr[alive] = vals[pick[alive]]
+    positive = acts.data > 0
+    active = _select(acts, positive)
+    band = _select(acts, positive & (acts.data >= thr[acts.indices]))
+    return LatentStates(band=band, active=active, engaged=active, band_threshold=thr)
+
+
+def neuron_states(
+    acts: np.ndarray, fit_rows: np.ndarray, band_quantile: float = 0.9, inactive_quantile: float = 0.5
+) -> LatentStates:
+    """States of dense units (raw neurons): band = top decile, inactive = below the median."""
+    acts = np.asarray(acts, dtype=np.float32)
+    fit = acts[fit_rows]
+    hi = np.quantile(fit, band_quantile, axis=0) if len(fit) else np.full(acts.shape[1], np.inf)
+    lo = np.quantile(fit, inactive_quantile, axis=0) if len(fit) else np.full(acts.shape[1], np.inf)
+    band = sp.csr_matrix((acts >= hi).astype(np.float32))
+    engaged = sp.csr_matrix((acts >= lo).astype(np.float32))
+    return LatentStates(band=band, active=band, engaged=engaged, band_threshold=np.asarray(hi, dtype=np.float64))
+
+
+def member(feats: sp.csr_matrix, rows: np.ndarray, features: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:
+    """Whether ``feats[rows[i], features[i]]`` is set, for all i at once (-1 features: False).
+
+    ``keys`` (from ``feature_keys``) can be passed to reuse the sorted lookup table.
+    """
+    if keys is None:
+        keys = feature_keys(feats)
+    q = rows.astype(np.int64) * feats.shape[1] + np.maximum(features, 0)
+    pos = np.searchsorted(keys, q)
+    hit = np.zeros(len(q), dtype=bool)
+    ok = pos < len(keys)
+    hit[ok] = keys[pos[ok]] == q[ok]
+    return hit & (features >= 0)
+
+
+def feature_keys(feats: sp.csr_matrix) -> np.ndarray:
+    """Sorted ``row * n_features + column`` of every set entry (rows ascending, indices sorted)."""
+    feats.sort_indices()
+    rows = np.repeat(np.arange(feats.shape[0], dtype=np.int64), np.diff(feats.indptr))
+    return rows * feats.shape[1] + feats.indices
+
+
+class PairSupport:
+    """Rows where two features both hold, from the Gram matrix of the features involved."""
+
+    def __init__(self, feats: sp.csr_matrix, features: np.ndarray) -> None:
+        self.features = np.unique(features[features >= 0])
+        sub = feats[:, self.features]
+        self.gram = (sub.T @ sub).toarray()
+
+    def __call__(self, fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
+        """Support of (fa[i] AND fb[i]); 0 where either is -1."""
+        ok = (fa >= 0) & (fb >= 0)
+        ia = np.searchsorted(self.features, np.where(ok, fa, self.features[:1]))
+        ib = np.searchsorted(self.features, np.where(ok, fb, self.features[:1]))
+        return np.where(ok, self.gram[np.minimum(ia, len(self.features) - 1), np.minimum(ib, len(self.features) - 1)], 0.0)
+
+
+def pair_support(feats: sp.csr_matrix, fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
+    """Rows where both features hold, for each pair (fa[i], fb[i]) (0 where either is -1)."""
+    ok = (fa >= 0) & (fb >= 0)
+    if not ok.any():
+        return np.zeros(len(fa))
+    return PairSupport(feats, np.concatenate([fa[ok], fb[ok]]))(fa, fb)
+
+
+def rule_counts(
+    feats: sp.csr_matrix, target: sp.csr_matrix, fa: np.ndarray, fb: np.ndarray, op: np.ndarray,
+    keys: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For every latent j: (rows where its rule holds and target[:, j] is set, rows where its
+    rule holds). Vectorised over latents via lookups of the target's entries."""
+    if keys is None:
+        keys = feature_keys(feats)
+    m = target.shape[1]
+    rows = np.repeat(np.arange(target.shape[0]), np.diff(target.indptr))
+    lat = target.indices
+    ha = member(feats, rows, fa[lat], keys)
+    hb = member(feats, rows, fb[lat], keys)
+    o = op[lat]
+    holds = np.where(o == 1, ha | hb, np.where(o == 2, ha & hb, ha))
+    tp = np.bincount(lat[holds], minlength=m).astype(np.float64)
+    col_support = np.asarray(feats.sum(axis=0)).ravel()
+    sa = np.where(fa >= 0, col_support[np.maximum(fa, 0)], 0.0)
+    sb = np.where(fb >= 0, col_support[np.maximum(fb, 0)], 0.0)
+    both = pair_support(feats, np.where(op > 0, fa, -1), np.where(op > 0, fb, -1))
+    support = np.where(op == 1, sa + sb - both, np.where(op == 2, both, sa))
+    return tp, support
+
+
+def fit_rules(feats: sp.csr_matrix, target: sp.csr_matrix, cfg: FitConfig | None = None) -> Rules:
+    """The best rule per latent by F1 of "rule ⇒ target" on these (fit) rows."""
+    cfg = cfg or FitConfig()
+    n_rows, n_feat = feats.shape
+    m = target.shape[1]
+    n_target = np.asarray(target.sum(axis=0)).ravel().astype(np.float64)
+    support = np.asarray(feats.sum(axis=0)).ravel().astype(np.float64)
+    cooc = (target.T @ feats).toarray().astype(np.float64) if n_feat else np.zeros((m, 0))
+    usable = support >= max(cfg.min_support, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = np.where(usable[None, :], 2 * cooc / (n_target[:, None] + support[None, :]), -1.0)
+    none = np.full(m, -1, dtype=np.int64)
+    if not n_feat or not usable.any():
+        zero = np.zeros(m)
+        return Rules(none, none.copy(), np.zeros(m, dtype=np.int64), zero, n_target, zero.copy(), n_rows)
+    best = np.argmax(f1, axis=1)
+    alive = n_target > 0
+    fa = np.where(alive, best, -1)
+    fb = none.copy()
+    op = np.zeros(m, dtype=np.int64)
+    tp = np.where(alive, cooc[np.arange(m), best], 0.0)
+    sup = np.where(alive, support[best], 0.0)
+    if cfg.max_terms >= 2 and n_feat > 1:
+        fa, fb, op, tp, sup = _pairs(feats, target, cooc, f1, support, n_target, fa, fb, op, tp, sup, cfg)
+    return Rules(fa, fb, op, sup, n_target, tp, n_rows)
+
+
+def _pairs(
+    feats: sp.csr_matrix, target: sp.csr_matrix, cooc: np.ndarray, f1: np.ndarray, support: np.ndarray,
+    n_target: np.ndarray, fa: np.ndarray, fb: np.ndarray, op: np.ndarray, tp: np.ndarray, sup: np.ndarray,
+    cfg: FitConfig,
+) -> tuple[np.ndarray, ...]:
+    """Try OR / AND of each latent's top candidates; keep one where it clearly beats the single."""
+    m = target.shape[1]
+    t = min(cfg.n_candidates, f1.shape[1])
+    cand = np.argpartition(-f1, t - 1, axis=1)[:, :t]
+    cand = np.where(np.take_along_axis(f1, cand, axis=1) > 0, cand, -1)
+    keys = feature_keys(feats)
+    rows = np.repeat(np.arange(target.shape[0]), np.diff(target.indptr))
+    lat = target.indices
+    hits = [member(feats, rows, cand[lat, s], keys) for s in range(t)]
+    both = PairSupport(feats, cand.ravel()) if (cand >= 0).any() else None
+    single_f1 = np.where(fa >= 0, f1[np.arange(m), np.maximum(fa, 0)], -1.0)
+    best_f1 = single_f1.copy()
+    fa, fb, op, tp, sup = fa.copy(), fb.copy(), op.copy(), tp.copy(), sup.copy()
+    for s in range(t):
+        for u in range(s + 1, t):
+            a, b = cand[:, s], cand[:, u]
+            ok = (a >= 0) & (b >= 0)
+            tp_and = np.bincount(lat[hits[s] & hits[u]], minlength=m).astype(np.float64)
+            tp_a = np.where(a >= 0, cooc[np.arange(m), np.maximum(a, 0)], 0.0)
+            tp_b = np.where(b >= 0, cooc[np.arange(m), np.maximum(b, 0)], 0.0)
+            s_and = both(np.where(ok, a, -1), np.where(ok, b, -1)) if both else np.zeros(m)
+            s_a, s_b = support[np.maximum(a, 0)], support[np.maximum(b, 0)]
+            for code, tp_c, s_c in ((1, tp_a + tp_b - tp_and, s_a + s_b - s_and), (2, tp_and, s_and)):
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    f = np.where(ok & (s_c >= cfg.min_support), 2 * tp_c / (n_target + s_c), -1.0)
+                better = (f >= single_f1 + cfg.combo_min_gain) & (f > best_f1)
+                best_f1 = np.where(better, f, best_f1)
+                fa = np.where(better, a, fa)
+                fb = np.where(better, b, fb)
+                op = np.where(better, code, op)
+                tp = np.where(better, tp_c, tp)
+                sup = np.where(better, s_c, sup)
+    return fa, fb, op, tp, sup

@@ -1,0 +1,96 @@
+"""Model checkpoints: a folder with ``config.json`` (model name and config, data description and
+fingerprint, versions, seed, format_version) and ``model.safetensors`` (the state dict)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recsae.data.dataset import SplitData
+from recsae.data.registry import dataset_fingerprint
+from recsae.errors import DataError
+from recsae.io import FORMAT_VERSION, read_json, read_tensors, write_json, write_tensors
+from recsae.models.base import TrainableRecommender
+from recsae.models.registry import model_class
+from recsae.utils import environment_info
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def split_fingerprint(split: SplitData) -> str:
+    """SHA-256 of the split's arrays: the same data and split give the same fingerprint."""
+    h = hashlib.sha256(f"{split.protocol}:{split.n_users}:{split.n_items}".encode())
+    for part in (split.train, split.valid, split.test):
+        for arr in (part.indptr, part.values):
+            h.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def data_record(split: SplitData, source: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a checkpoint says about its data; ``source`` holds the options to reload it."""
+    return {
+        "name": split.dataset.name,
+        "n_users": split.n_users,
+        "n_items": split.n_items,
+        "protocol": split.protocol,
+        "fingerprint": dataset_fingerprint(split.dataset),
+        "split_fingerprint": split_fingerprint(split),
+        "info": split.dataset.info,
+        "source": source or {},
+    }
+
+
+def checkpoint_config(
+    model: TrainableRecommender, data: dict[str, Any], seed: int, train: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": {
+            "name": model.name,
+            "config": dataclasses.asdict(model.cfg),
+            "n_users": model.n_users,
+            "n_items": model.n_items,
+        },
+        "data": data,
+        "train": train or {},
+        "seed": seed,
+        "metrics": metrics or {},
+        "environment": environment_info(),
+    }
+
+
+def save_checkpoint(path: str | Path, model: TrainableRecommender, config: dict[str, Any]) -> None:
+    """Write the weights, then ``config.json`` (each atomically; the config marks completion)."""
+    path = Path(path)
+    write_tensors(path / WEIGHTS_FILE, model.state_dict(), metadata={"model": model.name})
+    write_json(path / CONFIG_FILE, config)
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device | None = None) -> tuple[TrainableRecommender, dict[str, Any]]:
+    """The model (in eval mode, on ``device`` or the CPU) and its ``config.json`` contents."""
+    path = Path(path)
+    cfg_path, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
+    for f in (cfg_path, weights):
+        if not f.is_file():
+            raise DataError("not a model checkpoint (expected config.json and model.safetensors)", path=f)
+    config = read_json(cfg_path)
+    version = config.get("format_version")
+    if version != FORMAT_VERSION:
+        raise DataError(f"unsupported format_version {version!r} (this recsae reads {FORMAT_VERSION})",
+                        path=cfg_path, field="format_version")
+    try:
+        spec = config["model"]
+        cls = model_class(spec["name"])
+        cfg = cls.config_class(**spec["config"])
+        n_users, n_items = int(spec["n_users"]), int(spec["n_items"])
+    except (KeyError, TypeError) as err:
+        raise DataError(f"malformed model section: {err}", path=cfg_path, field="model") from None
+    model = cls.from_tensors(cfg, n_users, n_items, read_tensors(weights))
+    return model.to(device or "cpu").eval(), config

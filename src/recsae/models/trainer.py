@@ -1,0 +1,239 @@
+"""Train a built-in model: Adam, early stopping on validation NDCG@10, best model kept, resumable.
+
+With an output folder the trainer writes the checkpoint (``config.json`` + ``model.safetensors``,
+the best epoch so far) and, after every epoch, a resume state (``train_state.json`` +
+``train_state.safetensors``: current weights, optimizer moments, random generator states,
+epoch log). A rerun with the same folder and settings continues from the last finished epoch
+and gives the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from recsae.data.dataset import SplitData, SplitName
+from recsae.errors import ConfigError
+from recsae.eval import EvalResult, ScoreFn, evaluate
+from recsae.io import read_json, read_tensors, write_json, write_tensors
+from recsae.models.base import Recommender, TrainableRecommender
+from recsae.models.checkpoint import WEIGHTS_FILE, checkpoint_config, data_record, save_checkpoint
+from recsae.models.registry import model_class
+from recsae.utils import default_device, log, progress, seed_everything
+
+STATE_JSON = "train_state.json"
+STATE_TENSORS = "train_state.safetensors"
+VALID_METRIC = "ndcg@10"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained (the model's own options live in its config)."""
+
+    epochs: int = 200
+    """Most epochs to run."""
+    patience: int = 10
+    """Stop after this many epochs without a better validation NDCG@10."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    batch_size: int | None = None
+    """Rows per step; None uses the model's default (sequences for sequential models, pairs
+    for general ones)."""
+    weight_decay: float = 0.0
+    """Adam weight decay."""
+    eval_batch_size: int = 1024
+    """Users per batch when evaluating."""
+    max_seconds: float | None = None
+    """Stop after the epoch that brings the training time (all sessions) past this; None: no limit."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.patience < 1 or self.lr <= 0 or self.eval_batch_size < 1:
+            raise ConfigError("epochs, patience, lr and eval_batch_size must be positive")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+
+
+class EpochLog(NamedTuple):
+    epoch: int
+    seconds: float
+    loss: float
+    valid: dict[str, float]
+    best: bool
+
+
+class TrainResult(NamedTuple):
+    model: TrainableRecommender
+    """The best model (by validation NDCG@10), in eval mode."""
+    valid: dict[str, float]
+    """Validation metrics of the best model."""
+    test: dict[str, float]
+    """Test metrics of the best model."""
+    epochs: int
+    """Epochs run in total (including those before a resume)."""
+    best_epoch: int
+    seconds: float
+    """Training seconds up to the end (all sessions, evaluation included)."""
+    history: list[EpochLog]
+
+
+def score_fn(model: Recommender) -> ScoreFn:
+    """The evaluator's ``score_fn`` for a model: ``score(represent(users, seqs))``."""
+    return lambda users, seqs: model.score(model.represent(users, seqs))
+
+
+def evaluate_model(
+    model: Recommender, split: SplitData, which: SplitName = "test", batch_size: int = 1024, **kw: Any
+) -> EvalResult:
+    """Full-ranking metrics of a model on ``split`` (wraps ``recsae.eval.evaluate``)."""
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    max_len = getattr(getattr(model, "cfg", None), "max_len", 200) if model.sequential else 1
+    was_training = model.training
+    model.eval()
+    try:
+        return evaluate(score_fn(model), split, which, batch_size=batch_size, max_len=max_len, device=device, **kw)
+    finally:
+        model.train(was_training)
+
+
+def _optim_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
+    sd = opt.state_dict()
+    tensors = {f"optim.{i}.{k}": v for i, st in sd["state"].items() for k, v in st.items()}
+    return tensors, sd["param_groups"]
+
+
+def _load_optim(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: list[dict[str, Any]]) -> None:
+    state: dict[int, dict[str, Tensor]] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            state.setdefault(int(i), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def train_model(
+    name: str,
+    split: SplitData,
+    cfg: Any = None,
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+    train_cfg: TrainConfig | None = None,
+    data_source: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train model ``name`` on ``split`` and return the best model with its metrics.
+
+    ``cfg`` is the model config (None: defaults); ``data_source`` (the options that loaded the
+    data) is recorded in the checkpoint so that ``recsae evaluate`` can reload it.
+    """
+    cls = model_class(name)
+    cfg = cfg if cfg is not None else cls.config_class()
+    cfg_record = dataclasses.asdict(cfg)
+    if not isinstance(cfg, cls.config_class):
+        raise ConfigError(f"model {name!r} takes a {cls.config_class.__name__}, got {type(cfg).__name__}")
+    tcfg = train_cfg or TrainConfig()
+    dev = default_device(None if device is None else str(device))
+    gen = seed_everything(seed)
+    model = cls.build(cfg, split.n_users, split.n_items, split.train).to(dev)
+    tensors = model.training_tensors(split)
+    opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+    batch_size = tcfg.batch_size or cls.default_batch_size
+    data = data_record(split, data_source)
+    # what fixes the training trajectory: a resume must match it (epochs and patience may change)
+    run = {"model": model.name, "model_config": cfg_record, "lr": tcfg.lr,
+           "batch_size": batch_size, "weight_decay": tcfg.weight_decay, "seed": seed,
+           "split_fingerprint": data["split_fingerprint"]}
+    train_record = dataclasses.asdict(tcfg) | {"batch_size": batch_size, "device": str(dev)}
+    out = Path(out_dir) if out_dir is not None else None
+
+    history: list[EpochLog] = []
+    best_value, best_epoch, best_state, seconds, done = float("-inf"), 0, None, 0.0, False
+    if out is not None and (out / STATE_JSON).is_file():
+        st = read_json(out / STATE_JSON)
+        if st["run"] != run:
+            raise ConfigError(f"{out} holds a different training run (model, options, seed or data); "
+                              "use another output folder or delete it")
+        saved = read_tensors(out / STATE_TENSORS)
+        model.load_state_dict({k[6:]: v for k, v in saved.items() if k.startswith("model.")})
+        _load_optim(opt, saved, st["param_groups"])
+        gen.set_state(saved["rng.generator"])
+        torch.set_rng_state(saved["rng.torch"])
+        if dev.type == "cuda" and "rng.cuda" in saved:
+            torch.cuda.set_rng_state(saved["rng.cuda"], dev)
+        history = [EpochLog(*h) for h in st["history"]]
+        best_value, best_epoch, seconds = st["best_value"], st["best_epoch"], st["seconds"]
+        done = _finished(len(history), best_epoch, seconds, tcfg)
+        best_state = read_tensors(out / WEIGHTS_FILE) if best_epoch else None
+        log.info(f"resuming {out} after epoch {len(history)} (best epoch {best_epoch})")
+
+    n_rows = len(tensors[0])
+    epoch = len(history)
+    while not done and epoch < tcfg.epochs:
+        epoch += 1
+        t0 = time.perf_counter()
+        model.train()
+        total = torch.zeros((), dtype=torch.float64, device=dev)
+        batches = model.batches(tensors, batch_size, gen)
+        for idx in progress(batches, desc=f"epoch {epoch}", total=len(batches)):
+            loss = model.loss(tuple(t[idx].to(dev) for t in tensors), gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(idx)
+        valid = evaluate_model(model, split, "valid", tcfg.eval_batch_size, ks=(10, 20)).metrics
+        improved = valid[VALID_METRIC] > best_value
+        secs = time.perf_counter() - t0
+        seconds += secs
+        history.append(EpochLog(epoch, secs, float(total) / n_rows, valid, improved))
+        log.info(f"epoch {epoch:3d}  {secs:6.1f}s  loss {float(total) / n_rows:.4f}  "
+                 f"valid ndcg@10 {valid['ndcg@10']:.4f}  hr@10 {valid['hr@10']:.4f}{'  *' if improved else ''}")
+        if improved:
+            best_value, best_epoch = valid[VALID_METRIC], epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        done = _finished(epoch, best_epoch, seconds, tcfg)
+        if out is not None:
+            if improved:
+                save_checkpoint(out, model, checkpoint_config(model, data, seed, train_record,
+                                                             {"best_epoch": best_epoch, "valid": valid}))
+            _save_state(out, model, opt, gen, dev, run, history, best_value, best_epoch, seconds)
+
+    final = model  # training is over: the model becomes the best one
+    if best_state is not None:
+        final.load_state_dict(best_state)
+    final.eval()
+    best_valid = history[best_epoch - 1].valid if best_epoch else {}
+    test = evaluate_model(final, split, "test", tcfg.eval_batch_size).metrics
+    result = TrainResult(final, best_valid, test, len(history), best_epoch, seconds, history)
+    if out is not None:
+        metrics = {"best_epoch": best_epoch, "epochs": len(history), "train_seconds": seconds,
+                   "valid": best_valid, "test": test}
+        save_checkpoint(out, final, checkpoint_config(final, data, seed, train_record, metrics))
+    log.info(f"best epoch {best_epoch}/{len(history)}  test ndcg@10 {test['ndcg@10']:.4f}  "
+             f"hr@10 {test['hr@10']:.4f}  ({seconds:.0f}s)")
+    return result
+
+
+def _finished(epoch: int, best_epoch: int, seconds: float, tcfg: TrainConfig) -> bool:
+    out_of_time = tcfg.max_seconds is not None and seconds >= tcfg.max_seconds
+    return epoch - best_epoch >= tcfg.patience or epoch >= tcfg.epochs or out_of_time
+
+
+def _save_state(out: Path, model: TrainableRecommender, opt: torch.optim.Optimizer, gen: torch.Generator,
+                dev: torch.device, run: dict[str, Any], history: list[EpochLog], best_value: float,
+                best_epoch: int, seconds: float) -> None:
+    optim, groups = _optim_tensors(opt)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()} | optim
+    tensors["rng.generator"] = gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if dev.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(dev)
+    write_tensors(out / STATE_TENSORS, tensors)
+    write_json(out / STATE_JSON, {
+        "run": run, "history": [list(h) for h in history], "best_value": best_value,
+        "best_epoch": best_epoch, "seconds": seconds, "param_groups": groups,
+    })

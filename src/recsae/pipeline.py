@@ -1,0 +1,249 @@
+"""``recsae run``: data → model → harvest → SAE → splice → interpret → steer → report.
+
+Every stage writes its outputs atomically into the run folder and ``summary.json`` is
+rewritten after each one, so a killed run keeps what it finished; a rerun with the same
+folder resumes (finished stages are loaded, not redone) unless ``force``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from recsae.data.dataset import SplitData
+from recsae.data.registry import DatasetOptions
+from recsae.errors import ConfigError
+from recsae.io import FORMAT_VERSION, read_json, write_json
+from recsae.utils import default_device, environment_info, log, seed_everything
+
+SUMMARY = "summary.json"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Options of a whole run."""
+
+    data: DatasetOptions = field(default_factory=DatasetOptions)
+    """Which dataset, with which filters."""
+    protocol: str = "auto"
+    """Split: auto (the source's own split, else leave-one-out), leave-one-out or time."""
+    model: str = "sasrec"
+    """Recommender to train (sasrec, gru4rec, bpr, lightgcn)."""
+    epochs: int = 200
+    """Most training epochs of the recommender (early stopping usually ends sooner)."""
+    patience: int = 10
+    """Early-stopping patience of the recommender, in epochs."""
+    sae_k: int = 32
+    """Active latents per row."""
+    sae_expansion: int = 32
+    """Latents per input dimension."""
+    sae_epochs: int = 4
+    """Passes of the SAE over the training rows (early stopping on validation FVU)."""
+    steer_concepts: tuple[str, ...] = ()
+    """Concepts to steer toward; empty: chosen automatically from the interpretation."""
+    stages: tuple[str, ...] = ("model", "sae", "interpret", "steer", "report")
+    """Stages to run, in pipeline order (later stages need the earlier ones' outputs)."""
+    seed: int = 0
+    """Seed of data generation, initialisations and samples."""
+    device: str = "auto"
+    """auto (CUDA when available), cpu, cuda, ..."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["data"] = self.data.to_dict()
+        return d
+
+
+STAGES = ("model", "sae", "interpret", "steer", "report")
+
+
+class Run:
+    """A run folder and its summary, rewritten after every stage."""
+
+    def __init__(self, out: Path, cfg: RunConfig) -> None:
+        self.out = out
+        self.cfg = cfg
+        prior = out / SUMMARY
+        self.summary: dict[str, Any] = read_json(prior) if prior.is_file() else {}
+        self.summary.update(format_version=FORMAT_VERSION, seed=cfg.seed, config=cfg.to_dict(), versions=environment_info())
+        self.summary.setdefault("seconds", {})
+
+    def save(self) -> None:
+        write_json(self.out / SUMMARY, self.summary)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        log.info("== %s", name)
+        t0 = time.perf_counter()
+        yield
+        self.summary["seconds"][name] = round(time.perf_counter() - t0, 2)
+        self.save()
+
+
+def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = False) -> dict[str, Any]:
+    """Run the whole job into ``out`` and return the summary (also in ``out/summary.json``)."""
+    unknown = set(cfg.stages) - set(STAGES)
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {sorted(unknown)}: expected some of {', '.join(STAGES)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
+                                     "seed": cfg.seed, "versions": environment_info()})
+    seed_everything(cfg.seed)
+    device = default_device(cfg.device)
+    run = Run(out, cfg)
+
+    with run.stage("data"):
+        split = _data_stage(run)
+    if "model" not in cfg.stages:
+        return run.summary
+    with run.stage("model"):
+        model = _model_stage(run, split, device, force)
+    if "sae" not in cfg.stages:
+        return run.summary
+    with run.stage("sae"):
+        sae, store = _sae_stage(run, model, split, device, force)
+    table = None
+    if "interpret" in cfg.stages:
+        with run.stage("interpret"):
+            table = _interpret_stage(run, model, sae, store, split, force)
+    if "steer" in cfg.stages and table is not None:
+        with run.stage("steer"):
+            _steer_stage(run, model, sae, split, table, force)
+    if "report" in cfg.stages:
+        with run.stage("report"):
+            _report_stage(run, split, table)
+    return run.summary
+
+
+def _data_stage(run: Run) -> SplitData:
+    from recsae.data.split import make_split
+    from recsae.models.pop import MostPopular
+    from recsae.models.trainer import evaluate_model
+
+    ds = run.cfg.data.load(run.cfg.seed)
+    split = make_split(ds, run.cfg.protocol)  # type: ignore[arg-type]
+    log.info("dataset %s: %d users, %d items, %d interactions (%s)", ds.name, ds.n_users, ds.n_items,
+             ds.n_interactions, split.protocol)
+    run.summary["dataset"] = {
+        "name": ds.name,
+        "n_users": ds.n_users,
+        "n_items": ds.n_items,
+        "n_interactions": ds.n_interactions,
+        "protocol": split.protocol,
+        "filters": ds.info.get("defaults"),
+    }
+    pop = evaluate_model(MostPopular.fit(split), split, "test")
+    run.summary["baseline"] = {"most_popular": {"test": pop.metrics}}
+    if ds.info.get("format") == "synthetic":
+        from recsae.data.synthetic import SyntheticConfig, generate_synthetic, write_ground_truth
+
+        truth = run.out / "ground_truth"
+        if not (truth / "ground_truth.json").is_file():
+            write_ground_truth(generate_synthetic(SyntheticConfig(seed=run.cfg.seed)), truth)
+    return split
+
+
+def _model_stage(run: Run, split: SplitData, device: torch.device, force: bool) -> Any:
+    from recsae.models.checkpoint import load_checkpoint
+    from recsae.models.registry import model_config
+    from recsae.models.trainer import TrainConfig, evaluate_model, train_model
+
+    model_dir = run.out / "model"
+    done = model_dir / "config.json"
+    if done.is_file() and not force and "model" in run.summary and (model_dir / "model.safetensors").is_file():
+        model, _ = load_checkpoint(model_dir, device)
+        log.info("model: reusing %s", model_dir)
+        return model
+    tcfg = TrainConfig(epochs=run.cfg.epochs, patience=run.cfg.patience)
+    source = run.cfg.data.to_dict() | {"protocol": run.cfg.protocol, "seed": run.cfg.seed}
+    result = train_model(run.cfg.model, split, model_config(run.cfg.model), model_dir, run.cfg.seed, device,
+                         tcfg, data_source=source)
+    model = result.model
+    run.summary["model"] = {
+        "name": run.cfg.model,
+        "valid": result.valid,
+        "test": result.test,
+        "train_seconds": round(result.seconds, 2),
+        "best_epoch": result.best_epoch,
+        "epochs": result.epochs,
+    }
+    # the reloaded checkpoint must rank exactly as the trained model did
+    if not np.isclose(evaluate_model(model, split, "test").metrics["ndcg@10"], result.test["ndcg@10"]):
+        raise RuntimeError("the trained model's test metrics changed after training")
+    return model
+
+
+def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, force: bool) -> tuple[Any, Any]:
+    from recsae.probe.store import ActivationStore
+    from recsae.sae.config import SaeConfig, SaeTrainConfig
+    from recsae.sae.model import TopKSAE
+    from recsae.sae.splice import run_sae_stage, splice_summary
+
+    finished = (run.out / "splice.json").is_file() and (run.out / "sae" / "cfg.json").is_file()
+    if finished and not force and "sae" in run.summary:
+        log.info("sae: reusing %s", run.out / "sae")
+        return TopKSAE.load(run.out / "sae", device), ActivationStore.open(run.out / "activations")
+    sae_cfg = SaeConfig(d_in=model.dim, expansion=run.cfg.sae_expansion, k=run.cfg.sae_k)
+    train_cfg = SaeTrainConfig(epochs=run.cfg.sae_epochs, seed=run.cfg.seed)
+    result = run_sae_stage(model, split, run.out, sae_cfg, train_cfg, checkpoint=run.out / "model",
+                           device=device, force=force)
+    run.summary["sae"] = splice_summary(result.splice)
+    return result.trained.sae, result.store
+
+
+def _interpret_stage(run: Run, model: Any, sae: Any, store: Any, split: SplitData, force: bool) -> Any:
+    import pandas as pd
+
+    from recsae.interpret.api import interpret, write_interpretation
+    from recsae.interpret.from_run import run_inputs
+
+    table_path = run.out / "interpretation.parquet"
+    if table_path.is_file() and not force and "interpret" in run.summary:
+        log.info("interpret: reusing %s", table_path)
+        return pd.read_parquet(table_path)
+    inputs = run_inputs(model, sae, store, split, seed=run.cfg.seed)
+    result = interpret(**inputs)
+    write_interpretation(result, run.out)
+    keys = ("n_alive", "n_interpretable", "share_interpretable", "coherence", "planted_recovered")
+    summary = {k: result.summary[k] for k in keys if k in result.summary}
+    for base in ("neurons", "random_sae"):
+        if base in result.summary:
+            summary[base] = {"share_interpretable": result.summary[base]["share_interpretable"]}
+    run.summary["interpret"] = summary
+    return result.table
+
+
+def _steer_stage(run: Run, model: Any, sae: Any, split: SplitData, table: Any, force: bool) -> None:
+    from recsae.interpret import build_vocabulary
+    from recsae.steer import ConceptItems
+    from recsae.steer.metrics import item_popularity
+    from recsae.steer.study import SteerConfig, run_steer, steer_summary
+
+    path = run.out / "steer.json"
+    if path.is_file() and not force and "steer" in run.summary:
+        log.info("steer: reusing %s", path)
+        return
+    meta = split.dataset.item_meta
+    items = ConceptItems.from_vocabulary(meta, build_vocabulary(meta, item_popularity(split.train.values, split.n_items)))
+    cfg = SteerConfig(concepts=run.cfg.steer_concepts, seed=run.cfg.seed)
+    result = run_steer(model, sae, split, table, items, cfg)
+    write_json(path, result.to_dict() | {"versions": environment_info(), "seed": run.cfg.seed})
+    run.summary["steer"] = steer_summary(result)
+
+
+def _report_stage(run: Run, split: SplitData, table: Any) -> None:
+    from recsae.report import write_report
+    from recsae.report.examples import write_latent_examples
+
+    if table is not None:
+        write_latent_examples(run.out, table, split.history("test"), split.dataset.item_meta.title)
+    path = write_report(run.out)
+    log.info("report: %s", path)

@@ -1,0 +1,168 @@
+"""Harvest a frozen model's representations into an activation store (METHOD.md §1).
+
+Every user's full history ``split.history("test")`` (train + valid items) is fed once, left-padded
+to the model's ``max_len``. Sequential models contribute every valid position of the final block
+(or, with ``last_only``, the last one); general models one row per user (``represent``).
+
+Provenance per row (index columns): ``position`` t is the prefix length within the full history,
+so the prefix is ``history[user][:t]``; ``start`` is where the model's window began (histories
+longer than ``max_len`` keep their latest items, so the state at t saw ``history[user][start:t]``);
+``split`` is the role of the next item (train item → ``train``, validation item → ``valid``,
+none left → ``test``, the full history the test target is ranked from); ``target`` the next
+item (the first test item for the full history, 0 when there is none).
+
+The state at an earlier position is computed inside the full window, exactly as the model
+produced it for training; only the ``test`` rows equal what ranking uses (``represent``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from recsae.data.dataset import SplitData, input_sequences
+from recsae.models.base import Recommender
+from recsae.probe.store import ActivationStore, StoreWriter
+from recsae.utils import environment_info, progress
+
+DEFAULT_MAX_LEN = 200
+"""Window for models that do not declare one (the evaluator's default)."""
+
+
+def model_max_len(model: nn.Module, default: int = DEFAULT_MAX_LEN) -> int:
+    """The history window a model reads: ``model.max_len``, else ``model.cfg.max_len``, else ``default``."""
+    for owner in (model, getattr(model, "cfg", None), getattr(model, "config", None)):
+        value = getattr(owner, "max_len", None) if owner is not None else None
+        if isinstance(value, int) and value > 0:
+            return value
+    return default
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of the model's first parameter or buffer (CPU for a model without any)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def dataset_info(split: SplitData) -> dict[str, Any]:
+    """Name, size, protocol and fingerprint (when the loader recorded one) of a split's dataset."""
+    from recsae.data.registry import dataset_fingerprint
+
+    ds = split.dataset
+    fingerprint = ds.info.get("fingerprint") or dataset_fingerprint(ds)
+    return {
+        "name": ds.name,
+        "fingerprint": fingerprint,
+        "n_users": ds.n_users,
+        "n_items": ds.n_items,
+        "protocol": split.protocol,
+    }
+
+
+def model_info(model: Recommender, max_len: int, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    return {
+        "name": getattr(model, "name", type(model).__name__),
+        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "sequential": bool(model.sequential),
+        "max_len": max_len,
+        "dim": model.dim,
+        "checkpoint": None if checkpoint is None else str(checkpoint),
+    }
+
+
+class _Frozen:
+    """Eval mode and no autograd for the duration of a block; the training flag is restored."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.was_training = model.training
+        self.no_grad = torch.no_grad()
+
+    def __enter__(self) -> None:
+        self.model.eval()
+        self.no_grad.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self.no_grad.__exit__(*exc)
+        self.model.train(self.was_training)
+
+
+def frozen(model: nn.Module) -> _Frozen:
+    """``with frozen(model):`` runs the model in eval mode without gradients, then restores it."""
+    return _Frozen(model)
+
+
+def harvest(
+    model: Recommender,
+    split: SplitData,
+    out_dir: str | Path,
+    last_only: bool = False,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    max_len: int | None = None,
+    checkpoint: str | Path | None = None,
+    shard_rows: int | None = None,
+) -> ActivationStore:
+    """Run the frozen ``model`` over every user's full history and write an activation store.
+
+    ``device``: where to run (default: the model's device); the model is moved back afterwards.
+    ``max_len``: history window (default: the model's own, see :func:`model_max_len`).
+    ``checkpoint``: recorded in ``meta.json`` as the model's origin.
+    """
+    max_len = max_len or model_max_len(model)
+    home = model_device(model)
+    run_on = torch.device(device) if device is not None else home
+    history = split.history("test")
+    n_train = split.train.lengths()
+    n_hist = history.lengths()
+    test = split.test
+    first_test = np.zeros(len(test), dtype=np.int64)
+    has_test = test.lengths() > 0
+    first_test[has_test] = test.values[test.indptr[:-1][has_test]]
+    users = np.flatnonzero(n_hist > 0).astype(np.int64)
+    all_positions = bool(model.sequential) and not last_only
+    meta = {
+        "mode": "model",
+        "last_only": not all_positions,
+        "model": model_info(model, max_len, checkpoint),
+        "dataset": dataset_info(split),
+        "environment": environment_info(),
+    }
+    if run_on != home:
+        model.to(run_on)
+    try:
+        with StoreWriter(out_dir, model.dim, meta, shard_rows) as writer, frozen(model):
+            starts = range(0, len(users), batch_size)
+            for lo in progress(starts, desc="harvest", total=len(starts)):
+                batch = users[lo : lo + batch_size]
+                seqs = input_sequences(history, batch, max_len).to(run_on)
+                user_t = torch.from_numpy(batch).to(run_on)
+                if all_positions:
+                    states, mask = model.hidden_states(user_t, seqs)
+                    width = states.shape[1]
+                    # padding never enters: a position counts only if the model calls it valid
+                    # and it holds a real item
+                    mask = mask & (seqs[:, -width:] > 0)
+                    rows_b, cols = (a.cpu().numpy() for a in torch.nonzero(mask, as_tuple=True))
+                    x = states[mask].float().cpu().numpy()
+                    u = batch[rows_b]
+                    t = n_hist[u] - (width - 1 - cols)
+                else:
+                    x = model.represent(user_t, seqs).float().cpu().numpy()
+                    u = batch
+                    t = n_hist[u]
+                window = np.minimum(n_hist[u], max_len if model.sequential else n_hist[u])
+                hist_vals = history.values
+                nxt = np.where(t < n_hist[u], hist_vals[np.minimum(history.indptr[u] + t, len(hist_vals) - 1)], 0)
+                target = np.where(t < n_hist[u], nxt, first_test[u])
+                code = np.where(t < n_train[u], 0, np.where(t < n_hist[u], 1, 2))
+                writer.append(x, u, t, code, target, n_hist[u] - window)
+            return writer.finish()
+    finally:
+        if run_on != home:
+            model.to(home)

@@ -1,0 +1,310 @@
+"""The activation store: harvested representations on disk, with their provenance.
+
+A store is a folder (docs/ARCHITECTURE.md, probe section)::
+
+    meta.json        format_version, d, n_rows, dtype, model, dataset, mode, shards
+    shard-00000.npy  float32 (rows x d), read back as memory maps
+    index.parquet    one row per activation row: user, position, split, target, start
+
+The writer fills a hidden sibling folder and renames it into place only after every shard, the
+index and ``meta.json`` are complete, so a killed harvest never leaves a folder that opens as a
+store. Memory stays bounded: one shard buffer plus the (small) index columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsae.errors import DataError
+from recsae.io import FORMAT_VERSION, write_json, write_parquet
+
+SPLITS = ("train", "valid", "test")
+"""Values of the index's ``split`` column; the writer takes their codes 0, 1, 2."""
+
+INDEX_COLUMNS = ("user", "position", "split", "target", "start")
+
+DEFAULT_SHARD_BYTES = 64 * 2**20
+"""Shard size: bounds the writer's buffer and each memory map."""
+
+
+class ActivationStore:
+    """A read-only activation store opened from its folder (use :meth:`open`)."""
+
+    def __init__(self, path: Path, meta: dict[str, Any], shards: list[np.ndarray], index: pd.DataFrame) -> None:
+        self.path = path
+        self.meta = meta
+        self.shards = shards
+        """One read-only memory map (rows x d) per shard file."""
+        self.index = index
+        """One row per activation row: user, position, split, target, start."""
+        self.offsets = np.zeros(len(shards) + 1, dtype=np.int64)
+        np.cumsum([len(s) for s in shards], out=self.offsets[1:])
+
+    @classmethod
+    def open(cls, path: str | Path) -> ActivationStore:
+        """Open and validate a store; a missing, partial, corrupt or newer store is a DataError."""
+        path = Path(path)
+        meta_path = path / "meta.json"
+        if not path.is_dir():
+            raise DataError("no activation store here (folder missing)", path=path)
+        if not meta_path.is_file():
+            raise DataError(
+                "not an activation store: meta.json is missing (an interrupted harvest?)", path=path
+            )
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as err:
+            raise DataError(f"unreadable JSON: {err}", path=meta_path) from err
+        if not isinstance(meta, dict):
+            raise DataError("expected a JSON object", path=meta_path)
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise DataError(
+                f"format version {version!r}, this recsae reads version {FORMAT_VERSION}",
+                path=meta_path,
+                field="format_version",
+            )
+        if meta.get("dtype") != "float32":
+            raise DataError(f"dtype {meta.get('dtype')!r}, expected 'float32'", path=meta_path, field="dtype")
+        for key in ("d", "n_rows", "shards"):
+            if key not in meta:
+                raise DataError("missing", path=meta_path, field=key)
+        d, n_rows = int(meta["d"]), int(meta["n_rows"])
+        shards = [_open_shard(path, entry, d, meta_path) for entry in meta["shards"]]
+        if sum(len(s) for s in shards) != n_rows:
+            raise DataError(
+                f"shards hold {sum(len(s) for s in shards)} rows, meta says {n_rows}",
+                path=meta_path,
+                field="n_rows",
+            )
+        index = _read_index(path / "index.parquet", n_rows)
+        return cls(path, meta, shards, index)
+
+    @property
+    def d(self) -> int:
+        return int(self.meta["d"])
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.meta["n_rows"])
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def rows(self, split: str) -> np.ndarray:
+        """Row numbers (int64, ascending) whose ``split`` is ``split``."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        return np.flatnonzero((self.index["split"] == split).to_numpy()).astype(np.int64)
+
+    def load(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Activations (n x d float32). A single-shard store without ``rows`` returns its
+        read-only memory map itself; otherwise the requested rows are copied into memory."""
+        if rows is None:
+            if len(self.shards) == 1:
+                return self.shards[0]
+            if not self.shards:
+                return np.zeros((0, self.d), dtype=np.float32)
+            return np.concatenate(self.shards)
+        return self._gather(np.asarray(rows, dtype=np.int64))
+
+    def iter_batches(self, batch_size: int, rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
+        """Consecutive batches (<= batch_size x d) of all rows, or of ``rows`` in the given order."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        if rows is None:
+            for start in range(0, self.n_rows, batch_size):
+                yield self._slice(start, min(start + batch_size, self.n_rows))
+        else:
+            rows = np.asarray(rows, dtype=np.int64)
+            for start in range(0, len(rows), batch_size):
+                yield self._gather(rows[start : start + batch_size])
+
+    def _slice(self, start: int, stop: int) -> np.ndarray:
+        first = int(np.searchsorted(self.offsets, start, side="right")) - 1
+        parts = []
+        while start < stop:
+            local = start - int(self.offsets[first])
+            take = min(stop, int(self.offsets[first + 1])) - start
+            parts.append(self.shards[first][local : local + take])
+            start += take
+            first += 1
+        return np.array(parts[0]) if len(parts) == 1 else np.concatenate(parts)
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.n_rows):
+            raise IndexError(f"row numbers must lie in [0, {self.n_rows})")
+        out = np.empty((len(rows), self.d), dtype=np.float32)
+        shard_of = np.searchsorted(self.offsets, rows, side="right") - 1
+        for s in np.unique(shard_of):
+            sel = shard_of == s
+            out[sel] = self.shards[s][rows[sel] - self.offsets[s]]
+        return out
+
+
+def _open_shard(folder: Path, entry: Any, d: int, meta_path: Path) -> np.ndarray:
+    if not isinstance(entry, dict) or "file" not in entry or "rows" not in entry:
+        raise DataError("each shard entry needs 'file' and 'rows'", path=meta_path, field="shards")
+    shard_path = folder / str(entry["file"])
+    if Path(entry["file"]).name != entry["file"]:
+        raise DataError("shard file names must not contain folders", path=meta_path, field="shards")
+    try:
+        arr = np.load(shard_path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"unreadable shard: {err}", path=shard_path) from err
+    if arr.dtype != np.float32 or arr.ndim != 2 or arr.shape[1] != d or arr.shape[0] != int(entry["rows"]):
+        raise DataError(
+            f"shard is {arr.dtype} {arr.shape}, expected float32 ({entry['rows']}, {d})",
+            path=shard_path,
+        )
+    return arr
+
+
+def _read_index(index_path: Path, n_rows: int) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    try:
+        index = pq.read_table(index_path).to_pandas()
+    except Exception as err:  # pyarrow raises several unrelated types for a bad file
+        raise DataError(f"unreadable index: {err}", path=index_path) from err
+    missing = [c for c in INDEX_COLUMNS if c not in index.columns]
+    if missing:
+        raise DataError(f"missing columns {missing}", path=index_path)
+    if len(index) != n_rows:
+        raise DataError(f"{len(index)} index rows, meta says {n_rows}", path=index_path)
+    return index
+
+
+class StoreWriter:
+    """Streams activation rows into a new store; :meth:`finish` publishes it atomically.
+
+    Use as a context manager: on an exception the partial folder is deleted and nothing
+    at ``out_dir`` changes.
+    """
+
+    def __init__(self, out_dir: str | Path, d: int, meta: dict[str, Any], shard_rows: int | None = None) -> None:
+        self.out_dir = Path(out_dir)
+        self.d = d
+        self.meta = dict(meta)
+        self.shard_rows = max(1, shard_rows or DEFAULT_SHARD_BYTES // (4 * d))
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.partial-", dir=self.out_dir.parent))
+        self._buf = np.empty((min(self.shard_rows, 65536), d), dtype=np.float32)
+        self._fill = 0
+        self._shards: list[dict[str, Any]] = []
+        self._cols: dict[str, list[np.ndarray]] = {c: [] for c in INDEX_COLUMNS}
+        self.n_rows = 0
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def append(
+        self,
+        x: np.ndarray,
+        user: np.ndarray,
+        position: np.ndarray,
+        split: np.ndarray,
+        target: np.ndarray,
+        start: np.ndarray,
+    ) -> None:
+        """Add rows: activations ``x`` (n x d) with their provenance (``split`` as codes 0/1/2)."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.d:
+            raise ValueError(f"expected (n, {self.d}) activations, got {x.shape}")
+        n = len(x)
+        for name, values, dtype in (
+            ("user", user, np.int64),
+            ("position", position, np.int32),
+            ("split", split, np.int8),
+            ("target", target, np.int64),
+            ("start", start, np.int32),
+        ):
+            values = np.asarray(values, dtype=dtype)
+            if values.shape != (n,):
+                raise ValueError(f"provenance column {name} has shape {values.shape}, expected ({n},)")
+            self._cols[name].append(values)
+        done = 0
+        while done < n:
+            if self._fill == len(self._buf):
+                if len(self._buf) < self.shard_rows:
+                    grown = np.empty((min(2 * len(self._buf), self.shard_rows), self.d), dtype=np.float32)
+                    grown[: self._fill] = self._buf[: self._fill]
+                    self._buf = grown
+                else:
+                    self._flush()
+            take = min(n - done, len(self._buf) - self._fill)
+            self._buf[self._fill : self._fill + take] = x[done : done + take]
+            self._fill += take
+            done += take
+        self.n_rows += n
+
+    def _flush(self) -> None:
+        if self._fill == 0:
+            return
+        name = f"shard-{len(self._shards):05d}.npy"
+        np.save(self.tmp / name, self._buf[: self._fill], allow_pickle=False)
+        self._shards.append({"file": name, "rows": self._fill})
+        self._fill = 0
+
+    def finish(self) -> ActivationStore:
+        """Write the index and meta.json, then move the folder into place (replacing an old one)."""
+        import pyarrow as pa
+
+        self._flush()
+        cols = {
+            c: (np.concatenate(v) if v else np.zeros(0, dtype=np.int64)) for c, v in self._cols.items()
+        }
+        split = pa.DictionaryArray.from_arrays(
+            pa.array(cols["split"].astype(np.int8), type=pa.int8()), pa.array(list(SPLITS))
+        )
+        table = pa.table(
+            {
+                "user": pa.array(cols["user"].astype(np.int64)),
+                "position": pa.array(cols["position"].astype(np.int32)),
+                "split": split,
+                "target": pa.array(cols["target"].astype(np.int64)),
+                "start": pa.array(cols["start"].astype(np.int32)),
+            }
+        )
+        write_parquet(self.tmp / "index.parquet", table)
+        meta = {
+            **self.meta,
+            "format_version": FORMAT_VERSION,
+            "d": self.d,
+            "n_rows": self.n_rows,
+            "dtype": "float32",
+            "shards": self._shards,
+        }
+        write_json(self.tmp / "meta.json", meta)
+        _replace_dir(self.tmp, self.out_dir)
+        return ActivationStore.open(self.out_dir)
+
+    def add_file(self, name: str, writer: Any) -> Path:
+        """Write an extra file into the store folder before it is published (``writer(path)``)."""
+        dest = self.tmp / name
+        writer(dest)
+        return dest
+
+
+def _replace_dir(src: Path, dest: Path) -> None:
+    """Move ``src`` to ``dest``; an existing ``dest`` is moved aside first, then deleted."""
+    old = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.replace(dest, old / dest.name)
+    os.replace(src, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

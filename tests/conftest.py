@@ -1,0 +1,19 @@
+"""Shared fixtures: the real-data root (never copied into the repository)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """$RECSAE_DATA, else <repo>/../shared/data; skips the test when the folder is absent."""
+    root = Path(os.environ.get("RECSAE_DATA") or REPO_ROOT.parent / "shared" / "data")
+    if not root.is_dir():
+        pytest.skip(f"real datasets not found at {root} (set RECSAE_DATA to run this test)")
+    return root

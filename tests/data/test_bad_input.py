@@ -1,0 +1,133 @@
+"""Bad input: one clear error naming file, line (1-based) and field; via the CLI exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from recsae.cli import main
+from recsae.data import load_dataset
+from recsae.data.loaders import movielens, rechorus, table
+from recsae.errors import ConfigError, DataError
+
+
+def _ml100k(tmp_path, u_data: str):
+    root = tmp_path / "ml-100k"
+    root.mkdir()
+    (root / "u.data").write_text(u_data)
+    return root
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    root = _ml100k(tmp_path, "1\t1\t5\t100\n1\t2\t4\t101\t99\n")
+    with pytest.raises(DataError) as err:
+        movielens.load_100k(root)
+    assert err.value.path == str(root / "u.data") and err.value.line == 2
+    assert "expected 4" in str(err.value) and "found 5" in str(err.value)
+
+
+def test_short_line_names_the_line(tmp_path):
+    root = _ml100k(tmp_path, "1\t1\t5\t100\n\n2\t3\t4\n")
+    with pytest.raises(DataError) as err:
+        movielens.load_100k(root)
+    assert err.value.line == 3  # the blank line 2 is skipped but still counted
+
+
+def test_non_numeric_timestamp_names_line_and_field(tmp_path):
+    root = _ml100k(tmp_path, "1\t1\t5\t100\n1\t2\t4\tyesterday\n")
+    with pytest.raises(DataError) as err:
+        movielens.load_100k(root)
+    assert (err.value.line, err.value.field) == (2, "timestamp")
+    assert "expected a number" in str(err.value) and "yesterday" in str(err.value)
+
+
+def test_non_integer_id_in_a_ml1m_file_is_named(tmp_path):
+    (tmp_path / "ratings.dat").write_text("1::1193::5::978300760\nx::661::3::978302109\n")
+    with pytest.raises(DataError) as err:
+        movielens.load_1m(tmp_path)
+    assert (err.value.line, err.value.field) == (2, "user_id")
+
+
+def test_missing_column_names_the_column(tmp_path):
+    (tmp_path / "log.csv").write_text("user_id,item,timestamp\n1,2,3\n")
+    with pytest.raises(DataError) as err:
+        table.load(tmp_path / "log.csv")
+    assert err.value.field == "item_id" and err.value.line == 1
+    assert "user_id, item, timestamp" in str(err.value)
+
+
+def test_rechorus_empty_time_is_named(tmp_path):
+    (tmp_path / "train.csv").write_text("user_id\titem_id\ttime\n1\t2\t3\n1\t3\t\n")
+    with pytest.raises(DataError) as err:
+        rechorus.load(tmp_path)
+    assert (err.value.line, err.value.field) == (3, "time")
+
+
+def test_empty_dataset_after_filtering(tmp_path):
+    root = _ml100k(tmp_path, "1\t1\t2\t100\n1\t2\t3\t101\n")
+    with pytest.raises(DataError, match="no interactions left after rating>=4"):
+        load_dataset(root, fmt="movielens-100k")
+
+
+def test_file_with_only_a_header_is_empty(tmp_path):
+    (tmp_path / "log.csv").write_text("user_id,item_id,timestamp\n")
+    with pytest.raises(DataError, match="no interactions"):
+        table.load(tmp_path / "log.csv")
+
+
+def test_unknown_name_format_and_missing_root(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="unknown dataset 'ml-10k'"):
+        load_dataset("ml-10k")
+    with pytest.raises(ConfigError, match="unknown format 'csv'"):
+        load_dataset(tmp_path, fmt="csv")
+    monkeypatch.delenv("RECSAE_DATA", raising=False)
+    with pytest.raises(ConfigError, match="--data-root"):
+        load_dataset("ml-100k")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--dataset", "ml-10k"], "unknown dataset 'ml-10k'"),
+        (["--format", "csv"], "unknown format 'csv'"),
+        ([], "line 2, field 'timestamp'"),
+    ],
+)
+def test_cli_reports_one_line_and_exits_2(tmp_path, capsys, args, expected):
+    root = _ml100k(tmp_path, "1\t1\t5\t100\n1\t2\t4\tyesterday\n")
+    argv = ["data", "stats", "--dataset", str(root), *args]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and expected in err[-1]
+    assert not any("Traceback" in line for line in err)
+
+
+def test_bad_loader_option_and_missing_path(tmp_path):
+    root = _ml100k(tmp_path, "1\t1\t5\t100\n")
+    with pytest.raises(ConfigError, match="bad option for format 'movielens-100k'"):
+        load_dataset(root, colour="red")
+    with pytest.raises(DataError, match="dataset path not found"):
+        load_dataset(tmp_path / "nowhere", fmt="rechorus")
+
+
+def test_undecodable_bytes_name_the_line(tmp_path):
+    (tmp_path / "log.csv").write_bytes(b"user_id,item_id,timestamp\n1,a,1\n2,\xff\xfe,2\n")
+    with pytest.raises(DataError, match="not valid utf-8 text") as err:
+        table.load(tmp_path / "log.csv")
+    assert err.value.line == 3
+
+
+def test_corrupt_parquet_is_a_data_error(tmp_path):
+    (tmp_path / "log.parquet").write_bytes(b"not parquet at all")
+    with pytest.raises(DataError, match="cannot read the Parquet file"):
+        table.load(tmp_path / "log.parquet")
+
+
+def test_non_numeric_parquet_timestamp_names_row_and_field(tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"user_id": [1, 2], "item_id": [1, 2], "timestamp": ["5", "soon"]}).to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(DataError, match="row 2: expected a numeric") as err:
+        table.load(tmp_path / "t.parquet")
+    assert err.value.field == "timestamp"

@@ -1,0 +1,117 @@
+"""Filters (rating threshold, k-core) and splits (leave-one-out, time, given) on closed-form cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsae.data import filters
+from recsae.data.dataset import InteractionDataset, ItemMeta
+from recsae.data.split import given_split, leave_one_out, make_split, time_split
+from recsae.errors import ConfigError, DataError
+
+
+def test_min_rating_keeps_positives_and_reindexes_with_aligned_metadata(tiny):
+    ds = tiny([1, 1, 2, 2, 3], [1, 2, 2, 3, 1], rating=[5, 3, 4, 4, 1])
+    out = filters.min_rating(ds, 4)
+    # user 3 has only a 1-star rating and disappears; every item keeps a positive.
+    assert out.n_interactions == 3
+    assert out.user_ids.tolist() == ["", "u1", "u2"]
+    assert out.item_ids.tolist() == ["", "i1", "i2", "i3"]
+    assert out.rating.tolist() == [5, 4, 4]
+    assert out.info["filters"] == ["rating>=4"]
+    assert out.info["counts"]["rating>=4"] == {"interactions": 3, "users": 2, "items": 3}
+
+
+def test_dropped_item_takes_its_metadata_row_with_it(tiny):
+    ds = tiny([1, 1, 2], [1, 2, 3], rating=[5, 1, 5])
+    out = filters.min_rating(ds, 4)
+    assert out.item_ids.tolist() == ["", "i1", "i3"]
+    assert out.item_meta.title == ["", "item 1", "item 3"]
+    assert out.item_meta.multi["genre"] == [(), ("g1",), ("g1",)]
+    assert out.item_meta.numeric["year"].tolist() == [0, 1, 3]
+    assert out.item.tolist() == [1, 2]
+
+
+def test_k_core_iterates_until_every_user_and_item_has_k():
+    # Users 1,2 each rate items 1,2; user 3 rates items 1,3. Item 3 has 1 interaction ->
+    # dropped, then user 3 has 1 -> dropped, then item 1 has 2: a 2-core of users 1,2 x items 1,2.
+    user = np.array([1, 1, 2, 2, 3, 3])
+    item = np.array([1, 2, 1, 2, 1, 3])
+    ds = InteractionDataset(
+        "k", user, item, np.arange(6.0), np.array(["", "a", "b", "c"]), np.array(["", "x", "y", "z"]),
+        ItemMeta(title=["", "x", "y", "z"]),
+    )
+    out = filters.k_core(ds, 2)
+    assert out.user_ids.tolist() == ["", "a", "b"]
+    assert out.item_ids.tolist() == ["", "x", "y"]
+    assert out.n_interactions == 4
+    counts_u = np.bincount(out.user)[1:]
+    counts_i = np.bincount(out.item)[1:]
+    assert counts_u.min() >= 2 and counts_i.min() >= 2
+
+
+def test_k_core_of_one_is_a_no_op(tiny):
+    ds = tiny([1, 2], [1, 2])
+    assert filters.k_core(ds, 1) is ds
+
+
+def test_rating_threshold_needs_ratings(tiny):
+    with pytest.raises(ConfigError, match="no ratings"):
+        filters.min_rating(tiny([1], [1]), 4)
+
+
+def test_filter_leaving_nothing_is_a_data_error(tiny):
+    with pytest.raises(DataError, match="no interactions left after rating>=5"):
+        filters.min_rating(tiny([1, 2], [1, 2], rating=[1, 2]), 5)
+
+
+def test_rows_stay_sorted_by_user_then_time_after_filters(tiny):
+    ds = tiny([1, 1, 1, 2, 2, 2], [1, 2, 3, 1, 2, 3], time=[1, 2, 2, 0, 5, 9], rating=[5] * 6)
+    out = filters.k_core(filters.min_rating(ds, 4), 2)
+    key = out.user * 100 + out.time
+    assert np.all(np.diff(key) >= 0)
+
+
+def test_leave_one_out_holds_out_last_two_and_keeps_short_users_in_train(tiny):
+    # user 1: items 1,2,3,4; user 2: items 2,3 (fewer than 3 -> train only)
+    ds = tiny([1, 1, 1, 1, 2, 2], [1, 2, 3, 4, 2, 3])
+    split = leave_one_out(ds)
+    assert split.train[1].tolist() == [1, 2]
+    assert split.valid[1].tolist() == [3]
+    assert split.test[1].tolist() == [4]
+    assert split.train[2].tolist() == [2, 3]
+    assert len(split.valid[2]) == 0 and len(split.test[2]) == 0
+    assert split.history("test")[1].tolist() == [1, 2, 3]
+    assert split.eval_users("test").tolist() == [1]
+    assert split.protocol == "leave-one-out"
+
+
+def test_time_split_cuts_at_global_time_quantiles(tiny):
+    # 10 interactions at times 0..9: the last 10% (t=9) test, the 10% before (t=8) valid.
+    ds = tiny([1] * 5 + [2] * 5, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], time=[0, 2, 4, 6, 8, 1, 3, 5, 7, 9])
+    split = time_split(ds, valid_frac=0.1, test_frac=0.1)
+    assert split.test[2].tolist() == [10] and len(split.test[1]) == 0
+    assert split.valid[1].tolist() == [5] and len(split.valid[2]) == 0
+    assert split.train[1].tolist() == [1, 2, 3, 4]
+    assert split.train.values.size + split.valid.values.size + split.test.values.size == 10
+
+
+def test_time_split_rejects_impossible_fractions(tiny):
+    with pytest.raises(ConfigError):
+        time_split(tiny([1], [1]), valid_frac=0.6, test_frac=0.5)
+
+
+def test_given_split_reproduces_row_labels_and_auto_prefers_it(tiny):
+    ds = tiny([1, 1, 1, 2, 2], [1, 2, 3, 1, 3])
+    ds.row_split = np.array([0, 1, 2, 0, 2], dtype=np.int8)
+    split = given_split(ds)
+    assert split.train[1].tolist() == [1] and split.valid[1].tolist() == [2] and split.test[1].tolist() == [3]
+    assert split.test[2].tolist() == [3] and len(split.valid[2]) == 0
+    assert make_split(ds).protocol == "given"
+    assert make_split(ds, "leave-one-out").protocol == "leave-one-out"
+
+
+def test_given_split_without_labels_is_an_error(tiny):
+    with pytest.raises(DataError, match="no given split"):
+        given_split(tiny([1], [1]))

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from interpret_toy import Toy
+
+from recsae.interpret import InterpretConfig, interpret, write_interpretation
+from recsae.interpret.baselines import coherence, planted_recovery, top_decoder_items, top_rows
+from recsae.io import read_json
+
+
+def test_known_rules_are_recovered_with_high_confidence_and_noise_is_not(toy: Toy) -> None:
+    res = interpret(toy.ctx, toy.meta, toy.counts, toy.acts, reps=toy.reps)
+    t = res.table.set_index("latent")
+    assert t.loc[0, "rule"] == "last item has genre=Horror"
+    assert t.loc[0, "kind"] == "input"
+    assert t.loc[0, "confidence"] > 0.99 and t.loc[0, "val_f1"] > 0.99
+    assert t.loc[0, "interpretable"]
+    assert t.loc[2, "rule"] == "≥60% of top-10 recs have genre=Comedy"
+    assert t.loc[2, "kind"] == "output" and t.loc[2, "interpretable"]
+    assert not t.loc[1, "interpretable"] and t.loc[1, "confidence"] < 0.7
+    assert not t.loc[3, "alive"] and not t.loc[3, "interpretable"]
+    assert res.summary["n_alive"] == 3 and res.summary["n_interpretable"] == 2
+    assert np.isclose(res.summary["share_interpretable"], 2 / 3)
+    # the horror latent's example items are horror films
+    assert all(title.startswith("Horror") for title in t.loc[0, "example_titles"])
+
+
+def test_summary_has_baselines_coherence_and_is_written(toy: Toy, tmp_path) -> None:
+    neurons = toy.reps  # dense units: top decile = active
+    rand = sp.csr_matrix(np.where(np.random.default_rng(0).random((len(neurons), 4)) < 0.1, 1.0, 0.0))
+    res = interpret(
+        toy.ctx, toy.meta, toy.counts, toy.acts, neuron_acts=neurons, random_acts=rand, reps=toy.reps,
+        sae_decoder=np.eye(4, 6), item_emb=np.random.default_rng(1).normal(size=(41, 6)),
+    )
+    s = res.summary
+    for key in ("n_alive", "n_interpretable", "share_interpretable", "coherence"):
+        assert key in s
+    assert set(s["coherence"]) == {"sae", "neurons", "random_sae"}
+    assert s["random_sae"]["share_interpretable"] == 0.0
+    assert s["n_fit_users"] + s["n_val_users"] == len(np.unique(toy.ctx.users))
+    assert len(res.table.loc[0, "top_items"]) == 5
+    write_interpretation(res, tmp_path)
+    back = pd.read_parquet(tmp_path / "interpretation.parquet")
+    assert len(back) == 4 and list(back.loc[0, "top_users"]) == list(res.table.loc[0, "top_users"])
+    js = read_json(tmp_path / "interpret.json")
+    assert js["neurons"]["share_interpretable"] == s["neurons"]["share_interpretable"]
+    assert js["config"]["min_confidence"] == InterpretConfig().min_confidence
+
+
+def test_planted_concepts_are_matched_by_the_latent_whose_rule_names_them(toy: Toy) -> None:
+    res = interpret(toy.ctx, toy.meta, toy.counts, toy.acts, cfg=InterpretConfig(planted_attribute="genre"))
+    per = {p["concept"]: p for p in res.summary["planted"]}
+    assert per["genre=Horror"]["best_latent"] == 0 and per["genre=Horror"]["recovered"]
+    assert per["genre=Comedy"]["best_latent"] == 2
+    assert per["genre=Western"]["best_latent"] is None and not per["genre=Western"]["recovered"]
+
+
+def test_top_rows_are_sorted_and_padded() -> None:
+    acts = sp.csr_matrix(np.array([[0.5, 0], [2.0, 0], [1.0, 3.0]], dtype=np.float32))
+    top = top_rows(acts, 3)
+    assert top.rows.tolist() == [[1, 2, 0], [2, -1, -1]]
+    dense = top_rows(acts.toarray(), 2)
+    assert dense.rows[0].tolist() == [1, 2] and dense.rows[1, 0] == 2  # row 0/1 tie for unit 1
+
+
+def test_coherence_is_one_for_identical_and_zero_for_orthogonal_rows() -> None:
+    reps = np.array([[1.0, 0], [2.0, 0], [0, 1.0], [3.0, 0]])
+    c = coherence(reps, np.array([[0, 1, 3], [0, 2, -1], [1, -1, -1]]))
+    assert np.isclose(c[0], 1.0) and np.isclose(c[1], 0.0) and np.isnan(c[2])
+    # centred on the common direction, rows spread around it are dissimilar
+    spread = np.array([[1.0, 1.0], [1.0, -1.0], [1.0, 0.0]])
+    assert coherence(spread, np.array([[0, 1]]))[0] == 0.0
+    assert np.isclose(coherence(spread + np.array([10.0, 0.0]), np.array([[0, 1]]), center=np.array([11.0, 0.0]))[0], -1.0)
+
+
+def test_top_decoder_items_rank_by_dot_product_and_skip_padding() -> None:
+    emb = np.array([[9.0, 9.0], [1.0, 0], [0, 1.0], [2.0, 0]])
+    top = top_decoder_items(np.array([[1.0, 0], [0, 1.0]]), emb, 2, chunk=1)
+    assert top[0].tolist() == [3, 1] and top[1, 0] == 2  # item 0 (padding) never listed
+
+
+def test_planted_recovery_counts_concepts_whose_best_latent_reaches_the_threshold() -> None:
+    share, table = planted_recovery([[0], [0, 1], [2]], np.array([0.5, 0.9, 0.95]), [0, 1, 3], ["a", "b", "c", "d"], 0.8)
+    assert share == 2 / 3
+    assert [r["best_latent"] for r in table] == [1, 1, None]
+
+
+def test_cli_prints_the_most_confident_latents_with_titles(toy: Toy, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from recsae.cli import app
+
+    res = interpret(toy.ctx, toy.meta, toy.counts, toy.acts, neuron_acts=toy.reps, reps=toy.reps)
+    write_interpretation(res, tmp_path)
+    out = CliRunner().invoke(app, ["interpret", "--run", str(tmp_path), "--top", "5"])
+    assert out.exit_code == 0, out.output
+    assert "last item has genre=Horror" in out.output and "Horror film" in out.output
+    assert "2 of 3 alive latents interpretable" in out.output
+
+
+def test_cli_without_an_interpretation_is_a_user_error(tmp_path) -> None:
+    import pytest
+
+    from recsae.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["interpret", "--run", str(tmp_path)])
+    assert exc.value.code == 2
+
+
+def test_invalid_options_are_config_errors(toy: Toy) -> None:
+    import pytest
+
+    from recsae.errors import ConfigError
+    from recsae.interpret import FitConfig
+
+    with pytest.raises(ConfigError, match=r"fit_fraction.*fit_target"):
+        interpret(toy.ctx, toy.meta, toy.counts, toy.acts,
+                  cfg=InterpretConfig(fit_fraction=1.0, fit=FitConfig(fit_target="median")))

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsae.interpret.dictionary import (
+    FitConfig,
+    fit_rules,
+    member,
+    neuron_states,
+    rule_counts,
+    sae_states,
+)
+
+
+def _random_case(seed: int = 0, rows: int = 300, m: int = 7, f: int = 11):
+    rng = np.random.default_rng(seed)
+    feats = sp.csr_matrix((rng.random((rows, f)) < 0.25).astype(np.float32))
+    target = sp.csr_matrix((rng.random((rows, m)) < 0.15).astype(np.float32))
+    return feats, target
+
+
+def test_single_rules_equal_a_naive_loop_over_latents_and_features() -> None:
+    feats, target = _random_case()
+    x, t = feats.toarray() > 0, target.toarray() > 0
+    rules = fit_rules(feats, target, FitConfig(max_terms=1, min_support=1))
+    stats = rules.stats()
+    for j in range(t.shape[1]):
+        f1 = [2 * (x[:, f] & t[:, j]).sum() / (x[:, f].sum() + t[:, j].sum()) for f in range(x.shape[1])]
+        best = int(np.argmax(f1))
+        assert rules.feature_a[j] == best
+        assert stats["f1"][j] == np.float64(f1[best])
+        assert rules.support[j] == x[:, best].sum()
+        assert rules.tp[j] == (x[:, best] & t[:, j]).sum()
+        prec = (x[:, best] & t[:, j]).sum() / x[:, best].sum()
+        assert np.isclose(stats["lift"][j], prec / t[:, j].mean())
+
+
+def test_rule_counts_of_or_and_rules_equal_a_naive_loop() -> None:
+    feats, target = _random_case(seed=1)
+    x, t = feats.toarray() > 0, target.toarray() > 0
+    m = t.shape[1]
+    fa = np.array([0, 1, 2, 3, 4, -1, 5])
+    fb = np.array([-1, 2, 3, 9, 8, -1, 10])
+    op = np.array([0, 1, 2, 1, 2, 0, 2])
+    tp, support = rule_counts(feats, target, fa, fb, op)
+    for j in range(m):
+        if fa[j] < 0:
+            holds = np.zeros(len(x), dtype=bool)
+        elif op[j] == 0:
+            holds = x[:, fa[j]]
+        elif op[j] == 1:
+            holds = x[:, fa[j]] | x[:, fb[j]]
+        else:
+            holds = x[:, fa[j]] & x[:, fb[j]]
+        assert tp[j] == (holds & t[:, j]).sum()
+        if fa[j] >= 0:
+            assert support[j] == holds.sum()
+
+
+def test_two_term_rule_is_found_when_the_latent_is_an_or_of_two_features() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.random((2000, 6)) < 0.15
+    t = (x[:, 1] | x[:, 4])[:, None]
+    rules = fit_rules(sp.csr_matrix(x.astype(np.float32)), sp.csr_matrix(t.astype(np.float32)))
+    assert rules.op[0] == 1 and {int(rules.feature_a[0]), int(rules.feature_b[0])} == {1, 4}
+    assert rules.stats()["f1"][0] == 1.0
+
+
+def test_member_looks_up_single_entries() -> None:
+    feats = sp.csr_matrix(np.array([[0, 1, 0], [1, 0, 1]], dtype=np.float32))
+    hit = member(feats, np.array([0, 0, 1, 1, 1]), np.array([0, 1, 0, 1, -1]))
+    assert hit.tolist() == [False, True, True, False, False]
+
+
+def test_sae_band_is_at_or_above_the_median_of_non_zero_fit_activations() -> None:
+    acts = sp.csr_matrix(np.array([[1.0, 0], [2.0, 0], [3.0, 0], [4.0, 0], [10.0, 0]], dtype=np.float32))
+    s = sae_states(acts, fit_rows=np.array([0, 1, 2, 3]))
+    assert s.band_threshold[0] == 2.0  # lower median of 1, 2, 3, 4
+    assert np.isinf(s.band_threshold[1])  # dead latent
+    assert s.band.toarray()[:, 0].tolist() == [0, 1, 1, 1, 1]
+    assert s.active.toarray()[:, 0].tolist() == [1, 1, 1, 1, 1]
+
+
+def test_neuron_states_use_deciles_of_the_fit_rows() -> None:
+    acts = np.arange(100, dtype=np.float32)[:, None]
+    s = neuron_states(acts, np.arange(100))
+    assert s.band.toarray().ravel().sum() == 10  # 90..99 (quantile 89.1)
+    assert s.engaged.toarray().ravel().sum() == 50  # >= median 49.5

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from recsae.data.dataset import Ragged
+from recsae.interpret.from_run import top_recommendations
+
+
+class _Dot(nn.Module):
+    def __init__(self, emb: torch.Tensor) -> None:
+        super().__init__()
+        self.emb = nn.Parameter(emb)
+
+    def item_embeddings(self) -> torch.Tensor:
+        return self.emb
+
+    def score(self, reps: torch.Tensor) -> torch.Tensor:
+        return reps @ self.emb.T
+
+
+def test_top_recommendations_mask_the_prefix_and_the_padding_item() -> None:
+    emb = torch.tensor([[100.0], [5.0], [4.0], [3.0], [2.0], [1.0]])  # item 0 would win unmasked
+    hist = Ragged.from_lists([[], [1, 2, 3]])
+    recs = top_recommendations(_Dot(emb), np.ones((3, 1), dtype=np.float32), np.array([1, 1, 1]),
+                               np.array([0, 1, 3]), hist, k=2, batch_size=2)
+    assert recs.tolist() == [[1, 2], [2, 3], [4, 5]]
+
+
+def test_run_inputs_feed_interpret_end_to_end() -> None:
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from recsae.data.split import leave_one_out
+    from recsae.data.synthetic import SyntheticConfig, generate_synthetic
+    from recsae.interpret import interpret
+    from recsae.interpret.from_run import run_inputs
+    from recsae.sae.config import SaeConfig
+    from recsae.sae.model import TopKSAE
+
+    ds = generate_synthetic(SyntheticConfig(n_users=40, n_items=60, n_concepts=4, max_user_concepts=2,
+                                            min_seq_len=5, max_seq_len=12)).dataset
+    split = leave_one_out(ds)
+    hist = split.history("test")
+    users = np.repeat(np.arange(len(hist)), hist.lengths())
+    positions = np.arange(len(users)) - hist.indptr[users] + 1
+    rng = np.random.default_rng(0)
+    reps = rng.normal(size=(len(users), 8)).astype(np.float32)
+    store = SimpleNamespace(index=pd.DataFrame({"user": users, "position": positions}), load=lambda: reps)
+    model = _Dot(torch.from_numpy(rng.normal(size=(ds.n_items + 1, 8)).astype(np.float32)))
+    sae = TopKSAE(SaeConfig(d_in=8, expansion=4, k=4), seed=1)
+    inputs = run_inputs(model, sae, store, split, seed=0)
+    assert inputs["sae_acts"].shape == (len(users), 32) and inputs["sae_acts"].getnnz(axis=1).max() <= 4
+    recs = inputs["ctx"].recs
+    for r in range(0, len(users), 17):  # no recommended item is in the row's prefix
+        assert not set(recs[r]) & set(hist[int(users[r])][: int(positions[r])].tolist())
+    res = interpret(**inputs)
+    assert len(res.table) == 32 and set(res.baselines) == {"neurons", "random_sae"}
+    assert len(res.summary["planted"]) == 4

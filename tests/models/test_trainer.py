@@ -1,0 +1,196 @@
+"""Trainer: learning, determinism, checkpoints, resume, and wrapping a custom model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from recsae.data.dataset import SplitData, input_sequences
+from recsae.errors import ConfigError, DataError
+from recsae.io import read_json
+from recsae.models import trainer
+from recsae.models.base import DotProductModel, HiddenStates
+from recsae.models.checkpoint import load_checkpoint
+from recsae.models.registry import model_config
+from recsae.models.trainer import TrainConfig, evaluate_model, train_model
+
+FAST = TrainConfig(epochs=3, lr=1e-2, batch_size=32, patience=5)
+
+
+def small(name: str, **kw: object) -> object:
+    """A small config: short windows keep the tests fast (histories here are at most 10 long)."""
+    extra = {"max_len": 12, "n_blocks": 1} if name == "sasrec" else {"max_len": 12} if name == "gru4rec" else {}
+    return model_config(name, **(extra | kw))
+
+
+def scores(model: nn.Module, split: SplitData) -> Tensor:
+    users = np.arange(1, split.n_users + 1)
+    seqs = input_sequences(split.history("test"), users, 20)
+    with torch.no_grad():
+        return model.score(model.represent(torch.from_numpy(users), seqs))  # type: ignore[operator]
+
+
+@pytest.mark.slow
+def test_training_beats_the_untrained_model(split: SplitData) -> None:
+    cfg = small("sasrec", dim=16)
+    untrained = train_model("sasrec", split, cfg, train_cfg=TrainConfig(epochs=1, lr=1e-9))
+    trained = train_model("sasrec", split, cfg, train_cfg=TrainConfig(epochs=8, lr=1e-2, batch_size=16))
+    assert trained.test["ndcg@10"] > untrained.test["ndcg@10"] + 0.2
+    assert trained.best_epoch >= 1 and trained.valid == trained.history[trained.best_epoch - 1].valid
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "bpr", "lightgcn"])
+def test_same_seed_gives_identical_models(name: str, split: SplitData) -> None:
+    cfg = small(name, dim=8)
+    a = train_model(name, split, cfg, seed=3, train_cfg=FAST)
+    b = train_model(name, split, cfg, seed=3, train_cfg=FAST)
+    for (k, x), y in zip(a.model.state_dict().items(), b.model.state_dict().values(), strict=True):
+        assert torch.equal(x, y), k
+    assert a.test == b.test
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "bpr", "lightgcn"])
+def test_checkpoint_round_trip_gives_identical_scores(name: str, split: SplitData, tmp_path: Path) -> None:
+    result = train_model(name, split, small(name, dim=8), out_dir=tmp_path, train_cfg=FAST)
+    loaded, config = load_checkpoint(tmp_path)
+    assert torch.equal(scores(result.model, split), scores(loaded, split))
+    assert config["model"]["name"] == name and config["seed"] == 0 and config["format_version"] == 1
+    assert config["metrics"]["test"] == result.test and config["data"]["fingerprint"]
+    assert {"torch", "numpy", "recsae"} <= set(config["environment"])
+    assert evaluate_model(loaded, split).metrics == result.test
+
+
+def test_best_epoch_is_kept_not_the_last(split: SplitData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    values = iter([0.5, 0.9, 0.1, 0.2])  # validation NDCG@10 per epoch: epoch 2 is best
+    real = trainer.evaluate_model
+
+    def fake(model, split, which="test", *args, **kw):  # type: ignore[no-untyped-def]
+        res = real(model, split, which, *args, **kw)
+        if which == "valid":
+            res.metrics["ndcg@10"] = next(values)
+        return res
+
+    monkeypatch.setattr(trainer, "evaluate_model", fake)
+    result = train_model("bpr", split, small("bpr", dim=8), out_dir=tmp_path,
+                         train_cfg=TrainConfig(epochs=10, patience=2, lr=1e-2))
+    assert (result.best_epoch, result.epochs) == (2, 4)  # stopped after 2 epochs without improvement
+    assert [h.best for h in result.history] == [True, True, False, False]
+    loaded, _ = load_checkpoint(tmp_path)
+    assert torch.equal(scores(loaded, split), scores(result.model, split))
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_from_the_saved_epoch_and_matches_an_uninterrupted_run(
+    split: SplitData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = small("sasrec", dim=8)
+    tcfg = TrainConfig(epochs=4, lr=1e-2, batch_size=16, patience=10)
+    straight = train_model("sasrec", split, cfg, seed=1, train_cfg=tcfg)
+
+    calls = {"n": 0}
+    real = trainer.evaluate_model
+
+    def dies_in_epoch_3(*args, **kw):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise _Interrupt
+        return real(*args, **kw)
+
+    monkeypatch.setattr(trainer, "evaluate_model", dies_in_epoch_3)
+    with pytest.raises(_Interrupt):
+        train_model("sasrec", split, cfg, out_dir=tmp_path, seed=1, train_cfg=tcfg)
+    assert len(read_json(tmp_path / "train_state.json")["history"]) == 2
+    monkeypatch.setattr(trainer, "evaluate_model", real)
+    resumed = train_model("sasrec", split, cfg, out_dir=tmp_path, seed=1, train_cfg=tcfg)
+    assert [h.epoch for h in resumed.history] == [1, 2, 3, 4]
+    assert [(h.loss, h.valid) for h in resumed.history] == [(h.loss, h.valid) for h in straight.history]
+    for x, y in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+    assert resumed.test == straight.test
+
+
+def test_rerunning_a_finished_run_trains_nothing(split: SplitData, tmp_path: Path) -> None:
+    cfg = small("bpr", dim=8)
+    first = train_model("bpr", split, cfg, out_dir=tmp_path, train_cfg=FAST)
+    again = train_model("bpr", split, cfg, out_dir=tmp_path, train_cfg=FAST)
+    assert again.epochs == first.epochs and again.test == first.test
+    assert again.seconds == first.seconds
+
+
+def test_resume_refuses_a_folder_of_another_run(split: SplitData, tmp_path: Path) -> None:
+    train_model("bpr", split, small("bpr", dim=8), out_dir=tmp_path, train_cfg=FAST)
+    with pytest.raises(ConfigError, match="different training run"):
+        train_model("bpr", split, small("bpr", dim=16), out_dir=tmp_path, train_cfg=FAST)
+
+
+def test_loading_a_folder_without_a_checkpoint_is_a_data_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"config\.json"):
+        load_checkpoint(tmp_path)
+
+
+def test_wrong_config_type_is_a_config_error(split: SplitData) -> None:
+    with pytest.raises(ConfigError, match="SASRecConfig"):
+        train_model("sasrec", split, model_config("bpr"))
+
+
+class TwoTower(nn.Module):
+    """A user's own dot-product model, unaware of recsae."""
+
+    def __init__(self, n_users: int, n_items: int, d: int = 4) -> None:
+        super().__init__()
+        self.user_tower = nn.Embedding(n_users + 1, d)
+        self.item_tower = nn.Embedding(n_items + 1, d)
+
+
+class TinyGRU(nn.Module):
+    def __init__(self, n_items: int, d: int = 4) -> None:
+        super().__init__()
+        self.items = nn.Embedding(n_items + 1, d, padding_idx=0)
+        self.gru = nn.GRU(d, d, batch_first=True)
+
+    def encode(self, seqs: Tensor) -> Tensor:
+        return self.gru(self.items(seqs))[0]
+
+
+def test_wrapping_a_custom_dot_product_model_exposes_the_probe_contract(split: SplitData) -> None:
+    torch.manual_seed(0)
+    net = TwoTower(split.n_users, split.n_items)
+    wrapped = DotProductModel(
+        module=net,
+        represent=lambda m, users, seqs: m.user_tower(users),
+        item_embeddings=lambda m: m.item_tower.weight,
+    )
+    users = torch.arange(1, 6)
+    h = wrapped.represent(users, torch.zeros(5, 3, dtype=torch.long))
+    torch.testing.assert_close(wrapped.score(h), net.user_tower(users) @ net.item_tower.weight.T)
+    assert not wrapped.sequential and wrapped.hidden_states(users, torch.zeros(5, 3)).states.shape == (5, 1, 4)
+    assert set(evaluate_model(wrapped, split).metrics) >= {"ndcg@10", "hr@10"}
+
+
+def test_wrapping_a_custom_sequential_model_needs_and_uses_its_hidden_states(split: SplitData) -> None:
+    net = TinyGRU(split.n_items)
+    with pytest.raises(ConfigError, match="hidden_states"):
+        DotProductModel(net, lambda m, u, s: m.encode(s)[:, -1], lambda m: m.items.weight, sequential=True)
+    wrapped = DotProductModel(
+        module=net,
+        represent=lambda m, users, seqs: m.encode(seqs)[:, -1],
+        item_embeddings=lambda m: m.items.weight,
+        sequential=True,
+        hidden_states=lambda m, users, seqs: HiddenStates(m.encode(seqs), seqs > 0),
+    )
+    seqs = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    hs = wrapped.hidden_states(torch.tensor([1, 2]), seqs)
+    assert wrapped.sequential and hs.states.shape == (2, 3, 4) and hs.mask.tolist() == [[False, True, True], [True] * 3]
+    assert not DotProductModel.sequential  # the flag is per instance, not per class
+
+
+def test_a_time_limit_stops_after_the_epoch_that_passes_it(split: SplitData) -> None:
+    result = train_model("bpr", split, small("bpr", dim=8), train_cfg=TrainConfig(epochs=50, max_seconds=0.0))
+    assert result.epochs == 1 and result.best_epoch == 1

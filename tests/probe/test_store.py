@@ -1,0 +1,117 @@
+"""ActivationStore: round trip across shards, memory-mapped reading, and clear errors for
+missing, partial, corrupt or newer stores."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recsae.errors import DataError
+from recsae.probe import ActivationStore, StoreWriter
+
+
+def _write(path, x, shard_rows=None, chunks=(3, 5, 9)):
+    n = len(x)
+    split = np.arange(n) % 3
+    with StoreWriter(path, x.shape[1], {"mode": "model"}, shard_rows=shard_rows) as w:
+        lo = 0
+        for size in chunks:
+            hi = min(lo + size, n)
+            w.append(x[lo:hi], np.arange(lo, hi) + 1, np.ones(hi - lo), split[lo:hi], np.zeros(hi - lo), np.zeros(hi - lo))
+            lo = hi
+        return w.finish()
+
+
+@pytest.fixture
+def x():
+    return np.random.default_rng(0).standard_normal((17, 5)).astype(np.float32)
+
+
+def test_round_trip_across_shards(x, tmp_path):
+    store = _write(tmp_path / "s", x, shard_rows=4)
+    assert len(store.shards) == 5 and store.n_rows == 17 and store.d == 5
+    reopened = ActivationStore.open(tmp_path / "s")
+    np.testing.assert_array_equal(reopened.load(), x)
+    rows = np.array([16, 0, 5, 4, 3, 11])
+    np.testing.assert_array_equal(reopened.load(rows), x[rows])
+    np.testing.assert_array_equal(np.concatenate(list(reopened.iter_batches(3))), x)
+    np.testing.assert_array_equal(np.concatenate(list(reopened.iter_batches(4, rows))), x[rows])
+    assert [len(b) for b in reopened.iter_batches(6)] == [6, 6, 5]
+    assert list(reopened.rows("valid")) == list(range(1, 17, 3))
+    assert list(reopened.index.user) == list(range(1, 18))
+
+
+def test_single_shard_store_loads_as_a_read_only_memory_map(x, tmp_path):
+    store = _write(tmp_path / "s", x)
+    arr = store.load()
+    assert isinstance(arr, np.memmap) and not arr.flags.writeable
+    np.testing.assert_array_equal(arr, x)
+
+
+def test_failed_write_leaves_nothing_and_keeps_the_old_store(x, tmp_path):
+    _write(tmp_path / "s", x)
+    with pytest.raises(RuntimeError), StoreWriter(tmp_path / "s", 5, {}, shard_rows=2) as w:
+        w.append(x[:7], np.ones(7), np.ones(7), np.zeros(7), np.zeros(7), np.zeros(7))
+        raise RuntimeError("killed")
+    np.testing.assert_array_equal(ActivationStore.open(tmp_path / "s").load(), x)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_rewrite_replaces_the_old_store(x, tmp_path):
+    _write(tmp_path / "s", x)
+    _write(tmp_path / "s", x[:4], chunks=(4,))
+    assert ActivationStore.open(tmp_path / "s").n_rows == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_missing_store_and_partial_store_are_data_errors(tmp_path):
+    with pytest.raises(DataError, match="folder missing"):
+        ActivationStore.open(tmp_path / "nope")
+    (tmp_path / "partial").mkdir()
+    np.save(tmp_path / "partial" / "shard-00000.npy", np.zeros((2, 2), np.float32))
+    with pytest.raises(DataError, match=r"meta\.json is missing"):
+        ActivationStore.open(tmp_path / "partial")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda meta: {**meta, "format_version": 99}, "format version 99"),
+        (lambda meta: {**meta, "dtype": "float16"}, "dtype"),
+        (lambda meta: {**meta, "n_rows": 3}, "meta says 3"),
+        (lambda meta: {k: v for k, v in meta.items() if k != "d"}, "'d'"),
+    ],
+)
+def test_inconsistent_meta_is_a_data_error(x, tmp_path, change, message):
+    _write(tmp_path / "s", x)
+    meta_path = tmp_path / "s" / "meta.json"
+    meta_path.write_text(json.dumps(change(json.loads(meta_path.read_text()))))
+    with pytest.raises(DataError, match=message):
+        ActivationStore.open(tmp_path / "s")
+
+
+def test_corrupt_files_are_data_errors_naming_the_file(x, tmp_path):
+    _write(tmp_path / "s", x)
+    (tmp_path / "s" / "meta.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"meta\.json"):
+        ActivationStore.open(tmp_path / "s")
+
+    _write(tmp_path / "s", x)
+    shard = tmp_path / "s" / "shard-00000.npy"
+    shard.write_bytes(shard.read_bytes()[:-20])
+    with pytest.raises(DataError, match=r"shard-00000\.npy"):
+        ActivationStore.open(tmp_path / "s")
+
+    _write(tmp_path / "s", x)
+    (tmp_path / "s" / "index.parquet").write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"index\.parquet"):
+        ActivationStore.open(tmp_path / "s")
+
+
+def test_shard_with_wrong_width_is_a_data_error(x, tmp_path):
+    _write(tmp_path / "s", x)
+    np.save(tmp_path / "s" / "shard-00000.npy", np.zeros((17, 4), np.float32))
+    with pytest.raises(DataError, match=r"expected float32 \(17, 5\)"):
+        ActivationStore.open(tmp_path / "s")

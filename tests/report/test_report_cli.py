@@ -1,0 +1,25 @@
+"""`recsae report --run DIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recsae.cli import main
+
+
+def test_report_command_writes_the_page(fake_run, capsys):
+    run = fake_run()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--run", str(run)])
+    assert exit_info.value.code in (0, None)
+    assert (run / "report" / "index.html").is_file()
+    assert "report written to" in capsys.readouterr().out
+
+
+def test_report_command_on_a_missing_folder_exits_2(tmp_path: Path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--run", str(tmp_path / "missing")])
+    assert exit_info.value.code == 2
+    assert "run folder not found" in capsys.readouterr().err

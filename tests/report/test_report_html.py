@@ -1,0 +1,205 @@
+"""The report page: escaping of untrusted text, sections present or replaced by a note, size."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from report_fake_run import ALL_PARTS, EVIL_CONCEPT, EVIL_RULE, EVIL_TITLES
+
+from recsae.errors import DataError
+from recsae.report import load_run, render_report, write_report
+from recsae.report.latents import embed_json
+
+SECTIONS = ("overview", "dataset", "model", "splice", "interpretability", "steering", "latents")
+
+
+class _Page(HTMLParser):
+    """Collects elements, attributes, the text outside scripts, and the script bodies."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.text: list[str] = []
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self._in_script: dict[str, str | None] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        if tag == "script":
+            self._in_script = dict(attrs)
+            self.scripts.append((self._in_script, ""))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._in_script = None
+
+    def handle_data(self, data: str) -> None:
+        if self._in_script is not None:
+            attrs, body = self.scripts[-1]
+            self.scripts[-1] = (attrs, body + data)
+        else:
+            self.text.append(data)
+
+
+def parse(page: str) -> _Page:
+    p = _Page()
+    p.feed(page)
+    p.close()
+    return p
+
+
+def main_html(page: str) -> str:
+    """The page without its embedded script (which holds the view's 'missing' class names)."""
+    return page[: page.index('<script type="application/json"')]
+
+
+@pytest.mark.parametrize("layout", ["stages", "brief"])
+def test_hostile_titles_and_rules_render_as_text_not_markup(fake_run, layout):
+    page = render_report(load_run(fake_run(layout=layout)))
+    p = parse(page)
+    tags = [t for t, _ in p.tags]
+    # Only the page's own two scripts (data + app); no injected img/i element, no event handler.
+    assert [a.get("type") for a, _ in p.scripts] == ["application/json", None]
+    assert "img" not in tags and "i" not in tags
+    assert not any(k.startswith("on") for _, attrs in p.tags for k in attrs)
+    text = "".join(p.text)
+    for title in EVIL_TITLES[:3]:
+        assert title in text  # shown literally in the latent table
+    assert EVIL_RULE in text
+    assert EVIL_CONCEPT in text  # a steering concept name
+
+
+def test_embedded_json_cannot_close_its_script_and_round_trips(fake_run):
+    page = render_report(load_run(fake_run()))
+    p = parse(page)
+    attrs, raw = p.scripts[0]
+    assert attrs["id"] == "recsae-data"
+    assert "<" not in raw and ">" not in raw and "&" not in raw
+    data = json.loads(raw)
+    assert set(EVIL_TITLES) <= set(data["strings"])
+    by_id = {lat["id"]: lat for lat in data["latents"]}
+    assert by_id[2]["rule"] == EVIL_RULE
+
+
+def test_embed_json_escapes_markup_and_turns_nan_into_null():
+    text = embed_json({"t": "</script><b>&", "x": float("nan"), "y": [float("inf"), 1.5]})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == {"t": "</script><b>&", "x": None, "y": [None, 1.5]}
+
+
+def test_script_is_allowed_by_hash_in_the_content_security_policy(fake_run):
+    import base64
+    import hashlib
+
+    page = render_report(load_run(fake_run()))
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', page).group(1)
+    script = parse(page).scripts[1][1]
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}'" in csp
+    assert "default-src 'none'" in csp  # nothing is fetched: no network, no external files
+
+
+@pytest.mark.parametrize("layout", ["stages", "brief"])
+def test_full_run_has_every_section_chart_and_no_missing_note(fake_run, layout):
+    page = render_report(load_run(fake_run(layout=layout)))
+    for sid in SECTIONS:
+        assert f'<section id="{sid}">' in page
+    body = main_html(page)
+    assert 'class="missing"' not in body
+    assert page.count('<tr data-latent="') == 30
+    assert "How often each latent fires" in body  # activation-frequency histogram
+    assert "Validated confidence per unit" in body
+    assert "Share interpretable" in body and "Concept share in the top 10" in body
+    assert "<polyline" in body  # a dose-response curve
+    splice = body[body.index('<section id="splice">') : body.index('<section id="interpretability">')]
+    for label in ("original model", "spliced: SAE reconstruction", "spliced + error term",
+                  "mean-ablated", "random SAE (untrained)"):
+        assert f"<tr><th>{label}</th>" in splice
+    data = json.loads(parse(page).scripts[0][1])
+    lat = {x["id"]: x for x in data["latents"]}[7]
+    assert lat["lo"] is not None and lat["f1"] is not None and lat["hist"] is not None
+    assert len(lat["ex"]) == 5 and all(x["ti"] for x in lat["ex"])
+
+
+@pytest.mark.parametrize(
+    ("parts", "notes"),
+    [
+        (("summary",), ["interpretation.parquet was not found"]),
+        (("interpretation", "examples"), ["summary.json was not found", "splice.json was not found",
+                                          "steer.json was not found"]),
+        (("summary", "interpretation"), ["latent_examples.json was not found"]),
+        ((), ["summary.json was not found", "interpretation.parquet was not found"]),
+    ],
+)
+def test_missing_files_replace_their_sections_with_a_note(fake_run, parts, notes):
+    page = render_report(load_run(fake_run(parts=parts)))
+    body = main_html(page)
+    for note in notes:
+        assert note in body
+    for sid in SECTIONS:  # every section keeps its anchor, so the navigation never breaks
+        assert f'<section id="{sid}">' in body
+
+
+def test_splice_table_falls_back_to_summary_json(fake_run):
+    page = render_report(load_run(fake_run(parts=("summary",))))
+    splice = page[page.index('<section id="splice">') : page.index('<section id="interpretability">')]
+    assert "random SAE (untrained)" in splice and "mean-ablated" in splice
+    assert "99.4 %" in splice  # spliced NDCG@10 0.179 / original 0.18
+
+
+def test_steering_effects_reach_the_latent_view_data(fake_run):
+    page = render_report(load_run(fake_run()))
+    data = json.loads(parse(page).scripts[0][1])
+    by_id = {lat["id"]: lat for lat in data["latents"]}
+    assert by_id[1]["fx"][0]["drop"] == pytest.approx(0.2)  # ablation row
+    assert by_id[7]["fx"] == []
+    studies = {fx["study"] for fx in by_id[0]["fx"]}
+    assert studies == {"ablation", "steering toward genre=Horror"}
+    assert by_id[4]["fx"][0]["study"] == "damped for popularity debiasing"
+
+
+def test_report_of_2048_latents_stays_small(fake_run):
+    run = fake_run(n_latents=2048)
+    path = write_report(run)
+    size = path.stat().st_size
+    assert size < 5_000_000, size
+    data = json.loads(parse(path.read_text()).scripts[0][1])
+    assert len(data["latents"]) == 2048
+    assert max(len(lat["ex"]) for lat in data["latents"]) <= 5
+    assert max(len(x["ti"]) for lat in data["latents"] for x in lat["ex"]) <= 8
+
+
+def test_write_report_default_path_and_readable_mode(fake_run):
+    run = fake_run()
+    path = write_report(run)
+    assert path == run / "report" / "index.html"
+    assert path.stat().st_mode & 0o044 == 0o044
+    assert path.read_text(encoding="utf-8").startswith("<!doctype html>")
+
+
+def test_missing_run_folder_is_a_data_error(tmp_path: Path):
+    with pytest.raises(DataError, match="run folder not found"):
+        load_run(tmp_path / "nope")
+
+
+def test_corrupt_summary_names_the_file_and_line(fake_run):
+    run = fake_run(parts=ALL_PARTS)
+    (run / "summary.json").write_text('{\n  "dataset": oops\n}')
+    with pytest.raises(DataError, match=r"summary\.json, line 2"):
+        load_run(run)
+
+
+def test_examples_without_activations_are_flagged_as_having_no_histograms(fake_run):
+    from report_fake_run import histories, interpretation, titles
+
+    from recsae.report import write_latent_examples
+
+    run = fake_run(parts=("interpretation",))
+    write_latent_examples(run, interpretation(30), histories(), titles())
+    data = json.loads(parse(render_report(load_run(run))).scripts[0][1])
+    assert data["hasExamples"] and not data["hasHistograms"]
+    assert all(lat["hist"] is None and lat["ex"] for lat in data["latents"])

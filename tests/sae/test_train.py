@@ -1,0 +1,201 @@
+"""SAE trainer: row-counted dead window, schedule, determinism, resume, early stop, streaming."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from recsae.errors import ConfigError
+from recsae.sae import SaeConfig, SaeTrainConfig, TopKSAE
+from recsae.sae import train as train_mod
+from recsae.sae.metrics import evaluate_sae
+from recsae.sae.train import Adam, DeadLatentTracker, lr_at, train_sae
+
+
+def _planted(n: int = 3000, d: int = 8, atoms: int = 16, active: int = 2, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    dic = rng.normal(size=(atoms, d))
+    dic /= np.linalg.norm(dic, axis=1, keepdims=True)
+    ids = np.stack([rng.choice(atoms, size=active, replace=False) for _ in range(n)])
+    coef = rng.exponential(size=(n, active)) + 0.5
+    return ((coef[..., None] * dic[ids]).sum(1) + 5.0).astype(np.float32)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors gain nothing from threads, and OpenMP barriers stall on a loaded machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+CFG = SaeConfig(d_in=8, n_latents=32, k=2, dead_window=500)
+TC = SaeTrainConfig(lr=1e-2, warmup_rows=200, batch_size=256, epochs=2, seed=3, b_dec_init_rows=1000)
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8, 24])
+def test_dead_window_counts_rows_not_batches(batch: int) -> None:
+    g = torch.Generator().manual_seed(0)
+    n, m, k = 24 * 5, 10, 2
+    idx = torch.randint(0, m, (n, k), generator=g)
+    acts = torch.rand(n, k, generator=g)
+    acts[acts < 0.3] = 0.0  # a zero activation is not a firing
+    ref = torch.full((m,), n, dtype=torch.int64)  # rows since last firing, computed row by row
+    for r in range(n):
+        fired = idx[r][acts[r] > 0]
+        ref += 1
+        ref[fired] = 0
+    tr = DeadLatentTracker(m, window=7, device=torch.device("cpu"))
+    tr.rows_since.fill_(0)
+    for s in range(0, n, batch):
+        tr.update(acts[s : s + batch], idx[s : s + batch])
+    never = torch.ones(m, dtype=torch.bool)
+    never[idx[acts > 0]] = False
+    expected = torch.where(never, torch.tensor(n), ref)
+    assert torch.equal(tr.rows_since, expected)
+    assert torch.equal(tr.dead_mask, expected >= 7)
+
+
+def test_lr_schedule_warmup_then_linear_decay() -> None:
+    tc = SaeTrainConfig(lr=1.0, warmup_rows=100, decay="linear")
+    assert lr_at(0, 1000, tc) == pytest.approx(0.01)
+    assert lr_at(99, 1000, tc) == pytest.approx(1.0)
+    assert lr_at(550, 1000, tc) == pytest.approx(0.5)
+    assert lr_at(1000, 1000, tc) == pytest.approx(0.0)
+    assert lr_at(500, 1000, SaeTrainConfig(lr=1.0, warmup_rows=0, decay="none")) == 1.0
+
+
+def test_adam_matches_torch_adam() -> None:
+    g = torch.Generator().manual_seed(0)
+    a = torch.nn.Parameter(torch.randn(5, 3, generator=g, dtype=torch.float64))
+    b = torch.nn.Parameter(a.detach().clone())
+    ours, ref = Adam([a], betas=(0.9, 0.99)), torch.optim.Adam([b], lr=0.1, betas=(0.9, 0.99))
+    for _ in range(4):
+        grad = torch.randn(5, 3, generator=g, dtype=torch.float64)
+        a.grad, b.grad = grad.clone(), grad.clone()
+        ours.step(0.1)
+        ref.step()
+    assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_train_config_validation() -> None:
+    with pytest.raises(ConfigError):
+        SaeTrainConfig(lr=0)
+    with pytest.raises(ConfigError):
+        SaeTrainConfig(decay="exp")
+    with pytest.raises(ConfigError):
+        SaeTrainConfig.from_dict({"lr": 1e-3, "learning_rate": 1})
+
+
+def test_training_fits_planted_data_and_keeps_constraints() -> None:
+    x = _planted(2500)
+    res = train_sae(x[:2000], CFG, SaeTrainConfig(**{**TC.to_dict(), "epochs": 4, "lr": 3e-2}), valid=x[2000:], device="cpu")
+    assert res.metrics is not None
+    start = TopKSAE(CFG, seed=TC.seed)
+    start.init_b_dec_from_data(torch.from_numpy(x[:1000]))
+    start.scale_encoder_to_data(torch.from_numpy(x[:1000]))
+    assert res.metrics.fvu < 0.5 * evaluate_sae(start, x[2000:]).fvu
+    assert res.metrics.fvu < 0.3
+    assert res.metrics.l0 == pytest.approx(2.0)
+    assert torch.allclose(res.sae.W_dec.norm(dim=1), torch.ones(32), atol=1e-5)
+    assert [r["epoch"] for r in res.history] == list(range(1, 5))
+
+
+def test_training_is_deterministic_given_seed() -> None:
+    x = _planted(1000)
+    a = train_sae(x, CFG, TC, device="cpu").sae
+    b = train_sae(x, CFG, TC, device="cpu").sae
+    c = train_sae(x, CFG, SaeTrainConfig(**{**TC.to_dict(), "seed": 4}), device="cpu").sae
+    for n, p in a.named_parameters():
+        assert torch.equal(p, dict(b.named_parameters())[n])
+    assert not torch.equal(a.W_enc, c.W_enc)
+
+
+def test_row_budget_spans_epochs() -> None:
+    x = _planted(1000)
+    res = train_sae(x, CFG, SaeTrainConfig(**{**TC.to_dict(), "max_rows": 2500}), device="cpu")
+    assert [r["rows"] for r in res.history] == [1000, 1000, 500]
+
+
+def test_checkpoint_files_and_resume_continue(tmp_path) -> None:
+    x = _planted(1200)
+    valid = x[1000:]
+    x = x[:1000]
+    straight = train_sae(x, CFG, TC, valid=valid, device="cpu")
+
+    def killed_in_epoch_2(sae: TopKSAE, rec: dict) -> None:
+        if rec["epoch"] == 2:  # before epoch 2's checkpoint: only epoch 1 is on disk
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_sae(x, CFG, TC, valid=valid, out_dir=tmp_path, device="cpu", callback=killed_in_epoch_2)
+    assert json.loads((tmp_path / "train_state" / "state.json").read_text())["state"]["epoch"] == 1
+    assert not (tmp_path / "cfg.json").exists()  # the final SAE appears only when training ends
+    resumed = train_sae(x, CFG, TC, valid=valid, out_dir=tmp_path, device="cpu")
+    for name in ("cfg.json", "sae.safetensors", "train_log.jsonl", "train_state/state.json", "train_state/state.safetensors"):
+        assert (tmp_path / name).is_file(), name
+    meta = json.loads((tmp_path / "cfg.json").read_text())
+    assert meta["format_version"] >= 1 and meta["sae"]["k"] == 2 and "versions" in meta and meta["seed"] == 3
+    assert len(resumed.history) == 2
+    assert resumed.history[1]["valid_fvu"] == pytest.approx(straight.history[1]["valid_fvu"], rel=1e-5)
+    for n, p in straight.sae.named_parameters():
+        assert torch.allclose(p, dict(resumed.sae.named_parameters())[n], atol=1e-6), n
+    assert len((tmp_path / "train_log.jsonl").read_text().splitlines()) == 2
+    assert torch.equal(TopKSAE.load(tmp_path).W_dec, resumed.sae.W_dec)
+
+
+def test_resume_refuses_a_different_config(tmp_path) -> None:
+    x = _planted(500)
+    train_sae(x, CFG, SaeTrainConfig(**{**TC.to_dict(), "epochs": 1}), out_dir=tmp_path, device="cpu")
+    with pytest.raises(ConfigError):
+        train_sae(x, SaeConfig(d_in=8, n_latents=32, k=3), TC, out_dir=tmp_path, device="cpu")
+
+
+def test_early_stop_on_validation_fvu_returns_best() -> None:
+    x = _planted(1200)
+    tc = SaeTrainConfig(**{**TC.to_dict(), "epochs": 10, "patience": 1, "min_delta": 10.0})
+    res = train_sae(x[:1000], CFG, tc, valid=x[1000:], device="cpu")
+    assert len(res.history) == 2  # epoch 2 cannot improve by 10 → stop
+    assert res.metrics is not None
+    assert res.metrics.fvu == pytest.approx(res.history[0]["valid_fvu"], rel=1e-6)
+
+
+def test_callback_can_stop_training() -> None:
+    x = _planted(500)
+    seen = []
+
+    def cb(sae: TopKSAE, rec: dict) -> bool:
+        seen.append(rec["epoch"])
+        return True
+
+    res = train_sae(x, CFG, SaeTrainConfig(**{**TC.to_dict(), "epochs": 5}), device="cpu", callback=cb)
+    assert seen == [1] and len(res.history) == 1
+
+
+def test_memmap_input_is_streamed_with_same_result(tmp_path, monkeypatch) -> None:
+    x = _planted(1000)
+    np.save(tmp_path / "x.npy", x)
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    monkeypatch.setattr(train_mod, "IN_MEMORY_BYTES", 0)
+    rows = train_mod._Rows(mm, 8, torch.device("cpu"))
+    assert rows.array is not None and rows.tensor is None
+    a = train_sae(mm, CFG, TC, device="cpu").sae
+    b = train_sae(x, CFG, TC, device="cpu").sae
+    assert torch.allclose(a.W_dec, b.W_dec, atol=1e-4)
+
+
+def test_auxk_revives_dead_latents() -> None:
+    """Latents pushed out of reach get a gradient only through AuxK."""
+    x = _planted(2000)
+    cfg = SaeConfig(d_in=8, n_latents=32, k=2, dead_window=256)
+    off = SaeConfig(d_in=8, n_latents=32, k=2, dead_window=256, aux_alpha=0.0)
+    tc = SaeTrainConfig(**{**TC.to_dict(), "epochs": 3})
+    on_res = train_sae(x, cfg, tc, device="cpu")
+    off_res = train_sae(x, off, tc, device="cpu")
+    assert on_res.history[-1]["auxk"] > 0 or on_res.history[-1]["dead_fraction"] == 0
+    assert off_res.history[-1]["auxk"] == 0
+    assert on_res.history[-1]["dead_fraction"] <= off_res.history[-1]["dead_fraction"]

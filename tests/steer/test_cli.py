@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from recsae.cli import app
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder on the built-in synthetic data: untrained BPR, random SAE, a hand-made
+    interpretation table (enough for the command's plumbing)."""
+    from recsae.data.registry import DatasetOptions
+    from recsae.data.split import make_split
+    from recsae.models.bpr import BPR, BPRConfig
+    from recsae.models.checkpoint import checkpoint_config, data_record, save_checkpoint
+    from recsae.sae.config import SaeConfig
+    from recsae.sae.model import TopKSAE
+
+    out = tmp_path_factory.mktemp("run")
+    opts = DatasetOptions("synthetic")
+    split = make_split(opts.load(0), "leave-one-out")
+    model = BPR.build(BPRConfig(dim=16), split.n_users, split.n_items, split.train)
+    source = opts.to_dict() | {"protocol": "leave-one-out", "seed": 0}
+    save_checkpoint(out / "model", model, checkpoint_config(model, data_record(split, source), seed=0))
+    TopKSAE(SaeConfig(d_in=16, n_latents=64, k=8)).save(out / "sae")
+    pd.DataFrame(
+        {
+            "latent": [3, 5, 9],
+            "rule": ["concept=noir in top-10 recs", "last item has concept=noir", "concept=jazz in top-10 recs"],
+            "rule_concepts": [["concept=noir"], ["concept=noir"], ["concept=jazz"]],
+            "op": ["", "", ""],
+            "confidence": [0.9, 0.85, 0.8],
+            "interpretable": [True, True, True],
+        }
+    ).to_parquet(out / "interpretation.parquet")
+    return out
+
+
+@pytest.mark.slow
+def test_steer_concept_prints_lists_and_effect_table_and_writes_json(run_dir: Path, tmp_path: Path) -> None:
+    out_json = tmp_path / "steer.json"
+    res = CliRunner().invoke(
+        app,
+        ["steer", "--run", str(run_dir), "--concept", "concept=noir", "--alpha", "0.5", "--max-users", "150",
+         "--n-random", "2", "--users", "2", "--curve", "--json", str(out_json)],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "AddDirection(latents=(3, 5), alpha=0.5)" in res.output
+    assert "share@k[concept=noir]" in res.output and "ndcg" in res.output
+    assert res.output.count("user ") >= 2 and "dose-response" in res.output
+    data = json.loads(out_json.read_text())
+    assert data["edit"]["latents"] == [3, 5] and len(data["comparison"]["random_latents"]) == 2
+    assert [r["strength"] for r in data["dose_response"]][:2] == [0.0, 0.02]
+
+
+@pytest.mark.slow
+def test_steer_latent_scale_zero_ablates_and_measures_its_rule_concept(run_dir: Path) -> None:
+    res = CliRunner().invoke(
+        app, ["steer", "--run", str(run_dir), "--latent", "9", "--scale", "0", "--max-users", "100", "--n-random", "1"]
+    )
+    assert res.exit_code == 0, res.output
+    assert "Scale(latents=(9,), factor=0.0)" in res.output and "share@k[concept=jazz]" in res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--concept", "concept=western-noir", "--alpha", "0.3"], "no interpretable latent has a rule naming it"),
+        (["--latent", "64", "--scale", "0"], "0..63"),
+        (["--latent", "1"], "exactly one of"),
+        (["--latent", "1", "--alpha", "0.2", "--scale", "0"], "exactly one of"),
+        (["--latent", "1", "--concept", "mood=dark", "--scale", "0"], "names no item set"),
+    ],
+)
+def test_bad_targets_exit_2_with_one_line_naming_the_problem(
+    run_dir: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from recsae.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["steer", "--run", str(run_dir), *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in err

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from recsae.errors import ConfigError
+from recsae.steer.study import SteerConfig, run_steer, sample_users, steer_summary, write_steer
+
+SMALL = SteerConfig(
+    k=5, n_random=2, n_ablation=3, min_active_users=3, add_alphas=(0.0, 0.1, 0.3), mix_alphas=(0.0, 0.3),
+    n_debias_latents=2, max_auto_share=0.5, ndcg_tolerance=0.2, refine_steps=1,
+)  # fmt: skip
+
+
+def test_run_steer_results_are_json_and_summary_has_the_stable_keys(world, tmp_path) -> None:
+    result = run_steer(world.model, world.sae, world.split, world.interpretation, world.items, SMALL)
+    data = json.loads(write_steer(result, tmp_path).read_text())
+    assert data["config"]["seed"] == 0 and data["n_users"] == 60
+    assert data["format_version"] == 1 and data["environment"]["torch"]
+    assert data["ablation"]["n_latents"] == 3
+    assert [c["concept"] for c in data["concepts"]] == ["genre=A"]  # most confident latent's concept
+    assert set(data["concepts"][0]["curves"]) == {"add", "mix"}
+    assert [r["scale"] for r in data["debias"]["table"]] == [0.5, 0.0]
+
+    summary = steer_summary(result)
+    assert list(summary) == ["genre=A"]
+    entry = summary["genre=A"]
+    for key in ("share_before", "share_after", "random_control_share_after", "ndcg_before", "ndcg_after"):
+        assert isinstance(entry[key], float)
+    assert entry["share_after"] > entry["share_before"]
+    assert entry["ndcg_after"] >= (1 - SMALL.ndcg_tolerance) * entry["ndcg_before"]
+
+
+def test_named_concepts_are_steered_and_unknown_ones_rejected(world) -> None:
+    cfg = SteerConfig(**{**SMALL.__dict__, "concepts": ("genre=C",)})
+    result = run_steer(world.model, world.sae, world.split, world.interpretation, world.items, cfg)
+    assert [c["concept"] for c in result.concepts] == ["genre=C"] and result.concepts[0]["latents"] == [2]
+    cfg = SteerConfig(**{**SMALL.__dict__, "concepts": ("genre=Z",)})
+    with pytest.raises(ConfigError, match="genre=Z"):
+        run_steer(world.model, world.sae, world.split, world.interpretation, world.items, cfg)
+
+
+def test_user_sample_is_seeded_and_bounded(world) -> None:
+    a = sample_users(world.split, "test", 10, seed=1)
+    assert len(a) == 10 and (a == sample_users(world.split, "test", 10, seed=1)).all()
+    assert len(sample_users(world.split, "test", None, seed=1)) == 60
+
+
+def test_refined_curve_bisects_at_the_edge_of_the_ndcg_tolerance(world) -> None:
+    from functools import partial
+
+    from recsae.steer.effects import dose_response
+    from recsae.steer.study import make_context, refine_curve, steer_edit
+
+    cfg = SteerConfig(k=5, n_random=1, ndcg_tolerance=0.05, refine_steps=2)
+    ctx = make_context(world.model, world.sae, world.split, cfg)
+    make_edit = partial(steer_edit, "add", (0,))
+    mask = world.items.mask("genre=A")
+    coarse = dose_response(ctx, make_edit, [0.0, 0.1, 0.3, 1.0], "genre=A", mask, 1)
+    assert coarse[1]["ndcg"] >= 0.95 * coarse[1]["ndcg_before"] > coarse[2]["ndcg"]  # edge between 0.1 and 0.3
+    fine = refine_curve(ctx, make_edit, coarse, "genre=A", mask, cfg)
+    strengths = [r["strength"] for r in fine]
+    assert strengths == sorted(strengths) and len(fine) == 6
+    assert 0.2 in strengths and all(0.1 < s < 0.3 for s in set(strengths) - {0.0, 0.1, 0.3, 1.0})

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recsae.errors import ConfigError
+from recsae.steer.targets import (
+    ConceptItems,
+    check_latents,
+    concept_latents,
+    most_confident,
+    popularity_association,
+    popularity_latents,
+    random_latents,
+    rule_terms,
+)
+
+
+def _table() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "latent": [4, 9, 2, 7, 3],
+            "rule": ["genre=Horror & decade=1980s", "genre=Horror", "genre=Horror", "genre=Comedy", "genre=Horror"],
+            "confidence": [0.99, 0.85, 0.9, 0.95, 0.97],
+            "interpretable": [True, True, True, True, False],
+        }
+    )
+
+
+def test_concept_resolves_to_interpretable_latents_exact_rules_first_most_confident_first() -> None:
+    assert concept_latents(_table(), "genre=Horror", n=5) == [2, 9, 4]
+    assert concept_latents(_table(), "genre=Horror", n=2) == [2, 9]
+    assert concept_latents(_table(), "genre=Horror", n=5, interpretable_only=False) == [2, 9, 3, 4]
+
+
+def test_unknown_concept_is_a_config_error_listing_known_concepts() -> None:
+    with pytest.raises(ConfigError, match=r"genre=Western.*genre=Comedy"):
+        concept_latents(_table(), "genre=Western")
+
+
+def test_most_confident_lists_interpretable_latents_by_confidence() -> None:
+    top = most_confident(_table(), 3)
+    assert top["latent"].tolist() == [4, 7, 2]
+    assert top["concept"].tolist() == ["genre=Horror AND decade=1980s", "genre=Comedy", "genre=Horror"]
+
+
+def test_rule_concepts_column_is_used_and_repeated_concepts_collapse() -> None:
+    table = pd.DataFrame(
+        {
+            "latent": [0, 1],
+            "rule": ["last item has genre=A OR genre=A in top-10 recs", "genre=B in top-10 recs AND last item has genre=C"],
+            "rule_concepts": [["genre=A", "genre=A"], ["genre=B", "genre=C"]],
+            "op": ["OR", "AND"],
+            "confidence": [0.9, 0.8],
+            "interpretable": [True, True],
+        }
+    )
+    assert most_confident(table, 2)["concept"].tolist() == ["genre=A", "genre=B AND genre=C"]
+    assert concept_latents(table, "genre=C") == [1]
+
+
+def test_rule_terms_strip_feature_wrappers_and_split_combinations() -> None:
+    assert rule_terms("last:genre=Horror") == ["genre=Horror"]
+    assert rule_terms("top10(genre=Horror) & decade=1980s") == ["genre=Horror", "decade=1980s"]
+    assert rule_terms("item=Alien (1979)") == ["item=Alien (1979)"]
+
+
+def test_latent_ids_are_checked_against_the_sae() -> None:
+    assert check_latents([3, 0], 4) == (3, 0)
+    with pytest.raises(ConfigError, match=r"0\.\.3"):
+        check_latents([4], 4)
+
+
+def test_concept_items_from_metadata_and_extra_masks() -> None:
+    from recsae.data.dataset import ItemMeta
+
+    meta = ItemMeta(
+        title=["", "a", "b", "c"],
+        multi={"genre": [(), ("Horror",), ("Horror", "Comedy"), ("Comedy",)]},
+        categorical={"decade": ["", "1980s", "1990s", "1980s"]},
+    )
+    items = ConceptItems(meta, 3, extra={"pop=head": np.array([True, True, False, False])})
+    assert items.mask("genre=Horror").tolist() == [False, True, True, False]
+    assert items.mask("decade=1980s").tolist() == [False, True, False, True]
+    assert items.mask("genre=Horror & decade=1980s").tolist() == [False, True, False, False]
+    assert items.mask("genre=Horror | decade=1980s").tolist() == [False, True, True, True]
+    assert items.mask("pop=head").tolist() == [False, True, False, False]  # padding never counts
+    with pytest.raises(ConfigError, match="decade, genre"):
+        items.mask("mood=dark")
+    assert not items.resolvable("genre=Western & mood=dark")
+
+
+def test_random_latents_have_the_requested_size_avoid_excluded_and_are_seeded() -> None:
+    pool = np.arange(20)
+    a = random_latents(np.random.default_rng(1), pool, 4, exclude=[0, 1, 2])
+    b = random_latents(np.random.default_rng(1), pool, 4, exclude=[0, 1, 2])
+    assert a == b and len(set(a)) == 4 and not set(a) & {0, 1, 2}
+    with pytest.raises(ConfigError):
+        random_latents(np.random.default_rng(0), np.arange(3), 2, exclude=[0, 1])
+
+
+def test_popularity_association_finds_the_latent_pushing_popular_items() -> None:
+    from recsae.models.base import DotProductModel
+    from recsae.sae.config import SaeConfig
+    from recsae.sae.model import TopKSAE
+
+    pop = np.array([0, 100, 50, 20, 5, 1, 0])
+    items = torch.zeros(7, 4)
+    items[1:, 0] = torch.log1p(torch.tensor(pop[1:], dtype=torch.float32))  # dim 0 = popularity
+    items[1:, 1] = torch.tensor([0.3, -0.2, 0.1, 0.4, -0.1, 0.2])
+    model = DotProductModel(torch.nn.Identity(), represent=lambda m, u, s: u, item_embeddings=lambda m: items)
+    sae = TopKSAE(SaeConfig(d_in=4, n_latents=6, k=2))
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.cat([torch.eye(4), -torch.eye(4)[:2]]))
+    assoc = popularity_association(model, sae, pop)
+    assert assoc[0] == pytest.approx(1.0) and assoc[4] == pytest.approx(-1.0)
+    assert popularity_latents(assoc, 1) == (0,)
+    assert popularity_latents(assoc, 1, pool=np.array([1, 2, 4])) != (0,)
+
+
+def test_concept_items_of_a_split_cover_metadata_and_vocabulary_concepts(world) -> None:
+    from recsae.steer.targets import concept_items
+
+    items = concept_items(world.split)
+    assert items.mask("genre=A").sum() == 10 and items.mask("genre=A")[1:11].all()
+    pop_bands = [c for c in items.extra if c.startswith("pop=")]
+    assert pop_bands and all(not items.mask(c)[0] for c in pop_bands)
