@@ -95,8 +95,12 @@ def main() -> None:
     def score_fn(users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
         return scores[users]
 
-    ours_s, result = _timed(lambda: evaluate(score_fn, split, "test", batch_size=args.batch_size), args.repeats)
-    peer_s, peer_ndcg = _timed(lambda: recbole_style_ndcg10(scores, split, args.batch_size), args.repeats)
+    ours_s, result = _timed(
+        lambda: evaluate(score_fn, split, "test", batch_size=args.batch_size), args.repeats
+    )
+    peer_s, peer_ndcg = _timed(
+        lambda: recbole_style_ndcg10(scores, split, args.batch_size), args.repeats
+    )
     metrics = result.metrics  # type: ignore[attr-defined]
     figures = {
         "benchmark": "bench_eval",
@@ -118,7 +122,8 @@ def main() -> None:
         "peer_s": round(peer_s, 3),
         "ndcg@10": metrics["ndcg@10"],
         "peer_ndcg@10": peer_ndcg,
-        "random_expectation_hr@10": 10 / (N_ITEMS - float(np.mean(split.history("test").lengths()[1:]))),
+        "random_expectation_hr@10": 10
+        / (N_ITEMS - float(np.mean(split.history("test").lengths()[1:]))),
         "hr@10": metrics["hr@10"],
         "environment": environment_info(),
     }

@@ -15,12 +15,14 @@ Acceptance figures printed and written to ``benchmarks/results/bench_steer.json`
 - debiasing: coverage, Gini and long-tail share with the popularity latents damped.
 
     .venv/bin/python benchmarks/bench_steer.py [--run DIR] [--dataset synthetic] [--concept C]
+    .venv/bin/python benchmarks/bench_steer.py --keep DIR ...  # build, keep DIR as a run folder
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -79,24 +81,43 @@ def build_run(dataset: str, work: Path, args: argparse.Namespace) -> tuple[Any, 
 
     info: dict[str, Any] = {}
     t = time.perf_counter()
-    ds = load_dataset(dataset, data_root=data_root())
+    ds = load_dataset(dataset, data_root=data_root(), min_rating=args.min_rating, k_core=args.k_core)
     split = leave_one_out(ds)
-    cfg = model_config("sasrec", max_len=args.max_len)
-    res = train_model("sasrec", split, cfg, work / "model", args.seed, "cpu",
-                      TrainConfig(epochs=args.epochs, patience=args.epochs, lr=args.lr))  # fmt: skip
-    model = res.model
-    info["model"] = {"test": res.test, "epochs": res.epochs, "seconds": time.perf_counter() - t}
-    print(f"SASRec on {dataset}: test NDCG@10 {res.test['ndcg@10']:.4f} ({res.epochs} epochs)")
+    source = {"dataset": dataset, "data_root": None, "format": None, "min_rating": args.min_rating,
+              "k_core": args.k_core, "protocol": "leave-one-out", "seed": args.seed}  # fmt: skip
+    if args.checkpoint is not None:
+        from recsae.io import read_json, write_json
+        from recsae.models.checkpoint import load_checkpoint
+        from recsae.models.trainer import evaluate_model
+
+        shutil.copytree(args.checkpoint, work / "model", dirs_exist_ok=True)
+        config = read_json(work / "model" / "config.json")
+        config.setdefault("data", {})["source"] = source
+        write_json(work / "model" / "config.json", config)
+        model, _ = load_checkpoint(work / "model")
+        test = evaluate_model(model, split, "test").metrics
+        info["model"] = {"checkpoint": str(args.checkpoint), "test": test}
+    else:
+        cfg = model_config("sasrec", max_len=args.max_len)
+        res = train_model("sasrec", split, cfg, work / "model", args.seed, "cpu",
+                          TrainConfig(epochs=args.epochs, patience=args.epochs, lr=args.lr), data_source=source)  # fmt: skip
+        model, test = res.model, res.test
+        info["model"] = {"test": res.test, "epochs": res.epochs, "seconds": time.perf_counter() - t}
+    print(f"SASRec on {dataset}: test NDCG@10 {test['ndcg@10']:.4f}")
 
     t = time.perf_counter()
     store = harvest(model, split, work / "acts")
     x = store.load().astype(np.float32)
     index = store.index
     users, positions = index["user"].to_numpy(), index["position"].to_numpy()
+    if args.max_rows and len(x) > args.max_rows:
+        keep = np.sort(np.random.default_rng(args.seed).choice(len(x), args.max_rows, replace=False))
+        x, users, positions = x[keep], users[keep], positions[keep]
     d = x.shape[1]
     sae_cfg = SaeConfig(d_in=d, n_latents=args.latents, k=args.k)
     sres = train_sae(x, sae_cfg, SaeTrainConfig(epochs=args.sae_epochs, seed=args.seed, warmup_rows=min(100_000, len(x))))
     sae = sres.sae.eval()
+    sae.save(work / "sae")
     info["sae"] = {"rows": len(x), "history": sres.history[-1], "seconds": time.perf_counter() - t}
     print(f"SAE: {len(x)} rows, {args.latents} latents, k={args.k}, last epoch {sres.history[-1]}")
 
@@ -115,6 +136,7 @@ def build_run(dataset: str, work: Path, args: argparse.Namespace) -> tuple[Any, 
         cfg=InterpretConfig(),
     )  # fmt: skip
     table = ires.table
+    table.to_parquet(work / "interpretation.parquet")
     info["interpret"] = {k: ires.summary.get(k) for k in ("n_alive", "n_interpretable", "share_interpretable")}
     info["interpret"]["seconds"] = time.perf_counter() - t
     print(f"interpretation: {info['interpret']}")
@@ -126,6 +148,11 @@ def main() -> None:
     ap.add_argument("--run", type=Path, default=None, help="a recsae run folder (else a small one is built)")
     ap.add_argument("--dataset", default="synthetic")
     ap.add_argument("--concept", action="append", default=None, help="concept(s) to steer toward [default: automatic]")
+    ap.add_argument("--checkpoint", type=Path, default=None, help="a trained SASRec checkpoint on --dataset (skips training)")
+    ap.add_argument("--keep", type=Path, default=None, help="build the run folder here (reuse it later with --run)")
+    ap.add_argument("--min-rating", type=float, default=None)
+    ap.add_argument("--k-core", type=int, default=None)
+    ap.add_argument("--max-rows", type=int, default=0, help="cap on harvested rows for the SAE (0 = all)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--max-len", type=int, default=50)
@@ -134,6 +161,8 @@ def main() -> None:
     ap.add_argument("--sae-epochs", type=int, default=5)
     ap.add_argument("--max-users", type=int, default=2000)
     ap.add_argument("--n-ablation", type=int, default=20)
+    ap.add_argument("--latents-per-concept", type=int, default=16)
+    ap.add_argument("--n-concepts", type=int, default=1, help="concepts chosen automatically")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     seed_everything(args.seed)
@@ -151,11 +180,15 @@ def main() -> None:
         source = str(args.run)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            model, sae, split, table, items, info = build_run(args.dataset, Path(tmp), args)
-        source = f"built here: SASRec + SAE on {args.dataset}"
+            work = args.keep or Path(tmp)
+            model, sae, split, table, items, info = build_run(args.dataset, work, args)
+            source = f"built here: SASRec ({args.checkpoint or 'trained here'}) + SAE on {args.dataset}"
     build_s = time.perf_counter() - t0
 
-    cfg = SteerConfig(max_users=args.max_users, n_ablation=args.n_ablation, concepts=tuple(args.concept or ()), seed=args.seed)
+    cfg = SteerConfig(
+        max_users=args.max_users, n_ablation=args.n_ablation, concepts=tuple(args.concept or ()), seed=args.seed,
+        latents_per_concept=args.latents_per_concept, n_auto_concepts=args.n_concepts,
+    )  # fmt: skip
     t = time.perf_counter()
     result = run_steer(model, sae, split, table, items, cfg)
     steer_s = time.perf_counter() - t

@@ -8,4 +8,4 @@ python3 -m venv .venv
 bash scripts/install_browser.sh
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy
-.venv/bin/pytest -ra
+.venv/bin/pytest

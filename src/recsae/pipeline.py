@@ -147,7 +147,7 @@ def _data_stage(run: Run) -> SplitData:
 
         truth = run.out / "ground_truth"
         if not (truth / "ground_truth.json").is_file():
-            write_ground_truth(generate_synthetic(SyntheticConfig(seed=run.cfg.seed)), truth)
+            write_ground_truth(generate_synthetic(SyntheticConfig(**ds.info["config"])), truth)  # type: ignore[arg-type]
     return split
 
 
@@ -204,12 +204,16 @@ def _interpret_stage(run: Run, model: Any, sae: Any, store: Any, split: SplitDat
 
     from recsae.interpret.api import interpret, write_interpretation
     from recsae.interpret.from_run import run_inputs
+    from recsae.sae.model import TopKSAE
+    from recsae.sae.splice import RANDOM_SAE_DIR
 
     table_path = run.out / "interpretation.parquet"
     if table_path.is_file() and not force and "interpret" in run.summary:
         log.info("interpret: reusing %s", table_path)
         return pd.read_parquet(table_path)
-    inputs = run_inputs(model, sae, store, split, seed=run.cfg.seed)
+    baseline = run.out / RANDOM_SAE_DIR
+    random_sae = TopKSAE.load(baseline, sae.device) if (baseline / "cfg.json").is_file() else None
+    inputs = run_inputs(model, sae, store, split, seed=run.cfg.seed, random_sae=random_sae)
     result = interpret(**inputs)
     write_interpretation(result, run.out)
     keys = ("n_alive", "n_interpretable", "share_interpretable", "coherence", "planted_recovered")

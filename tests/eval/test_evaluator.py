@@ -129,7 +129,7 @@ def test_sampled_negatives_are_labelled_and_never_harder_than_full_ranking():
     n_users, n_items = 30, 200
     train = [[]] + [[int(rng.integers(1, n_items + 1))] for _ in range(n_users)]
     test = [[]] + [[int(rng.integers(1, n_items + 1))] for _ in range(n_users)]
-    test = [t if t != tr else [] for t, tr in zip(test, train)]
+    test = [t if t != tr else [] for t, tr in zip(test, train, strict=True)]
     scores = rng.normal(size=(n_users + 1, n_items + 1)).astype(np.float32)
     split = make_split(train, test, n_items)
     full = evaluate(fixed_scores(scores), split, ks=(10,))
@@ -163,3 +163,16 @@ def test_topk_items_excludes_history_and_padding():
     scores = torch.tensor([[100.0, 5, 9, 8, 1, 2]])
     top = topk_items(scores, history, np.array([1]), k=2)
     assert top.tolist() == [[1, 5]]
+
+
+def test_many_targets_per_user_match_naive_reference():
+    # more than 8 targets per user takes the sort-based ranking path
+    rng = np.random.default_rng(4)
+    n_users, n_items = 10, 60
+    train = [[]] + [list(rng.choice(np.arange(1, 31), size=5, replace=False)) for _ in range(n_users)]
+    test = [[]] + [list(rng.choice(np.arange(31, n_items + 1), size=12, replace=False)) for _ in range(n_users)]
+    scores = rng.integers(0, 10, size=(n_users + 1, n_items + 1)).astype(np.float32)
+    result = evaluate(fixed_scores(scores), make_split(train, test, n_items), ks=(20,))
+    for pos, u in enumerate(result.users):
+        for name, value in naive_metrics(scores[u], train[u], test[u], 20).items():
+            assert result.per_user[name][pos] == pytest.approx(value), (u, name)

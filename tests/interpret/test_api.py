@@ -22,6 +22,7 @@ def test_known_rules_are_recovered_with_high_confidence_and_noise_is_not(toy: To
     assert not t.loc[1, "interpretable"] and t.loc[1, "confidence"] < 0.7
     assert not t.loc[3, "alive"] and not t.loc[3, "interpretable"]
     assert res.summary["n_alive"] == 3 and res.summary["n_interpretable"] == 2
+    assert res.summary["n_testable"] == 3  # alive with >= 20 strongly firing held-out rows
     assert np.isclose(res.summary["share_interpretable"], 2 / 3)
     # the horror latent's example items are horror films
     assert all(title.startswith("Horror") for title in t.loc[0, "example_titles"])

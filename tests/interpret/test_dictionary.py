@@ -82,8 +82,11 @@ def test_sae_band_is_at_or_above_the_median_of_non_zero_fit_activations() -> Non
     assert s.active.toarray()[:, 0].tolist() == [1, 1, 1, 1, 1]
 
 
-def test_neuron_states_use_deciles_of_the_fit_rows() -> None:
+def test_neuron_states_parallel_the_sae_definition_on_the_top_decile() -> None:
     acts = np.arange(100, dtype=np.float32)[:, None]
     s = neuron_states(acts, np.arange(100))
-    assert s.band.toarray().ravel().sum() == 10  # 90..99 (quantile 89.1)
-    assert s.engaged.toarray().ravel().sum() == 50  # >= median 49.5
+    assert np.flatnonzero(s.active.toarray().ravel()).tolist() == list(range(90, 100))  # >= 89.1
+    assert np.flatnonzero(s.band.toarray().ravel()).tolist() == list(range(94, 100))  # lower median of 90..99
+    assert s.engaged is s.active  # inactive = not in the top decile
+    gap = neuron_states(acts, np.arange(100), inactive_quantile=0.5)
+    assert gap.engaged.toarray().ravel().sum() == 50  # >= median 49.5

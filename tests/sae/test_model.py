@@ -241,3 +241,7 @@ def test_random_like_is_seeded_and_untrained() -> None:
     c = TopKSAE.random_like(cfg, seed=8, b_dec=torch.ones(8))
     assert torch.equal(a.W_enc, b.W_enc) and not torch.equal(a.W_enc, c.W_enc)
     assert torch.equal(c.b_dec, torch.ones(8))
+    x = torch.randn(100, 8) + 3
+    d = TopKSAE.random_like(cfg, seed=7, x_sample=x)
+    assert torch.allclose(d.b_dec, x.mean(0))
+    assert torch.allclose(d.W_enc, a.W_enc * (d.W_enc.norm() / a.W_enc.norm()))  # same directions, rescaled

@@ -46,12 +46,12 @@ def test_steer_concept_prints_lists_and_effect_table_and_writes_json(run_dir: Pa
     out_json = tmp_path / "steer.json"
     res = CliRunner().invoke(
         app,
-        ["steer", "--run", str(run_dir), "--concept", "concept=noir", "--alpha", "0.5", "--max-users", "150",
+        ["steer", "--run", str(run_dir), "--concept", "concept=noir", "--alpha", "0.5", "--max-users", "100",
          "--n-random", "2", "--users", "2", "--curve", "--json", str(out_json)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "AddDirection(latents=(3, 5), alpha=0.5)" in res.output
-    assert "share@k[concept=noir]" in res.output and "ndcg" in res.output
+    assert "share@10[concept=noir]" in res.output and "ndcg@10" in res.output
     assert res.output.count("user ") >= 2 and "dose-response" in res.output
     data = json.loads(out_json.read_text())
     assert data["edit"]["latents"] == [3, 5] and len(data["comparison"]["random_latents"]) == 2
@@ -64,7 +64,7 @@ def test_steer_latent_scale_zero_ablates_and_measures_its_rule_concept(run_dir: 
         app, ["steer", "--run", str(run_dir), "--latent", "9", "--scale", "0", "--max-users", "100", "--n-random", "1"]
     )
     assert res.exit_code == 0, res.output
-    assert "Scale(latents=(9,), factor=0.0)" in res.output and "share@k[concept=jazz]" in res.output
+    assert "Scale(latents=(9,), factor=0.0)" in res.output and "share@10[concept=jazz]" in res.output
 
 
 @pytest.mark.parametrize(

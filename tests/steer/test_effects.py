@@ -36,8 +36,8 @@ def test_steering_toward_a_concept_raises_its_share_and_rank_more_than_random_la
     assert cmp.after.share["genre=A"] > 1.5 * cmp.before.share["genre=A"]
     assert cmp.after.share["genre=A"] > cmp.random.share["genre=A"]
     assert cmp.after.mean_rank["genre=A"] < cmp.random.mean_rank["genre=A"] < cmp.before.mean_rank["genre=A"] + 1e-9
-    rows = {r["metric"]: r for r in cmp.table()}
-    assert rows["ndcg"]["before"] == cmp.before.ndcg
+    rows = {r["metric"]: r for r in cmp.table(5)}
+    assert rows["ndcg@5"]["before"] == cmp.before.ndcg and rows["share@5[genre=A]"]["after"] == cmp.after.share["genre=A"]
 
 
 def test_mix_toward_a_concept_raises_its_share(world, ctx) -> None:
@@ -119,3 +119,8 @@ def test_concept_rank_sum_matches_ranks_from_a_full_sort() -> None:
     total, n = concept_rank_sum(scores, items)
     assert n == int(valid.sum())
     assert total == float(ranks[:, items][valid].sum())
+
+
+def test_ablation_study_skips_concepts_with_too_few_items(world, ctx) -> None:
+    study = ablation_study(ctx, world.interpretation, world.items, n_latents=5, n_random=1, min_users=3, min_items=11)
+    assert study.rows == [] and study.n_latents == 0 and math.isnan(study.statistic)

@@ -13,6 +13,7 @@ SMALL = SteerConfig(
 )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_run_steer_results_are_json_and_summary_has_the_stable_keys(world, tmp_path) -> None:
     result = run_steer(world.model, world.sae, world.split, world.interpretation, world.items, SMALL)
     data = json.loads(write_steer(result, tmp_path).read_text())
@@ -32,6 +33,7 @@ def test_run_steer_results_are_json_and_summary_has_the_stable_keys(world, tmp_p
     assert entry["ndcg_after"] >= (1 - SMALL.ndcg_tolerance) * entry["ndcg_before"]
 
 
+@pytest.mark.slow
 def test_named_concepts_are_steered_and_unknown_ones_rejected(world) -> None:
     cfg = SteerConfig(**{**SMALL.__dict__, "concepts": ("genre=C",)})
     result = run_steer(world.model, world.sae, world.split, world.interpretation, world.items, cfg)

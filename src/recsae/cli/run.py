@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from recsae.cli.data import DataRootOpt, DatasetOpt, FormatOpt, KCoreOpt, MinRatingOpt, dataset_options
+from recsae.cli.data import (
+    DataRootOpt,
+    DatasetOpt,
+    FormatOpt,
+    KCoreOpt,
+    MinRatingOpt,
+    dataset_options,
+)
 
 
 def run(

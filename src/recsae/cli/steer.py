@@ -152,23 +152,26 @@ def steer_command(
     scale: Annotated[Optional[float], typer.Option("--scale", help="Multiply the latents by this (0 ablates).")] = None,  # noqa: UP045
     clamp: Annotated[Optional[float], typer.Option("--clamp", help="Set the latents to this activation.")] = None,  # noqa: UP045
     method: Annotated[str, typer.Option("--method", help="Steering with --alpha: add (decoder direction) or mix (mass-preserving).")] = "add",
-    n_latents: Annotated[int, typer.Option("--n-latents", min=1, help="Latents per concept (most confident first).")] = 3,
+    n_latents: Annotated[int, typer.Option("--n-latents", min=1, help="Latents per concept (most confident first).")] = 16,
     show_users: Annotated[int, typer.Option("--users", min=0, help="Users whose top-10 lists are printed.")] = 3,
     max_users: Annotated[int, typer.Option("--max-users", min=1, help="Users measured (seeded sample).")] = 2000,
-    n_random: Annotated[int, typer.Option("--n-random", min=1, help="Random-latent control draws.")] = 5,
+    n_random: Annotated[int, typer.Option("--n-random", min=1, help="Random-latent control draws.")] = 3,
     curve: Annotated[bool, typer.Option("--curve", help="Also print the dose-response over strengths.")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to this JSON file.")] = None,  # noqa: UP045
-    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Where the run's dataset lives now [default: as recorded].")] = None,  # noqa: UP045
+    data_root: Annotated[Optional[Path], typer.Option("--data-root", help="Where the run's dataset lives now (default: where it was).")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option(help="Seed of the user sample and the random controls.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, ...")] = "auto",
 ) -> None:
     """Edit SAE latents of a run and show what happens to the recommendations.
 
-    Examples: `recsae steer --run OUT --concept genre=Horror --alpha 0.3` (steer toward a
-    concept through its most confident latents); `recsae steer --run OUT --latent 123 --scale 0`
-    (ablate one latent). Prints top-10 lists before/after for a few users and the effect table
-    (concept share of the top-10, mean rank of the concept's items, HR/NDCG@10, coverage, Gini,
-    long-tail share) beside the same edit on random latents.
+    Steer toward a concept through its most confident latents:
+    recsae steer --run OUT --concept genre=Horror --alpha 0.3
+
+    Ablate one latent: recsae steer --run OUT --latent 123 --scale 0
+
+    Prints the top-10 lists of a few users before and after, then the effect
+    table (the concept's top-10 share, mean rank of its items, HR/NDCG@10,
+    coverage, Gini, long-tail share) beside the same edit on random latents.
     """
     from recsae.io import write_json
     from recsae.steer import compare, dose_response
@@ -194,7 +197,7 @@ def steer_command(
     typer.echo("\n".join(_lists_text(titles, ctx.users[shown], before_top[shown], after_top[shown], list(masks.values()))))
     typer.echo(f"\neffects on {len(ctx.users)} users (random control: mean of {n_random} draws of {len(ids)} latent(s))")
     typer.echo(f"  {'metric':<40} {'before':>10} {'after':>10} {'random':>10}")
-    for row in cmp.table():
+    for row in cmp.table(ctx.k):
         typer.echo(f"  {row['metric'][:40]:<40} {_fmt(row['before']):>10} {_fmt(row['after']):>10} {_fmt(row['random_control']):>10}")
 
     result: dict[str, Any] = {

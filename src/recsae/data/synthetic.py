@@ -42,13 +42,14 @@ class SyntheticConfig:
     """Seed of the generator; the same config gives identical arrays."""
     n_users: int = 1500
     """Number of users."""
-    n_items: int = 800
+    n_items: int = 1000
     """Number of items (spread evenly over the concepts by their first concept)."""
     n_concepts: int = 20
     """Number of planted concepts (at most len(CONCEPT_NAMES) = 24)."""
-    p_second_concept: float = 0.25
-    """Probability that an item carries a second concept (overlap)."""
-    p_third_concept: float = 0.2
+    p_second_concept: float = 0.1
+    """Probability that an item carries a second concept (overlap). Kept low: the more items
+    sit in two concepts, the less the last item tells which concept a user is in."""
+    p_third_concept: float = 0.3
     """Probability that an item with a second concept also carries a third."""
     min_user_concepts: int = 2
     """Fewest concepts a user prefers."""
@@ -56,16 +57,18 @@ class SyntheticConfig:
     """Most concepts a user prefers."""
     dirichlet_alpha: float = 1.0
     """Concentration of the Dirichlet prior over a user's concept weights."""
-    concept_skew: float = 0.5
-    """Zipf exponent of the concepts' global popularity (how often users pick each concept)."""
-    zipf_exponent: float = 1.0
+    concept_skew: float = 0.0
+    """Zipf exponent of the concepts' global popularity (how often users pick each concept);
+    0 = all concepts equally common, so that every planted concept has enough rows to recover."""
+    zipf_exponent: float = 1.2
     """Zipf exponent of item popularity within a concept."""
     min_seq_len: int = 30
     """Fewest interactions per user."""
     max_seq_len: int = 60
     """Most interactions per user."""
-    stickiness: float = 0.8
-    """Probability that the next item stays in the current concept (else a switch)."""
+    stickiness: float = 0.9
+    """Probability that the next item stays in the current concept (else a switch to another
+    preferred one): the sequential signal a model has to pick up from the recent items."""
     drift_rate: float = 0.015
     """Per-interaction probability that a user swaps one of their concepts for a new one."""
     start_time: float = 1.6e9
@@ -101,7 +104,9 @@ def _check(cfg: SyntheticConfig) -> None:
             f"{cfg.min_user_concepts}, {cfg.max_user_concepts}, {cfg.n_concepts}"
         )
     if not 2 <= cfg.min_seq_len <= cfg.max_seq_len:
-        problems.append(f"need 2 <= min_seq_len <= max_seq_len, got {cfg.min_seq_len}, {cfg.max_seq_len}")
+        problems.append(
+            f"need 2 <= min_seq_len <= max_seq_len, got {cfg.min_seq_len}, {cfg.max_seq_len}"
+        )
     if cfg.n_items < cfg.n_concepts or cfg.n_items < cfg.max_seq_len:
         problems.append(f"n_items ({cfg.n_items}) must be >= n_concepts and >= max_seq_len")
     for name in ("p_second_concept", "p_third_concept", "stickiness", "drift_rate"):
@@ -136,7 +141,9 @@ class _Catalogue(NamedTuple):
     """Zipf popularity of each member within the concept (random ranks)."""
 
 
-def _catalogue(cfg: SyntheticConfig, concepts: list[list[int]], rng: np.random.Generator) -> _Catalogue:
+def _catalogue(
+    cfg: SyntheticConfig, concepts: list[list[int]], rng: np.random.Generator
+) -> _Catalogue:
     pairs = [(c, i + 1) for i, cs in enumerate(concepts) for c in cs]
     members, weights = [], []
     for c in range(cfg.n_concepts):
@@ -190,12 +197,19 @@ def _user_sequence(
 
 
 def _draw_item(
-    cfg: SyntheticConfig, cat: _Catalogue, prefs: np.ndarray, concept: int, seen: np.ndarray, u: float
+    cfg: SyntheticConfig,
+    cat: _Catalogue,
+    prefs: np.ndarray,
+    concept: int,
+    seen: np.ndarray,
+    u: float,
 ) -> int:
     """A Zipf draw of an unseen item of ``concept``; if the user has exhausted it, the most
     preferred concept with unseen items, else any concept with unseen items."""
-    order = [concept, *np.argsort(-prefs, kind="stable").tolist(), *range(cfg.n_concepts)]
-    for c in order:
+    w = cat.weights[concept] * ~seen[cat.members[concept]]
+    if w.sum() > 0:
+        return int(cat.members[concept][_pick(w, u)])
+    for c in [*np.argsort(-prefs, kind="stable").tolist(), *range(cfg.n_concepts)]:
         w = cat.weights[c] * ~seen[cat.members[c]]
         if w.sum() > 0:
             return int(cat.members[c][_pick(w, u)])

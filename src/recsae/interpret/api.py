@@ -25,7 +25,7 @@ from recsae.interpret.dictionary import (
     sae_states,
 )
 from recsae.interpret.features import FeatureConfig, FeatureSpace, RowContext, row_features
-from recsae.interpret.validate import Validation, split_users, validate_rules
+from recsae.interpret.validate import split_users, validate_rules
 
 TABLE_FILE = "interpretation.parquet"
 SUMMARY_FILE = "interpret.json"
@@ -47,10 +47,12 @@ class InterpretConfig:
     """Seed of the user split."""
     band_quantile: float = 0.5
     """SAE latents fire strongly at or above this quantile of their non-zero fit activations."""
-    neuron_band_quantile: float = 0.9
-    """Neurons fire strongly (and are 'active') at or above this quantile (top decile)."""
-    neuron_inactive_quantile: float = 0.5
-    """Neurons count as inactive below this quantile (the confidence's negatives)."""
+    neuron_active_quantile: float = 0.9
+    """Neurons are 'active' at or above this quantile (top decile); their band is the top
+    ``band_quantile`` of those values (top 5 %), exactly as for SAE latents."""
+    neuron_inactive_quantile: float | None = None
+    """None: a neuron is inactive wherever it is not active. A quantile (e.g. 0.5) instead
+    counts only the rows below it as inactive and leaves the rest out of the confidence."""
     min_confidence: float = 0.8
     """Interpretable: validated confidence at least this ..."""
     min_firing_rows: int = 20
@@ -102,8 +104,8 @@ def check_config(cfg: InterpretConfig) -> None:
         problems.append(f"fit.fit_target must be 'band' or 'active', got {cfg.fit.fit_target!r}")
     if cfg.fit.max_terms not in (1, 2):
         problems.append(f"fit.max_terms must be 1 or 2, got {cfg.fit.max_terms}")
-    for name in ("band_quantile", "neuron_band_quantile", "neuron_inactive_quantile", "min_confidence"):
-        if not 0.0 <= getattr(cfg, name) <= 1.0:
+    for name in ("band_quantile", "neuron_active_quantile", "neuron_inactive_quantile", "min_confidence"):
+        if getattr(cfg, name) is not None and not 0.0 <= getattr(cfg, name) <= 1.0:
             problems.append(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
     if cfg.features.window < 1 or not cfg.features.share_thresholds:
         problems.append("features.window must be >= 1 and features.share_thresholds non-empty")
@@ -156,7 +158,8 @@ def interpret_units(
     fit_idx = np.flatnonzero(prep.fit_mask)
     val_idx = np.flatnonzero(~prep.fit_mask)
     states: LatentStates = (
-        neuron_states(np.asarray(acts), fit_idx, cfg.neuron_band_quantile, cfg.neuron_inactive_quantile)
+        neuron_states(np.asarray(acts), fit_idx, cfg.neuron_active_quantile, cfg.band_quantile,
+                      cfg.neuron_inactive_quantile)
         if dense
         else sae_states(sp.csr_matrix(acts), fit_idx, cfg.band_quantile)
     )
@@ -235,7 +238,7 @@ def interpret_units(
             "top_item_titles": title_list(dec_items),
         }
     )
-    summary = _summary(table, val, cfg)
+    summary = _summary(table, cfg)
     if cfg.planted_attribute:
         planted = [c for c, a in enumerate(prep.vocab.attribute) if a == cfg.planted_attribute and prep.vocab.kind[c] == "value"]
         if planted:
@@ -249,17 +252,21 @@ def _nan_to_none(x: float) -> float | None:
     return None if x != x else float(x)
 
 
-def _summary(table: pd.DataFrame, val: Validation, cfg: InterpretConfig) -> dict[str, Any]:
+def _summary(table: pd.DataFrame, cfg: InterpretConfig) -> dict[str, Any]:
     alive = table["alive"].to_numpy()
     interp = table["interpretable"].to_numpy()
     conf = table.loc[alive, "confidence"].dropna().to_numpy()
     coh = table["coherence"].to_numpy()
     n_alive = int(alive.sum())
+    testable = alive & (table["val_firing"].to_numpy() >= cfg.min_firing_rows)
+    n_testable = int(testable.sum())
     return {
         "n_units": len(table),
         "n_alive": n_alive,
         "n_interpretable": int(interp.sum()),
         "share_interpretable": float(interp.sum() / n_alive) if n_alive else 0.0,
+        "n_testable": n_testable,
+        "share_interpretable_of_testable": float(interp.sum() / n_testable) if n_testable else 0.0,
         "confidence_quantiles": {
             str(q): _nan_to_none(float(np.quantile(conf, q))) if len(conf) else None for q in (0.1, 0.25, 0.5, 0.75, 0.9)
         },

@@ -3,12 +3,11 @@ steps 3-4), vectorised over all latents and features at once.
 
 A latent's state on each row is summarised by three 0/1 sparse matrices (``LatentStates``):
 
-- ``band``: it fires strongly. SAE latents: activation ≥ the ``band_quantile`` (median) of
-  its non-zero activations on the fit rows; neurons: ≥ its ``neuron_band_quantile`` (top
-  decile) on the fit rows;
-- ``active``: it fires at all (SAE: > 0; neurons: the top decile again, as they never rest);
-- ``engaged``: it is not inactive (SAE: > 0; neurons: ≥ its ``neuron_inactive_quantile``).
-  Rows outside ``engaged`` are the negatives of the confidence score.
+- ``band``: it fires strongly: activation ≥ the ``band_quantile`` (median) of its active
+  fit values (SAE latents: the non-zero ones; neurons: those in the top decile, so the top 5 %);
+- ``active``: it fires (SAE: > 0; neurons, which never rest: its top decile, METHOD.md §4.6);
+- ``engaged``: it is not inactive; by default the same as ``active``. Rows outside ``engaged``
+  are the negatives of the confidence score.
 
 A rule is one feature, or two combined by OR / AND. Single rules are scored for every
 (latent, feature) pair with one sparse product ``target.T @ features``; two-term rules are
@@ -137,16 +136,31 @@ def sae_states(acts: sp.csr_matrix, fit_rows: np.ndarray, band_quantile: float =
 
 
 def neuron_states(
-    acts: np.ndarray, fit_rows: np.ndarray, band_quantile: float = 0.9, inactive_quantile: float = 0.5
+    acts: np.ndarray, fit_rows: np.ndarray, active_quantile: float = 0.9, band_quantile: float = 0.5,
+    inactive_quantile: float | None = None,
 ) -> LatentStates:
-    """States of dense units (raw neurons): band = top decile, inactive = below the median."""
+    """States of dense units (raw neurons), parallel to the SAE's: ``active`` = the top decile
+    (≥ the ``active_quantile`` of the fit rows); ``band`` = at or above the ``band_quantile``
+    (median) of the active fit values, i.e. the top 5 %; inactive = not active, unless
+    ``inactive_quantile`` sets a lower cut (rows between it and the active cut are then left out
+    of the confidence, which flatters the neurons)."""
     acts = np.asarray(acts, dtype=np.float32)
     fit = acts[fit_rows]
-    hi = np.quantile(fit, band_quantile, axis=0) if len(fit) else np.full(acts.shape[1], np.inf)
-    lo = np.quantile(fit, inactive_quantile, axis=0) if len(fit) else np.full(acts.shape[1], np.inf)
+    d = acts.shape[1]
+    if not len(fit):
+        inf = np.full(d, np.inf)
+        empty = sp.csr_matrix(acts.shape, dtype=np.float32)
+        return LatentStates(empty, empty, empty, inf)
+    cut = np.quantile(fit, active_quantile, axis=0)
+    top = np.where(fit >= cut, fit, np.nan)
+    hi = np.nanquantile(top, band_quantile, axis=0, method="lower")
+    active = sp.csr_matrix((acts >= cut).astype(np.float32))
     band = sp.csr_matrix((acts >= hi).astype(np.float32))
-    engaged = sp.csr_matrix((acts >= lo).astype(np.float32))
-    return LatentStates(band=band, active=band, engaged=engaged, band_threshold=np.asarray(hi, dtype=np.float64))
+    if inactive_quantile is None:
+        engaged = active
+    else:
+        engaged = sp.csr_matrix((acts >= np.quantile(fit, inactive_quantile, axis=0)).astype(np.float32))
+    return LatentStates(band=band, active=active, engaged=engaged, band_threshold=np.asarray(hi, dtype=np.float64))
 
 
 def member(feats: sp.csr_matrix, rows: np.ndarray, features: np.ndarray, keys: np.ndarray | None = None) -> np.ndarray:

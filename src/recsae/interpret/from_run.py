@@ -1,9 +1,8 @@
 """Inputs of ``interpret`` from a trained model, its SAE and activation store (``recsae run``).
 
 Every row of the store is interpreted. Per row: the SAE's top-k activations (sparse), the
-random-init SAE's (``TopKSAE.random_like(cfg, seed, b_dec=mean)``, the splice stage's
-baseline), the representation itself (raw neurons and coherence), and the model's top-10
-recommendations for the prefix with the prefix's items masked, as in ranking.
+random-init SAE's (the splice stage's baseline, ``untrained_baseline``), the representation
+itself (raw neurons and coherence), and the model's top-10 recommendations for the prefix with the prefix's items masked, as in ranking.
 """
 
 from __future__ import annotations
@@ -47,22 +46,19 @@ def top_recommendations(
             h = torch.from_numpy(np.ascontiguousarray(reps[a : a + batch_size])).to(device)
             scores = model.score(h).float()
             scores[:, 0] = -torch.inf
-            u, p = users[a : a + batch_size], positions[a : a + batch_size]
-            start = histories.indptr[u]
-            lengths = p.astype(np.int64)
-            row = np.repeat(np.arange(len(u)), lengths)
-            offs = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-            items = histories.values[np.repeat(start, lengths) + offs]
+            row, _, items = histories.flat_pairs(users[a : a + batch_size], positions[a : a + batch_size])
             scores[torch.from_numpy(row).to(device), torch.from_numpy(items).to(device)] = -torch.inf
             out[a : a + batch_size] = torch.topk(scores, k, dim=1).indices.cpu().numpy()
     return out
 
 
 def run_inputs(
-    model: Any, sae: Any, store: Any, split: SplitData, seed: int = 0, batch_size: int = 4096
+    model: Any, sae: Any, store: Any, split: SplitData, seed: int = 0, batch_size: int = 4096,
+    random_sae: Any = None,
 ) -> dict[str, Any]:
-    """Keyword arguments of ``recsae.interpret.interpret`` for a run's model, SAE and store."""
-    from recsae.sae.model import TopKSAE
+    """Keyword arguments of ``recsae.interpret.interpret`` for a run's model, SAE and store.
+    ``random_sae``: the untrained baseline (default: the splice stage's recipe on these rows)."""
+    from recsae.sae.splice import untrained_baseline
 
     index = store.index
     users = index["user"].to_numpy(dtype=np.int64)
@@ -77,8 +73,8 @@ def run_inputs(
         recs = top_recommendations(model, reps, users, positions, histories)
     finally:
         model.train(was_training)
-    mean = torch.from_numpy(reps.mean(axis=0))
-    random_sae = TopKSAE.random_like(sae.cfg, seed=seed, b_dec=mean, device=sae.device)
+    if random_sae is None:
+        random_sae = untrained_baseline(sae.cfg, reps, seed, sae.device)
     counts = np.bincount(split.train.values, minlength=split.n_items + 1)
     return {
         "ctx": RowContext(users, positions, histories, recs),

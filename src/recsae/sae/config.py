@@ -69,7 +69,7 @@ class SaeConfig:
 class SaeTrainConfig:
     """Optimisation of the SAE: Adam with linear warm-up and decay, batches counted in rows."""
 
-    lr: float = 7e-3
+    lr: float = 1e-2
     """Peak Adam learning rate."""
     warmup_rows: int = 50_000
     """Rows over which the learning rate rises linearly from 0 to ``lr``."""

@@ -199,15 +199,25 @@ class TopKSAE(nn.Module):
     # -- constructors ----------------------------------------------------------------------
     @classmethod
     def random_like(
-        cls, cfg: SaeConfig, seed: int = 0, b_dec: Tensor | None = None, device: str | torch.device | None = None
+        cls,
+        cfg: SaeConfig,
+        seed: int = 0,
+        b_dec: Tensor | None = None,
+        device: str | torch.device | None = None,
+        x_sample: Tensor | None = None,
     ) -> TopKSAE:
-        """An untrained SAE of shape ``cfg`` exactly as training would start from it (tied,
-        unit-norm init; ``b_dec`` zero or the given vector, e.g. the data mean): the random-SAE
-        baseline of the splice evaluation."""
+        """An untrained SAE of shape ``cfg``: the random-SAE baseline of the splice evaluation.
+        Tied, unit-norm init; ``b_dec`` zero or the given vector (e.g. the data mean). With
+        ``x_sample``, exactly as ``train_sae`` starts (default config): ``b_dec`` = its mean
+        unless given, and the encoder scaled to it (``scale_encoder_to_data``)."""
         sae = cls(cfg, seed=seed, device=device)
-        if b_dec is not None:
-            with torch.no_grad():
+        with torch.no_grad():
+            if b_dec is not None:
                 sae.b_dec.copy_(b_dec.to(sae.b_dec))
+            elif x_sample is not None:
+                sae.init_b_dec_from_data(x_sample)
+            if x_sample is not None:
+                sae.scale_encoder_to_data(x_sample)
         return sae
 
     @torch.no_grad()

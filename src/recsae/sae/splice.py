@@ -360,13 +360,28 @@ def run_sae_stage(
         shutil.rmtree(sae_dir)
     trained = train_sae(train_x, sae_cfg, train_cfg, valid=valid_x, out_dir=sae_dir, device=device)
     mean = torch.from_numpy(train_x.mean(0, dtype=np.float64).astype(np.float32))
+    random_sae = untrained_baseline(sae_cfg, train_x, train_cfg.seed, model_device(model))
+    random_sae.save(out / RANDOM_SAE_DIR)
     result = evaluate_splice(
-        model, trained.sae.to(model_device(model)), split, "test", mean=mean,
+        model, trained.sae.to(model_device(model)), split, "test", mean=mean, random_sae=random_sae,
         mean_source="activation store train rows", batch_size=eval_batch_size, seed=train_cfg.seed,
     )
     result.config["activations"] = {"train_rows": len(train_rows), "valid_rows": len(valid_rows), "last_only": last_only}
     result.save(out / "splice.json")
     return SaeStageResult(store, trained, result)
+
+
+RANDOM_SAE_DIR = "random_sae"
+"""Run-folder entry of the untrained baseline, shared by the splice and interpretation stages."""
+
+
+def untrained_baseline(cfg: SaeConfig, x: np.ndarray, seed: int, device: torch.device | str | None = None,
+                       sample_rows: int = 100_000) -> TopKSAE:
+    """The SAE exactly as training starts from it (same seed; b_dec and encoder scale fitted to
+    a seeded sample of ``x``), never trained: the random-SAE baseline."""
+    rows = np.sort(np.random.default_rng(seed).permutation(len(x))[:sample_rows])
+    sample = torch.from_numpy(np.asarray(x[rows], dtype=np.float32))
+    return TopKSAE.random_like(cfg, seed=seed, device=device, x_sample=sample.to(device))
 
 
 def _reusable_store(

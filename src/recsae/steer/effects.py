@@ -267,16 +267,17 @@ class Comparison(NamedTuple):
     """Mean over the random draws."""
     random_latents: list[tuple[int, ...]]
 
-    def table(self) -> list[dict[str, Any]]:
+    def table(self, k: int = 10) -> list[dict[str, Any]]:
         """One row per measured quantity: before / after / random control."""
         rows = []
         for c in self.before.share:
-            rows.append(_row(f"share@k[{c}]", self.before.share[c], self.after.share[c], self.random.share[c]))
+            rows.append(_row(f"share@{k}[{c}]", self.before.share[c], self.after.share[c], self.random.share[c]))
             rows.append(
                 _row(f"mean rank[{c}]", self.before.mean_rank[c], self.after.mean_rank[c], self.random.mean_rank[c])
             )
-        for name in ("hr", "ndcg", "coverage", "gini", "long_tail_share"):
-            rows.append(_row(name, getattr(self.before, name), getattr(self.after, name), getattr(self.random, name)))
+        for name, label in (("hr", f"hr@{k}"), ("ndcg", f"ndcg@{k}"), ("coverage", f"coverage@{k}"),
+                            ("gini", f"gini@{k}"), ("long_tail_share", f"long_tail_share@{k}")):  # fmt: skip
+            rows.append(_row(label, getattr(self.before, name), getattr(self.after, name), getattr(self.random, name)))
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -408,9 +409,11 @@ def ablation_study(
     n_random: int = 5,
     min_users: int = 10,
     seed: int = 0,
+    min_items: int = 1,
 ) -> AblationStudy:
     """Ablate each of the ``n_latents`` most confident interpretable latents (whose rule names
-    an item set and which are active for at least ``min_users`` users) and measure the drop of
+    an item set of at least ``min_items`` items and which are active for at least ``min_users``
+    users) and measure the drop of
     its own concept's top-k share on those users, vs ablating one random active latent per user
     (``n_random`` seeded draws, averaged)."""
     rows: list[dict[str, Any]] = []
@@ -419,7 +422,7 @@ def ablation_study(
             break
         latent, name = int(cand.latent), str(cand.concept)
         active = ctx.active_rows(latent)
-        if len(active) < min_users or not items.resolvable(name):
+        if len(active) < min_users or not items.resolvable(name) or items.mask(name).sum() < min_items:
             continue
         concept = {name: items.mask(name)}
         before = measure(ctx, None, concept, active, accuracy=False, ranks=False).share[name]

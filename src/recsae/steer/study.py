@@ -64,8 +64,10 @@ class SteerConfig:
     """Concepts to steer toward (e.g. 'genre=Horror'); empty = chosen automatically."""
     n_auto_concepts: int = 1
     """How many concepts to choose when ``concepts`` is empty."""
-    latents_per_concept: int = 3
-    """Latents per concept: the most confident ones whose rule names it."""
+    latents_per_concept: int = 16
+    """Latents per concept: the most confident interpretable ones whose rule names it, at most
+    this many (on synthetic data, 1 / 3 / 8 / all 9 latents gave x1.4 / x1.8 / x2.0 / x2.2 share
+    within the NDCG tolerance: more of a concept's latents steer more precisely)."""
     add_alphas: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
     """Strengths α of the decoder-direction steering curve (h' = h + α‖h‖ Σ W_dec[j])."""
     mix_alphas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
@@ -80,6 +82,9 @@ class SteerConfig:
     """Most confident latents in the ablation study."""
     min_active_users: int = 10
     """Users a latent must be active for to enter the ablation study."""
+    ablation_min_items: int = 5
+    """Items a latent's concept must have to enter the ablation study (a rule about the last
+    item itself names items that sit in the history, masked from the top-k)."""
     n_debias_latents: int = 5
     """Latents most associated with popularity, damped for debiasing."""
     debias_min_frequency: float = 0.02
@@ -273,7 +278,7 @@ def run_steer(
     for c in concepts:
         items.mask(c)
     ablation = ablation_study(
-        ctx, interpretation, items, cfg.n_ablation, cfg.n_random, cfg.min_active_users, cfg.seed
+        ctx, interpretation, items, cfg.n_ablation, cfg.n_random, cfg.min_active_users, cfg.seed, cfg.ablation_min_items
     )
     studied = [steer_concept(ctx, c, latents, items, cfg) for c, latents in targets.items()]
     return SteerResult(
