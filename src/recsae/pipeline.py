@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from recsae.data.dataset import SplitData
@@ -32,14 +31,22 @@ class RunConfig:
 
     data: DatasetOptions = field(default_factory=DatasetOptions)
     """Which dataset, with which filters."""
+    data_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra options of the dataset's loader (e.g. the synthetic generator's ``n_users``)."""
     protocol: str = "auto"
     """Split: auto (the source's own split, else leave-one-out), leave-one-out or time."""
     model: str = "sasrec"
     """Recommender to train (sasrec, gru4rec, bpr, lightgcn)."""
     epochs: int = 200
     """Most training epochs of the recommender (early stopping usually ends sooner)."""
-    patience: int = 10
-    """Early-stopping patience of the recommender, in epochs."""
+    patience: int | None = None
+    """Early-stopping patience of the recommender, in epochs (None: the preset's, else 10)."""
+    lr: float | None = None
+    """Adam learning rate of the recommender (None: the preset's, else 1e-3)."""
+    batch_size: int | None = None
+    """Training batch size of the recommender (None: the preset's, else the model's)."""
+    max_len: int | None = None
+    """Longest history a sequential model reads (None: the preset's, else 200)."""
     sae_k: int = 32
     """Active latents per row."""
     sae_expansion: int = 32
@@ -62,6 +69,25 @@ class RunConfig:
 
 
 STAGES = ("model", "sae", "interpret", "steer", "report")
+
+PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {
+    # (dataset, model) -> (model options, training options), measured to train well and fast.
+    # The synthetic histories hold 30-60 items and 1,500 users give few steps per epoch: a
+    # short window, one block, smaller batches and a higher learning rate.
+    ("synthetic", "sasrec"): ({"max_len": 50, "n_blocks": 1}, {"lr": 5e-3, "batch_size": 64, "patience": 3}),
+    ("synthetic", "gru4rec"): ({"max_len": 50}, {"lr": 5e-3, "batch_size": 64, "patience": 3}),
+}
+"""Tuned defaults; options given explicitly in ``RunConfig`` override them."""
+
+
+def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The model config overrides and ``TrainConfig`` options for a run: preset, then explicit."""
+    model_opts, train_opts = (dict(d) for d in PRESETS.get((cfg.data.dataset, cfg.model), ({}, {})))
+    if cfg.max_len is not None:
+        model_opts["max_len"] = cfg.max_len
+    explicit = {"lr": cfg.lr, "batch_size": cfg.batch_size, "patience": cfg.patience}
+    train_opts.update({k: v for k, v in explicit.items() if v is not None})
+    return model_opts, {"epochs": cfg.epochs} | train_opts
 
 
 class Run:
@@ -128,7 +154,7 @@ def _data_stage(run: Run) -> SplitData:
     from recsae.models.pop import MostPopular
     from recsae.models.trainer import evaluate_model
 
-    ds = run.cfg.data.load(run.cfg.seed)
+    ds = run.cfg.data.load(run.cfg.seed, **run.cfg.data_kwargs)
     split = make_split(ds, run.cfg.protocol)  # type: ignore[arg-type]
     log.info("dataset %s: %d users, %d items, %d interactions (%s)", ds.name, ds.n_users, ds.n_items,
              ds.n_interactions, split.protocol)
@@ -152,21 +178,20 @@ def _data_stage(run: Run) -> SplitData:
 
 
 def _model_stage(run: Run, split: SplitData, device: torch.device, force: bool) -> Any:
-    from recsae.models.checkpoint import load_checkpoint
+    """Train the recommender into OUT/model; a finished or interrupted training there resumes
+    (and returns at once when it had finished)."""
+    import shutil
+
     from recsae.models.registry import model_config
-    from recsae.models.trainer import TrainConfig, evaluate_model, train_model
+    from recsae.models.trainer import TrainConfig, train_model
 
     model_dir = run.out / "model"
-    done = model_dir / "config.json"
-    if done.is_file() and not force and "model" in run.summary and (model_dir / "model.safetensors").is_file():
-        model, _ = load_checkpoint(model_dir, device)
-        log.info("model: reusing %s", model_dir)
-        return model
-    tcfg = TrainConfig(epochs=run.cfg.epochs, patience=run.cfg.patience)
+    if force and model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_opts, train_opts = model_settings(run.cfg)
     source = run.cfg.data.to_dict() | {"protocol": run.cfg.protocol, "seed": run.cfg.seed}
-    result = train_model(run.cfg.model, split, model_config(run.cfg.model), model_dir, run.cfg.seed, device,
-                         tcfg, data_source=source)
-    model = result.model
+    result = train_model(run.cfg.model, split, model_config(run.cfg.model, **model_opts), model_dir, run.cfg.seed,
+                         device, TrainConfig(**train_opts), data_source=source)
     run.summary["model"] = {
         "name": run.cfg.model,
         "valid": result.valid,
@@ -175,10 +200,7 @@ def _model_stage(run: Run, split: SplitData, device: torch.device, force: bool) 
         "best_epoch": result.best_epoch,
         "epochs": result.epochs,
     }
-    # the reloaded checkpoint must rank exactly as the trained model did
-    if not np.isclose(evaluate_model(model, split, "test").metrics["ndcg@10"], result.test["ndcg@10"]):
-        raise RuntimeError("the trained model's test metrics changed after training")
-    return model
+    return result.model
 
 
 def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, force: bool) -> tuple[Any, Any]:

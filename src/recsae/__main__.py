@@ -1,0 +1,5 @@
+"""``python -m recsae``: the command line."""
+
+from recsae.cli import main
+
+main()

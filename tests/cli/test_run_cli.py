@@ -1,0 +1,34 @@
+"""The ``recsae run`` command: help, and user errors as one line with exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def recsae(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "recsae", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_help_lists_the_run_options() -> None:
+    result = recsae("run", "--help")
+    assert result.returncode == 0
+    for option in ("--dataset", "--data-root", "--out", "--seed"):
+        assert option in result.stdout
+
+
+def test_unknown_dataset_fails_with_one_line_and_exit_code_2(tmp_path: Path) -> None:
+    result = recsae("run", "--dataset", "no-such-set", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert "unknown dataset 'no-such-set'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_run_of_the_model_stage_writes_summary_json(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = recsae("run", "--out", str(out), "--stages", "model", "--epochs", "1", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert (out / "summary.json").is_file()
+    assert "test NDCG@10" in result.stdout

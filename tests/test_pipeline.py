@@ -1,0 +1,87 @@
+"""``recsae run`` end to end on a tiny synthetic dataset: documented summary keys, resume, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recsae.data.registry import DatasetOptions
+from recsae.errors import ConfigError
+from recsae.io import read_json
+from recsae.pipeline import RunConfig, model_settings, run_pipeline
+
+TINY = {"n_users": 160, "n_items": 120, "n_concepts": 6, "min_seq_len": 12, "max_seq_len": 20}
+
+
+def tiny_config(**kw) -> RunConfig:
+    base = {
+        "data_kwargs": TINY, "epochs": 3, "sae_expansion": 4, "sae_k": 8, "sae_epochs": 2, "seed": 3,
+    }
+    return RunConfig(**(base | kw))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    run_pipeline(out, tiny_config())
+    return out
+
+
+@pytest.mark.slow
+def test_run_writes_every_documented_summary_key(tiny_run: Path) -> None:
+    s = read_json(tiny_run / "summary.json")
+    assert {"name", "n_users", "n_items", "n_interactions"} <= set(s["dataset"])
+    assert s["dataset"]["n_users"] == TINY["n_users"]
+    assert {"name", "valid", "test", "train_seconds"} <= set(s["model"])
+    for key in ("ndcg@10", "hr@10", "mrr@10", "recall@10"):
+        assert 0.0 <= s["model"]["test"][key] <= 1.0
+    sae = s["sae"]
+    for key in ("fvu", "cosine", "l0", "dead_fraction", "dense_fraction", "retention", "top10_overlap", "kl"):
+        assert isinstance(sae[key], float), key
+    assert "ndcg@10" in sae["spliced"]["test"] and "ndcg@10" in sae["mean_ablated"]["test"]
+    assert {"test", "top10_overlap"} <= set(sae["random_sae"])
+    interp = s["interpret"]
+    for key in ("n_alive", "n_interpretable", "share_interpretable", "coherence", "planted_recovered"):
+        assert key in interp, key
+    assert "share_interpretable" in interp["neurons"] and "share_interpretable" in interp["random_sae"]
+    assert s["steer"], "the steering stage studied no concept"
+    for concept in s["steer"].values():
+        assert {"share_before", "share_after", "random_control_share_after", "ndcg_before", "ndcg_after"} <= set(concept)
+    assert s["seed"] == 3 and "torch" in s["versions"]
+    assert (tiny_run / "report" / "index.html").is_file()
+    assert (tiny_run / "ground_truth" / "ground_truth.json").is_file()
+
+
+@pytest.mark.slow
+def test_rerun_resumes_without_redoing_finished_stages(tiny_run: Path) -> None:
+    # the trainer confirms a finished training by rewriting the same checkpoint; later stages
+    # are not touched at all
+    weights = (tiny_run / "model/model.safetensors").read_bytes()
+    outputs = ["sae/sae.safetensors", "activations/meta.json", "interpretation.parquet", "steer.json"]
+    before = {p: (tiny_run / p).stat().st_mtime_ns for p in outputs}
+    first = read_json(tiny_run / "summary.json")
+    second = run_pipeline(tiny_run, tiny_config())
+    assert (tiny_run / "model/model.safetensors").read_bytes() == weights
+    assert {p: (tiny_run / p).stat().st_mtime_ns for p in outputs} == before
+    assert second["model"]["test"] == first["model"]["test"]
+    assert second["sae"]["fvu"] == first["sae"]["fvu"]
+
+
+def test_stages_stop_after_the_last_requested_one(tmp_path: Path) -> None:
+    summary = run_pipeline(tmp_path, tiny_config(stages=("model",), epochs=1))
+    assert "model" in summary and "sae" not in summary
+    assert not (tmp_path / "sae").exists()
+
+
+def test_unknown_stage_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown stage"):
+        run_pipeline(tmp_path, tiny_config(stages=("model", "dance")))
+
+
+def test_explicit_options_override_the_dataset_preset() -> None:
+    preset_model, preset_train = model_settings(RunConfig())
+    assert preset_model["max_len"] == 50 and preset_train["lr"] == 5e-3
+    model_opts, train_opts = model_settings(RunConfig(max_len=30, lr=1e-4))
+    assert model_opts["max_len"] == 30 and train_opts["lr"] == 1e-4
+    assert model_settings(RunConfig(data=DatasetOptions("ml-1m"))) == ({}, {"epochs": 200})
