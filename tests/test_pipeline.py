@@ -85,3 +85,21 @@ def test_explicit_options_override_the_dataset_preset() -> None:
     model_opts, train_opts = model_settings(RunConfig(max_len=30, lr=1e-4))
     assert model_opts["max_len"] == 30 and train_opts["lr"] == 1e-4
     assert model_settings(RunConfig(data=DatasetOptions("ml-1m"))) == ({}, {"epochs": 200})
+
+
+@pytest.mark.slow
+def test_stage_commands_work_on_a_run_folder(tiny_run: Path) -> None:
+    import subprocess
+    import sys
+
+    def recsae(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "recsae", *args], capture_output=True, text=True, timeout=300)
+
+    shown = recsae("interpret", "--run", str(tiny_run), "--top", "3")
+    assert shown.returncode == 0, shown.stderr
+    assert "latent" in shown.stdout.lower()
+    steered = recsae("steer", "--run", str(tiny_run), "--latent", "0", "--scale", "0")
+    assert steered.returncode == 0, steered.stderr
+    reported = recsae("report", "--run", str(tiny_run), "--out", str(tiny_run / "again.html"))
+    assert reported.returncode == 0, reported.stderr
+    assert (tiny_run / "again.html").stat().st_size > 1000

@@ -189,7 +189,8 @@ def _model_stage(run: Run, split: SplitData, device: torch.device, force: bool) 
     if force and model_dir.exists():
         shutil.rmtree(model_dir)
     model_opts, train_opts = model_settings(run.cfg)
-    source = run.cfg.data.to_dict() | {"protocol": run.cfg.protocol, "seed": run.cfg.seed}
+    source = run.cfg.data.to_dict() | {"protocol": run.cfg.protocol, "seed": run.cfg.seed,
+                                       "options": run.cfg.data_kwargs}
     result = train_model(run.cfg.model, split, model_config(run.cfg.model, **model_opts), model_dir, run.cfg.seed,
                          device, TrainConfig(**train_opts), data_source=source)
     run.summary["model"] = {

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
-
-if TYPE_CHECKING:
-    from recsae.data.dataset import SplitData
 
 sae_app = typer.Typer(
     name="sae",
@@ -24,31 +21,6 @@ DataRootOpt = Annotated[
     typer.Option("--data-root", help="Where the checkpoint's dataset lives now (default: as recorded, else $RECSAE_DATA)."),
 ]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")]
-
-
-def split_for_checkpoint(checkpoint: Path, config: dict[str, Any], data_root: Path | None = None) -> SplitData:
-    """Reload the dataset and split recorded in a model checkpoint, checking its size."""
-    from recsae.cli.data import dataset_options
-    from recsae.data.split import make_split
-    from recsae.errors import ConfigError, DataError
-
-    src = config.get("data", {}).get("source", {})
-    if not src:
-        raise ConfigError(f"{checkpoint} does not record its dataset (config.json data.source)")
-    root = data_root or (Path(src["data_root"]) if src.get("data_root") else None)
-    opts = dataset_options(src["dataset"], root, src.get("format"), src.get("min_rating"), src.get("k_core"))
-    seed = int(src.get("seed", config.get("seed", 0)))
-    split = make_split(opts.load(seed), src.get("protocol", "auto"))
-    model_spec = config.get("model", {})
-    want = (model_spec.get("n_users"), model_spec.get("n_items"))
-    if (split.n_users, split.n_items) != want:
-        raise DataError(
-            f"the recorded dataset now has {split.n_users} users and {split.n_items} items; the model "
-            f"was trained on {want[0]} and {want[1]}",
-            path=checkpoint / "config.json",
-            field="data",
-        )
-    return split
 
 
 @sae_app.command("train")
@@ -69,7 +41,7 @@ def train_command(
     force: Annotated[bool, typer.Option(help="Harvest and train again even if outputs exist.")] = False,
 ) -> None:
     """Harvest a model's activations, train a TopK SAE on them and print the splice table."""
-    from recsae.models.checkpoint import load_checkpoint
+    from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
     from recsae.sae.config import SaeConfig, SaeTrainConfig
     from recsae.sae.splice import format_splice_table, run_sae_stage
     from recsae.utils import default_device, seed_everything
@@ -102,7 +74,7 @@ def eval_command(
     import torch
 
     from recsae.errors import ConfigError
-    from recsae.models.checkpoint import load_checkpoint
+    from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
     from recsae.probe.store import ActivationStore
     from recsae.sae.model import TopKSAE
     from recsae.sae.splice import evaluate_splice, format_splice_table

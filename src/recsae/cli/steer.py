@@ -41,10 +41,8 @@ def load_run(run: Path, data_root: Path | None = None, device: str = "auto") -> 
     (None when absent) and concept item sets of a run folder."""
     import pandas as pd
 
-    from recsae.cli.data import dataset_options
-    from recsae.data.split import make_split
     from recsae.errors import DataError
-    from recsae.models.checkpoint import load_checkpoint
+    from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
     from recsae.sae.model import TopKSAE
     from recsae.steer.targets import concept_items
     from recsae.utils import default_device
@@ -54,19 +52,7 @@ def load_run(run: Path, data_root: Path | None = None, device: str = "auto") -> 
     dev = default_device(device)
     model, config = load_checkpoint(run / "model", dev)
     sae = TopKSAE.load(run / "sae", dev)
-    src = config.get("data", {}).get("source", {})
-    if not src:
-        raise DataError("the model checkpoint does not record its dataset", path=run / "model" / "config.json", field="data")
-    root = data_root or (Path(src["data_root"]) if src.get("data_root") else None)
-    opts = dataset_options(src["dataset"], root, src.get("format"), src.get("min_rating"), src.get("k_core"))
-    split = make_split(opts.load(int(src.get("seed", config.get("seed", 0)))), src.get("protocol", "auto"))
-    if (split.n_users, split.n_items) != (model.n_users, model.n_items):
-        raise DataError(
-            f"the data has {split.n_users} users and {split.n_items} items; the model was trained on "
-            f"{model.n_users} and {model.n_items}",
-            path=run / "model" / "config.json",
-            field="data",
-        )
+    split = split_for_checkpoint(run / "model", config, data_root)
     table_path = run / "interpretation.parquet"
     table = pd.read_parquet(table_path) if table_path.is_file() else None
     items = concept_items(split)

@@ -94,3 +94,28 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None) 
         raise DataError(f"malformed model section: {err}", path=cfg_path, field="model") from None
     model = cls.from_tensors(cfg, n_users, n_items, read_tensors(weights))
     return model.to(device or "cpu").eval(), config
+
+
+def split_for_checkpoint(checkpoint: Path, config: dict[str, Any], data_root: Path | None = None) -> SplitData:
+    """Reload the dataset and split recorded in a model checkpoint, checking its size."""
+    from recsae.data.registry import DatasetOptions
+    from recsae.data.split import make_split
+    from recsae.errors import ConfigError, DataError
+
+    src = config.get("data", {}).get("source", {})
+    if not src:
+        raise ConfigError(f"{checkpoint} does not record its dataset (config.json data.source)")
+    root = data_root or (Path(src["data_root"]) if src.get("data_root") else None)
+    opts = DatasetOptions(src["dataset"], root, src.get("format"), src.get("min_rating"), src.get("k_core"))
+    seed = int(src.get("seed", config.get("seed", 0)))
+    split = make_split(opts.load(seed, **src.get("options", {})), src.get("protocol", "auto"))
+    model_spec = config.get("model", {})
+    want = (model_spec.get("n_users"), model_spec.get("n_items"))
+    if (split.n_users, split.n_items) != want:
+        raise DataError(
+            f"the recorded dataset now has {split.n_users} users and {split.n_items} items; the model "
+            f"was trained on {want[0]} and {want[1]}",
+            path=checkpoint / "config.json",
+            field="data",
+        )
+    return split
