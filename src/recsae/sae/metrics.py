@@ -127,7 +127,8 @@ def iter_row_batches(x: Any, batch_size: int, device: torch.device) -> Iterator[
     n = x.shape[0]
     for s in range(0, n, batch_size):
         chunk = x[s : s + batch_size]
-        t = chunk if isinstance(chunk, Tensor) else torch.from_numpy(np.ascontiguousarray(chunk))
+        # a copy: memory-mapped stores are read-only, and torch wants writable arrays
+        t = chunk if isinstance(chunk, Tensor) else torch.from_numpy(np.array(chunk, dtype=np.float32))
         yield t.to(device=device, dtype=torch.float32)
 
 

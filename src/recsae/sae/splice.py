@@ -283,8 +283,9 @@ def splice_summary(result: SpliceResult) -> dict[str, Any]:
         "fvu": sp.fvu,
         "cosine": sp.cosine,
         "l0": sp.sae["l0"],
-        "dead_fraction": sp.sae["dead_fraction"],
-        "dense_fraction": sp.sae["dense_fraction"],
+        "dead_fraction": result.config.get("all_rows", sp.sae)["dead_fraction"],
+        "dense_fraction": result.config.get("all_rows", sp.sae)["dense_fraction"],
+        "silent_fraction_eval_rows": sp.sae["dead_fraction"],
         "original": {w: c["original"].metrics},
         "spliced": {w: sp.metrics},
         "retention": sp.retention,
@@ -367,6 +368,9 @@ def run_sae_stage(
         mean_source="activation store train rows", batch_size=eval_batch_size, seed=train_cfg.seed,
     )
     result.config["activations"] = {"train_rows": len(train_rows), "valid_rows": len(valid_rows), "last_only": last_only}
+    # dead / dense over every harvested row: the few evaluated rows alone leave rare latents silent
+    every_row = evaluate_sae(trained.sae, store.load())
+    result.config["all_rows"] = every_row.to_dict() | {"rows": "every harvested row (train, valid and test prefixes)"}
     result.save(out / "splice.json")
     return SaeStageResult(store, trained, result)
 
