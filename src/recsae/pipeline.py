@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from recsae.data.dataset import SplitData
@@ -149,7 +150,7 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
             _steer_stage(run, model, sae, split, table, force)
     if "report" in cfg.stages:
         with run.stage("report"):
-            _report_stage(run, split, table)
+            _report_stage(run, split, table, sae, store)
     return run.summary
 
 
@@ -270,11 +271,14 @@ def _steer_stage(run: Run, model: Any, sae: Any, split: SplitData, table: Any, f
     run.summary["steer"] = steer_summary(result)
 
 
-def _report_stage(run: Run, split: SplitData, table: Any) -> None:
+def _report_stage(run: Run, split: SplitData, table: Any, sae: Any, store: Any) -> None:
+    from recsae.interpret.from_run import sparse_codes
     from recsae.report import write_report
     from recsae.report.examples import write_latent_examples
 
     if table is not None:
-        write_latent_examples(run.out, table, split.history("test"), split.dataset.item_meta.title)
+        # every harvested row's codes give each latent view its activation histogram
+        acts = sparse_codes(sae, np.asarray(store.load(), dtype=np.float32))
+        write_latent_examples(run.out, table, split.history("test"), split.dataset.item_meta.title, acts)
     path = write_report(run.out)
     log.info("report: %s", path)

@@ -17,7 +17,7 @@ from recsae.data.dataset import Ragged, SplitData
 from recsae.interpret.features import RowContext
 
 
-def _encode(sae: Any, reps: np.ndarray, batch_size: int) -> sp.csr_matrix:
+def sparse_codes(sae: Any, reps: np.ndarray, batch_size: int = 4096) -> sp.csr_matrix:
     """rows x m CSR of an SAE's top-k activations (exact zeros dropped)."""
     device = sae.device
     k = sae.cfg.k
@@ -80,9 +80,9 @@ def run_inputs(
         "ctx": RowContext(users, positions, histories, recs),
         "item_meta": split.dataset.item_meta,
         "item_counts": counts,
-        "sae_acts": _encode(sae, reps, batch_size),
+        "sae_acts": sparse_codes(sae, reps, batch_size),
         "neuron_acts": reps,
-        "random_acts": _encode(random_sae, reps, batch_size),
+        "random_acts": sparse_codes(random_sae, reps, batch_size),
         "reps": reps,
         "sae_decoder": sae.W_dec.detach().float().cpu().numpy(),
         "random_decoder": random_sae.W_dec.detach().float().cpu().numpy(),

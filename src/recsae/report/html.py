@@ -290,7 +290,8 @@ _SPLICE_COLS: list[tuple[str, str, str]] = [
     ("fvu", "FVU", "fraction of variance unexplained by the reconstruction"),
     ("cosine", "cosine", "cosine similarity of reconstruction and input"),
     ("l0", "L0", "mean number of active latents per row"),
-    ("dead_fraction", "dead", "share of latents that never fire"),
+    ("dead_fraction", "silent", "share of latents that fire on none of the evaluated test rows "
+     "(these rows are few; the dead fraction over every harvested row is in summary.json)"),
     ("dense_fraction", "dense", "share of latents firing on more than 10 % of rows"),
 ]
 
