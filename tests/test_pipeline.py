@@ -84,7 +84,7 @@ def test_explicit_options_override_the_dataset_preset() -> None:
     assert preset_model["max_len"] == 50 and preset_train["lr"] == 5e-3
     model_opts, train_opts = model_settings(RunConfig(max_len=30, lr=1e-4))
     assert model_opts["max_len"] == 30 and train_opts["lr"] == 1e-4
-    assert model_settings(RunConfig(data=DatasetOptions("ml-latest-small"))) == ({}, {"epochs": 200})
+    assert model_settings(RunConfig(data=DatasetOptions("ml-1m"), model="bpr")) == ({}, {"epochs": 200})
 
 
 @pytest.mark.slow

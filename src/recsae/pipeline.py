@@ -81,6 +81,8 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {
     # 1e-3 / 128 (benchmarks/bench_models.py)
     ("ml-1m", "sasrec"): ({}, {"lr": 3e-3, "batch_size": 64}),
     ("ml-100k", "sasrec"): ({}, {"lr": 3e-3, "batch_size": 64}),
+    # 601 users: the default lr and batch leave SASRec at most-popular level
+    ("ml-latest-small", "sasrec"): ({"max_len": 100}, {"lr": 5e-3, "batch_size": 64, "patience": 5}),
 }
 """Tuned defaults; options given explicitly in ``RunConfig`` override them."""
 

@@ -25,7 +25,7 @@ def sparse_codes(sae: Any, reps: np.ndarray, batch_size: int = 4096) -> sp.csr_m
     idx = np.zeros((len(reps), k), dtype=np.int64)
     with torch.no_grad():
         for a in range(0, len(reps), batch_size):
-            out = sae.encode(torch.from_numpy(np.ascontiguousarray(reps[a : a + batch_size])).to(device))
+            out = sae.encode(torch.from_numpy(np.array(reps[a : a + batch_size], dtype=np.float32)).to(device))
             vals[a : a + batch_size] = out.top_acts.float().cpu().numpy()
             idx[a : a + batch_size] = out.top_indices.cpu().numpy()
     acts = sp.csr_matrix((vals.ravel(), idx.ravel(), np.arange(len(reps) + 1) * k), shape=(len(reps), sae.cfg.m))
