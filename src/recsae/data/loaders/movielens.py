@@ -100,22 +100,8 @@ def load_100k(path: str | Path) -> InteractionDataset:
         dates = pd.to_datetime(table["release_date"], format="%d-%b-%Y", errors="coerce")
         years = dates.dt.year.to_numpy(dtype=np.float64, na_value=np.nan)
         items = ItemCatalog(table["item_id"].to_numpy(), _movie_meta(titles, genres, years), item_path)
-    users = None
     user_path = root / "u.user"
-    if user_path.is_file():
-        fields = ["user_id", "age", "gender", "occupation", "zip"]
-        table = read_table(
-            user_path,
-            [Column("user_id", "int"), *(Column(f, "str", required=False) for f in fields[1:])],
-            sep="|",
-            names=fields,
-            encoding=LATIN1,
-        )
-        users = UserCatalog(
-            table["user_id"].to_numpy(),
-            {f: table[f].fillna("").astype(str).tolist() for f in fields[1:]},
-            user_path,
-        )
+    users = _read_users(user_path, ["age", "gender", "occupation", "zip"], "|") if user_path.is_file() else None
     return make_dataset(
         "ml-100k",
         frame["user_id"].to_numpy(),
@@ -176,17 +162,17 @@ def _read_movies_dat(path: Path) -> ItemCatalog:
     return ItemCatalog(np.asarray(ids, dtype=np.int64), _movie_meta(titles, genres), path)
 
 
-def _read_users_dat(path: Path) -> UserCatalog:
-    fields = ["user_id", "gender", "age", "occupation", "zip"]
+def _read_users(path: Path, attributes: list[str], sep: str) -> UserCatalog:
+    """A MovieLens user file: the user id, then string ``attributes`` in file order."""
     table = read_table(
         path,
-        [Column("user_id", "int"), *(Column(f, "str", required=False) for f in fields[1:])],
-        sep="::",
-        names=fields,
+        [Column("user_id", "int"), *(Column(f, "str", required=False) for f in attributes)],
+        sep=sep,
+        names=["user_id", *attributes],
         encoding=LATIN1,
     )
     return UserCatalog(
-        table["user_id"].to_numpy(), {f: table[f].fillna("").astype(str).tolist() for f in fields[1:]}, path
+        table["user_id"].to_numpy(), {f: table[f].fillna("").astype(str).tolist() for f in attributes}, path
     )
 
 
@@ -248,7 +234,7 @@ def load_1m(
         frame["timestamp"].to_numpy(),
         rating=frame["rating"].to_numpy(),
         items=_read_movies_dat(movies) if movies.is_file() else None,
-        users=_read_users_dat(users) if users.is_file() else None,
+        users=_read_users(users, ["gender", "age", "occupation", "zip"], "::") if users.is_file() else None,
         info={
             "format": "movielens-1m",
             "path": str(root),
