@@ -103,3 +103,9 @@ def test_stage_commands_work_on_a_run_folder(tiny_run: Path) -> None:
     reported = recsae("report", "--run", str(tiny_run), "--out", str(tiny_run / "again.html"))
     assert reported.returncode == 0, reported.stderr
     assert (tiny_run / "again.html").stat().st_size > 1000
+
+
+def test_a_later_stage_alone_also_runs_the_model_and_sae_it_needs(tmp_path: Path) -> None:
+    summary = run_pipeline(tmp_path, tiny_config(stages=("interpret",), epochs=1, sae_epochs=1))
+    assert {"model", "sae", "interpret"} <= set(summary)
+    assert "steer" not in summary and not (tmp_path / "report").exists()

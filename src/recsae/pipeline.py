@@ -57,7 +57,8 @@ class RunConfig:
     steer_concepts: tuple[str, ...] = ()
     """Concepts to steer toward; empty: chosen automatically from the interpretation."""
     stages: tuple[str, ...] = ("model", "sae", "interpret", "steer", "report")
-    """Stages to run, in pipeline order (later stages need the earlier ones' outputs)."""
+    """Stages to run. The model and SAE stages also run (or resume from disk) whenever a later
+    stage is asked for, since every later stage needs them."""
     seed: int = 0
     """Seed of data generation, initialisations and samples."""
     device: str = "auto"
@@ -126,20 +127,23 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
     if unknown:
         raise ConfigError(f"unknown stage(s) {sorted(unknown)}: expected some of {', '.join(STAGES)}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
-                                     "seed": cfg.seed, "versions": environment_info()})
     seed_everything(cfg.seed)
     device = default_device(cfg.device)
     run = Run(out, cfg)
+    # the model and the SAE are needed by every later stage: they run (or resume) whenever a
+    # stage at or after them is asked for
+    last = max((STAGES.index(s) for s in cfg.stages), default=-1)
 
     with run.stage("data"):
         split = _data_stage(run)
-    if "model" not in cfg.stages:
+    # written once the data loaded, so a bad dataset leaves no run folder behind
+    write_json(out / "config.json", {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
+                                     "seed": cfg.seed, "versions": environment_info()})
+    if last < STAGES.index("model"):
         return run.summary
     with run.stage("model"):
         model = _model_stage(run, split, device, force)
-    if "sae" not in cfg.stages:
+    if last < STAGES.index("sae"):
         return run.summary
     with run.stage("sae"):
         sae, store = _sae_stage(run, model, split, device, force)

@@ -23,7 +23,7 @@ def test_unknown_dataset_fails_with_one_line_and_exit_code_2(tmp_path: Path) -> 
     assert result.returncode == 2
     assert "unknown dataset 'no-such-set'" in result.stderr
     assert "Traceback" not in result.stderr
-    assert not (tmp_path / "out" / "summary.json").exists()
+    assert not (tmp_path / "out").exists(), "a failed run must leave no run folder behind"
 
 
 def test_run_of_the_model_stage_writes_summary_json(tmp_path: Path) -> None:
