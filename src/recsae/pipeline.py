@@ -147,16 +147,16 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
         return run.summary
     with run.stage("sae"):
         sae, store = _sae_stage(run, model, split, device, force)
-    table = None
+    table, codes = None, None
     if "interpret" in cfg.stages:
         with run.stage("interpret"):
-            table = _interpret_stage(run, model, sae, store, split, force)
+            table, codes = _interpret_stage(run, model, sae, store, split, force)
     if "steer" in cfg.stages and table is not None:
         with run.stage("steer"):
             _steer_stage(run, model, sae, split, table, force)
     if "report" in cfg.stages:
         with run.stage("report"):
-            _report_stage(run, split, table, sae, store)
+            _report_stage(run, split, table, codes, sae, store)
     return run.summary
 
 
@@ -233,7 +233,8 @@ def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, for
     return result.trained.sae, result.store
 
 
-def _interpret_stage(run: Run, model: Any, sae: Any, store: Any, split: SplitData, force: bool) -> Any:
+def _interpret_stage(run: Run, model: Any, sae: Any, store: Any, split: SplitData, force: bool) -> tuple[Any, Any]:
+    """The interpretation table, and the SAE's codes of every row when they were computed."""
     import pandas as pd
 
     from recsae.interpret.api import interpret, write_interpretation
@@ -244,7 +245,7 @@ def _interpret_stage(run: Run, model: Any, sae: Any, store: Any, split: SplitDat
     table_path = run.out / "interpretation.parquet"
     if table_path.is_file() and not force and "interpret" in run.summary:
         log.info("interpret: reusing %s", table_path)
-        return pd.read_parquet(table_path)
+        return pd.read_parquet(table_path), None
     baseline = run.out / RANDOM_SAE_DIR
     random_sae = TopKSAE.load(baseline, sae.device) if (baseline / "cfg.json").is_file() else None
     inputs = run_inputs(model, sae, store, split, seed=run.cfg.seed, random_sae=random_sae)
@@ -256,7 +257,7 @@ def _interpret_stage(run: Run, model: Any, sae: Any, store: Any, split: SplitDat
         if base in result.summary:
             summary[base] = {"share_interpretable": result.summary[base]["share_interpretable"]}
     run.summary["interpret"] = summary
-    return result.table
+    return result.table, inputs["sae_acts"]
 
 
 def _steer_stage(run: Run, model: Any, sae: Any, split: SplitData, table: Any, force: bool) -> None:
@@ -277,14 +278,15 @@ def _steer_stage(run: Run, model: Any, sae: Any, split: SplitData, table: Any, f
     run.summary["steer"] = steer_summary(result)
 
 
-def _report_stage(run: Run, split: SplitData, table: Any, sae: Any, store: Any) -> None:
+def _report_stage(run: Run, split: SplitData, table: Any, codes: Any, sae: Any, store: Any) -> None:
     from recsae.interpret.from_run import sparse_codes
     from recsae.report import write_report
     from recsae.report.examples import write_latent_examples
 
     if table is not None:
         # every harvested row's codes give each latent view its activation histogram
-        acts = sparse_codes(sae, np.asarray(store.load(), dtype=np.float32))
-        write_latent_examples(run.out, table, split.history("test"), split.dataset.item_meta.title, acts)
+        if codes is None:  # the interpretation was reused from disk
+            codes = sparse_codes(sae, np.asarray(store.load(), dtype=np.float32))
+        write_latent_examples(run.out, table, split.history("test"), split.dataset.item_meta.title, codes)
     path = write_report(run.out)
     log.info("report: %s", path)
