@@ -20,10 +20,10 @@ def _random_case(seed: int = 0, rows: int = 300, m: int = 7, f: int = 11):
     return feats, target
 
 
-def test_single_rules_equal_a_naive_loop_over_latents_and_features() -> None:
+def test_single_f1_rules_equal_a_naive_loop_over_latents_and_features() -> None:
     feats, target = _random_case()
     x, t = feats.toarray() > 0, target.toarray() > 0
-    rules = fit_rules(feats, target, FitConfig(max_terms=1, min_support=1))
+    rules = fit_rules(feats, target, FitConfig(max_terms=1, min_support=1, select="f1"))
     stats = rules.stats()
     for j in range(t.shape[1]):
         f1 = [2 * (x[:, f] & t[:, j]).sum() / (x[:, f].sum() + t[:, j].sum()) for f in range(x.shape[1])]
@@ -34,6 +34,29 @@ def test_single_rules_equal_a_naive_loop_over_latents_and_features() -> None:
         assert rules.tp[j] == (x[:, best] & t[:, j]).sum()
         prec = (x[:, best] & t[:, j]).sum() / x[:, best].sum()
         assert np.isclose(stats["lift"][j], prec / t[:, j].mean())
+
+
+def test_single_youden_rules_count_false_positives_only_outside_the_engaged_rows() -> None:
+    feats, target = _random_case(seed=3)
+    rng = np.random.default_rng(4)
+    x, t = feats.toarray() > 0, target.toarray() > 0
+    e = t | (rng.random(t.shape) < 0.2)  # engaged: the target plus weaker firing rows
+    rules = fit_rules(feats, target, FitConfig(max_terms=1, min_support=1), engaged=sp.csr_matrix(e.astype(np.float32)))
+    for j in range(t.shape[1]):
+        youden = [(x[:, f] & t[:, j]).sum() / t[:, j].sum() - (x[:, f] & ~e[:, j]).sum() / (~e[:, j]).sum()
+                  for f in range(x.shape[1])]
+        assert rules.feature_a[j] == int(np.argmax(youden))
+
+
+def test_youden_prefers_the_broad_rule_that_covers_the_firing_rows_and_f1_the_narrow_precise_one() -> None:
+    rows = np.arange(1000)
+    fires = rows < 20
+    narrow = rows < 8  # precise, misses most firing rows
+    broad = rows < 60  # catches every firing row, 40 false positives out of 980
+    feats = sp.csr_matrix(np.stack([narrow, broad], axis=1).astype(np.float32))
+    target = sp.csr_matrix(fires[:, None].astype(np.float32))
+    assert fit_rules(feats, target, FitConfig(max_terms=1, select="youden")).feature_a[0] == 1
+    assert fit_rules(feats, target, FitConfig(max_terms=1, select="f1")).feature_a[0] == 0
 
 
 def test_rule_counts_of_or_and_rules_equal_a_naive_loop() -> None:

@@ -104,6 +104,8 @@ def check_config(cfg: InterpretConfig) -> None:
         problems.append(f"fit.fit_target must be 'band' or 'active', got {cfg.fit.fit_target!r}")
     if cfg.fit.max_terms not in (1, 2):
         problems.append(f"fit.max_terms must be 1 or 2, got {cfg.fit.max_terms}")
+    if cfg.fit.select not in ("youden", "f1"):
+        problems.append(f"fit.select must be 'youden' or 'f1', got {cfg.fit.select!r}")
     for name in ("band_quantile", "neuron_active_quantile", "neuron_inactive_quantile", "min_confidence"):
         if getattr(cfg, name) is not None and not 0.0 <= getattr(cfg, name) <= 1.0:
             problems.append(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
@@ -163,8 +165,9 @@ def interpret_units(
         if dense
         else sae_states(sp.csr_matrix(acts), fit_idx, cfg.band_quantile)
     )
-    target = states.band if cfg.fit.fit_target == "band" else states.active
-    rules = fit_rules(prep.feats[fit_idx], target[fit_idx], cfg.fit)
+    fit_states = states.subset(fit_idx)
+    fit_target = fit_states.band if cfg.fit.fit_target == "band" else fit_states.active
+    rules = fit_rules(prep.feats[fit_idx], fit_target, cfg.fit, engaged=fit_states.engaged)
     val_states = states.subset(val_idx)
     val = validate_rules(prep.feats[val_idx], val_states, rules)
     fit_stats = rules.stats()

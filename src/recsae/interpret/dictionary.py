@@ -10,9 +10,14 @@ A latent's state on each row is summarised by three 0/1 sparse matrices (``Laten
   are the negatives of the confidence score.
 
 A rule is one feature, or two combined by OR / AND. Single rules are scored for every
-(latent, feature) pair with one sparse product ``target.T @ features``; two-term rules are
-built from each latent's top candidates with inclusion-exclusion, where the three-way counts
-come from looking up each (row, latent) entry's candidate features in the feature matrix.
+(latent, feature) pair with sparse products ``target.T @ features``; two-term rules are built
+from each latent's top candidates with inclusion-exclusion, where the three-way counts come
+from looking up each (row, latent) entry's candidate features in the feature matrix.
+
+Rules are chosen by Youden's J = TPR − FPR of "rule ⇒ target" against the rows outside
+``engaged`` by default: the fit-split twin of the validated confidence (balanced accuracy =
+(J + 1) / 2), so the rule that is validated is the one that was fitted for it. F1 (precision-
+weighted; it prefers narrow rules) is the alternative ``select='f1'``.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ class FitConfig:
     n_candidates: int = 4
     """Top single features per latent combined into two-term rules."""
     combo_min_gain: float = 0.02
-    """A two-term rule replaces the single one only when its fit F1 is higher by this much."""
+    """A two-term rule replaces the single one only when its fit score is higher by this much."""
+    select: str = "youden"
+    """Score that picks the rule: 'youden' (TPR − FPR, matching the confidence) or 'f1'."""
 
 
 class LatentStates(NamedTuple):
@@ -233,65 +240,107 @@ def rule_counts(
     return tp, support
 
 
-def fit_rules(feats: sp.csr_matrix, target: sp.csr_matrix, cfg: FitConfig | None = None) -> Rules:
-    """The best rule per latent by F1 of "rule ⇒ target" on these (fit) rows."""
+class _Scorer:
+    """The selection score of rules from their counts on the fit rows (vectorised over latents)."""
+
+    def __init__(self, select: str, n_target: np.ndarray, n_negative: np.ndarray, min_support: int) -> None:
+        if select not in ("youden", "f1"):
+            raise ValueError(f"select must be 'youden' or 'f1', got {select!r}")
+        self.youden = select == "youden"
+        self.n_target = n_target
+        self.n_negative = n_negative
+        self.min_support = max(min_support, 1)
+
+    def __call__(self, tp: np.ndarray, tp_engaged: np.ndarray, support: np.ndarray) -> np.ndarray:
+        """Score of rules with ``tp`` target rows, ``tp_engaged`` engaged rows and ``support``
+        rows; -1 below the minimum support. ``tp`` is (m,) or (m, features)."""
+        n_target, n_negative = (self.n_target, self.n_negative) if tp.ndim == 1 else (self.n_target[:, None], self.n_negative[:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.youden:
+                score = tp / np.maximum(n_target, 1) - (support - tp_engaged) / np.maximum(n_negative, 1)
+            else:
+                score = 2 * tp / np.maximum(n_target + support, 1)
+        return np.where(support >= self.min_support, score, -1.0)
+
+
+def fit_rules(
+    feats: sp.csr_matrix, target: sp.csr_matrix, cfg: FitConfig | None = None, engaged: sp.csr_matrix | None = None
+) -> Rules:
+    """The best rule per latent on these (fit) rows, by ``cfg.select``.
+
+    ``engaged``: rows x latents 0/1, the rows that are not negatives (default: ``target``);
+    Youden's J counts false positives among the other rows only.
+    """
     cfg = cfg or FitConfig()
+    engaged = target if engaged is None else engaged
     n_rows, n_feat = feats.shape
     m = target.shape[1]
     n_target = np.asarray(target.sum(axis=0)).ravel().astype(np.float64)
+    n_negative = n_rows - np.asarray(engaged.sum(axis=0)).ravel().astype(np.float64)
     support = np.asarray(feats.sum(axis=0)).ravel().astype(np.float64)
-    cooc = (target.T @ feats).toarray().astype(np.float64) if n_feat else np.zeros((m, 0))
-    usable = support >= max(cfg.min_support, 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f1 = np.where(usable[None, :], 2 * cooc / (n_target[:, None] + support[None, :]), -1.0)
     none = np.full(m, -1, dtype=np.int64)
-    if not n_feat or not usable.any():
+    if not n_feat:
         zero = np.zeros(m)
         return Rules(none, none.copy(), np.zeros(m, dtype=np.int64), zero, n_target, zero.copy(), n_rows)
-    best = np.argmax(f1, axis=1)
-    alive = n_target > 0
+    score = _Scorer(cfg.select, n_target, n_negative, cfg.min_support)
+    cooc = (target.T @ feats).toarray().astype(np.float64)
+    cooc_eng = cooc if engaged is target else (engaged.T @ feats).toarray().astype(np.float64)
+    scores = score(cooc, cooc_eng, support[None, :])
+    best = np.argmax(scores, axis=1)
+    best_score = scores[np.arange(m), best]
+    alive = (n_target > 0) & (best_score > -1.0)
     fa = np.where(alive, best, -1)
     fb = none.copy()
     op = np.zeros(m, dtype=np.int64)
     tp = np.where(alive, cooc[np.arange(m), best], 0.0)
     sup = np.where(alive, support[best], 0.0)
     if cfg.max_terms >= 2 and n_feat > 1:
-        fa, fb, op, tp, sup = _pairs(feats, target, cooc, f1, support, n_target, fa, fb, op, tp, sup, cfg)
+        fa, fb, op, tp, sup = _pairs(feats, target, engaged, cooc, cooc_eng, scores, support, score, fa, cfg)
     return Rules(fa, fb, op, sup, n_target, tp, n_rows)
 
 
 def _pairs(
-    feats: sp.csr_matrix, target: sp.csr_matrix, cooc: np.ndarray, f1: np.ndarray, support: np.ndarray,
-    n_target: np.ndarray, fa: np.ndarray, fb: np.ndarray, op: np.ndarray, tp: np.ndarray, sup: np.ndarray,
-    cfg: FitConfig,
+    feats: sp.csr_matrix, target: sp.csr_matrix, engaged: sp.csr_matrix, cooc: np.ndarray, cooc_eng: np.ndarray,
+    scores: np.ndarray, support: np.ndarray, score: _Scorer, fa: np.ndarray, cfg: FitConfig,
 ) -> tuple[np.ndarray, ...]:
     """Try OR / AND of each latent's top candidates; keep one where it clearly beats the single."""
     m = target.shape[1]
-    t = min(cfg.n_candidates, f1.shape[1])
-    cand = np.argpartition(-f1, t - 1, axis=1)[:, :t]
-    cand = np.where(np.take_along_axis(f1, cand, axis=1) > 0, cand, -1)
+    ar = np.arange(m)
+    t = min(cfg.n_candidates, scores.shape[1])
+    cand = np.argpartition(-scores, t - 1, axis=1)[:, :t]
+    cand = np.where((np.take_along_axis(scores, cand, axis=1) > -1.0) & (fa >= 0)[:, None], cand, -1)
     keys = feature_keys(feats)
-    rows = np.repeat(np.arange(target.shape[0]), np.diff(target.indptr))
-    lat = target.indices
-    hits = [member(feats, rows, cand[lat, s], keys) for s in range(t)]
+
+    def candidate_hits(states: sp.csr_matrix) -> tuple[np.ndarray, list[np.ndarray]]:
+        rows = np.repeat(np.arange(states.shape[0]), np.diff(states.indptr))
+        lat = states.indices
+        return lat, [member(feats, rows, cand[lat, s], keys) for s in range(t)]
+
+    lat_t, hits_t = candidate_hits(target)
+    lat_e, hits_e = (lat_t, hits_t) if engaged is target else candidate_hits(engaged)
     both = PairSupport(feats, cand.ravel()) if (cand >= 0).any() else None
-    single_f1 = np.where(fa >= 0, f1[np.arange(m), np.maximum(fa, 0)], -1.0)
-    best_f1 = single_f1.copy()
-    fa, fb, op, tp, sup = fa.copy(), fb.copy(), op.copy(), tp.copy(), sup.copy()
+    single = np.where(fa >= 0, scores[ar, np.maximum(fa, 0)], -1.0)
+    best = single.copy()
+    fb, op = np.full(m, -1, dtype=np.int64), np.zeros(m, dtype=np.int64)
+    fa = fa.copy()
+    tp = np.where(fa >= 0, cooc[ar, np.maximum(fa, 0)], 0.0)
+    sup = np.where(fa >= 0, support[np.maximum(fa, 0)], 0.0)
     for s in range(t):
         for u in range(s + 1, t):
             a, b = cand[:, s], cand[:, u]
             ok = (a >= 0) & (b >= 0)
-            tp_and = np.bincount(lat[hits[s] & hits[u]], minlength=m).astype(np.float64)
-            tp_a = np.where(a >= 0, cooc[np.arange(m), np.maximum(a, 0)], 0.0)
-            tp_b = np.where(b >= 0, cooc[np.arange(m), np.maximum(b, 0)], 0.0)
+            a0, b0 = np.maximum(a, 0), np.maximum(b, 0)
+            and_t = np.bincount(lat_t[hits_t[s] & hits_t[u]], minlength=m).astype(np.float64)
+            and_e = and_t if engaged is target else np.bincount(lat_e[hits_e[s] & hits_e[u]], minlength=m).astype(np.float64)
             s_and = both(np.where(ok, a, -1), np.where(ok, b, -1)) if both else np.zeros(m)
-            s_a, s_b = support[np.maximum(a, 0)], support[np.maximum(b, 0)]
-            for code, tp_c, s_c in ((1, tp_a + tp_b - tp_and, s_a + s_b - s_and), (2, tp_and, s_and)):
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    f = np.where(ok & (s_c >= cfg.min_support), 2 * tp_c / (n_target + s_c), -1.0)
-                better = (f >= single_f1 + cfg.combo_min_gain) & (f > best_f1)
-                best_f1 = np.where(better, f, best_f1)
+            s_or = support[a0] + support[b0] - s_and
+            for code, tp_c, tpe_c, s_c in (
+                (1, cooc[ar, a0] + cooc[ar, b0] - and_t, cooc_eng[ar, a0] + cooc_eng[ar, b0] - and_e, s_or),
+                (2, and_t, and_e, s_and),
+            ):
+                f = np.where(ok, score(tp_c, tpe_c, s_c), -1.0)
+                better = (f >= single + cfg.combo_min_gain) & (f > best)
+                best = np.where(better, f, best)
                 fa = np.where(better, a, fa)
                 fb = np.where(better, b, fb)
                 op = np.where(better, code, op)
