@@ -109,3 +109,12 @@ def test_a_later_stage_alone_also_runs_the_model_and_sae_it_needs(tmp_path: Path
     summary = run_pipeline(tmp_path, tiny_config(stages=("interpret",), epochs=1, sae_epochs=1))
     assert {"model", "sae", "interpret"} <= set(summary)
     assert "steer" not in summary and not (tmp_path / "report").exists()
+
+
+@pytest.mark.slow
+def test_steer_alone_reuses_the_finished_interpretation_and_runs(tmp_path: Path) -> None:
+    run_pipeline(tmp_path, tiny_config(stages=("interpret",), epochs=1, sae_epochs=1))
+    table = (tmp_path / "interpretation.parquet").stat().st_mtime_ns
+    summary = run_pipeline(tmp_path, tiny_config(stages=("steer",), epochs=1, sae_epochs=1))
+    assert summary["steer"] and (tmp_path / "steer.json").is_file()
+    assert (tmp_path / "interpretation.parquet").stat().st_mtime_ns == table

@@ -148,7 +148,7 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
     with run.stage("sae"):
         sae, store = _sae_stage(run, model, split, device, force)
     table, codes = None, None
-    if "interpret" in cfg.stages:
+    if last >= STAGES.index("interpret"):
         with run.stage("interpret"):
             table, codes = _interpret_stage(run, model, sae, store, split, force)
     if "steer" in cfg.stages and table is not None:

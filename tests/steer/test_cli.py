@@ -46,8 +46,8 @@ def test_steer_concept_prints_lists_and_effect_table_and_writes_json(run_dir: Pa
     out_json = tmp_path / "steer.json"
     res = CliRunner().invoke(
         app,
-        ["steer", "--run", str(run_dir), "--concept", "concept=noir", "--alpha", "0.5", "--max-users", "100",
-         "--n-random", "2", "--users", "2", "--curve", "--json", str(out_json)],
+        ["steer", "--run", str(run_dir), "--concept", "concept=noir", "--latents-from", "rules", "--alpha", "0.5",
+         "--max-users", "100", "--n-random", "2", "--users", "2", "--curve", "--json", str(out_json)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
     assert "AddDirection(latents=(3, 5), alpha=0.5)" in res.output
@@ -55,7 +55,22 @@ def test_steer_concept_prints_lists_and_effect_table_and_writes_json(run_dir: Pa
     assert res.output.count("user ") >= 2 and "dose-response" in res.output
     data = json.loads(out_json.read_text())
     assert data["edit"]["latents"] == [3, 5] and len(data["comparison"]["random_latents"]) == 2
-    assert [r["strength"] for r in data["dose_response"]][:2] == [0.0, 0.02]
+    assert [r["strength"] for r in data["dose_response"]][:2] == [0.0, 0.005]
+
+
+@pytest.mark.slow
+def test_steer_concept_by_default_edits_the_latents_whose_decoders_raise_its_items(run_dir: Path) -> None:
+    from recsae.cli.steer import load_run
+    from recsae.steer.targets import decoder_selectivity, selective_latents
+
+    inputs = load_run(run_dir, None, "cpu")
+    expected = selective_latents(decoder_selectivity(inputs.model, inputs.sae, inputs.items.mask("concept=noir")), 4)
+    res = CliRunner().invoke(
+        app, ["steer", "--run", str(run_dir), "--concept", "concept=noir", "--n-latents", "4", "--alpha", "0.1",
+              "--max-users", "50", "--n-random", "1", "--users", "0"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert f"AddDirection(latents={expected}, alpha=0.1)" in res.output
 
 
 @pytest.mark.slow
@@ -70,7 +85,9 @@ def test_steer_latent_scale_zero_ablates_and_measures_its_rule_concept(run_dir: 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--concept", "concept=western-noir", "--alpha", "0.3"], "no interpretable latent has a rule naming it"),
+        (["--concept", "concept=noir-ish", "--latents-from", "rules", "--alpha", "0.3"], "no interpretable latent has a rule naming it"),
+        (["--concept", "concept=western-noir", "--alpha", "0.3"], "names no item set"),
+        (["--concept", "concept=noir", "--latents-from", "vibes", "--alpha", "0.3"], "--latents-from must be one of"),
         (["--latent", "64", "--scale", "0"], "0..63"),
         (["--latent", "1"], "exactly one of"),
         (["--latent", "1", "--alpha", "0.2", "--scale", "0"], "exactly one of"),

@@ -35,12 +35,28 @@ def test_run_steer_results_are_json_and_summary_has_the_stable_keys(world, tmp_p
 
 @pytest.mark.slow
 def test_named_concepts_are_steered_and_unknown_ones_rejected(world) -> None:
-    cfg = SteerConfig(**{**SMALL.__dict__, "concepts": ("genre=C",)})
+    cfg = SteerConfig(**{**SMALL.__dict__, "concepts": ("genre=C",), "latent_source": "rules"})
     result = run_steer(world.model, world.sae, world.split, world.interpretation, world.items, cfg)
     assert [c["concept"] for c in result.concepts] == ["genre=C"] and result.concepts[0]["latents"] == [2]
     cfg = SteerConfig(**{**SMALL.__dict__, "concepts": ("genre=Z",)})
     with pytest.raises(ConfigError, match="genre=Z"):
         run_steer(world.model, world.sae, world.split, world.interpretation, world.items, cfg)
+
+
+@pytest.mark.slow
+def test_decoder_source_steers_through_the_most_selective_alive_latents_and_raises_the_share(world) -> None:
+    from recsae.steer.study import make_context
+    from recsae.steer.targets import decoder_selectivity
+
+    cfg = SteerConfig(**{**SMALL.__dict__, "concepts": ("genre=C",), "latents_per_concept": 2})
+    result = run_steer(world.model, world.sae, world.split, world.interpretation, world.items, cfg)
+    ctx = make_context(world.model, world.sae, world.split, cfg)
+    sel = decoder_selectivity(world.model, world.sae, world.items.mask("genre=C"))
+    chosen = result.concepts[0]["latents"]
+    assert len(chosen) == 2 and set(chosen) <= set(ctx.alive.tolist())
+    assert min(sel[chosen]) >= max(sel[[j for j in ctx.alive if j not in chosen]])
+    best = result.concepts[0]["chosen"]
+    assert best is not None and best["share"] > best["share_before"]
 
 
 def test_user_sample_is_seeded_and_bounded(world) -> None:

@@ -10,11 +10,13 @@ from recsae.steer.targets import (
     ConceptItems,
     check_latents,
     concept_latents,
+    decoder_selectivity,
     most_confident,
     popularity_association,
     popularity_latents,
     random_latents,
     rule_terms,
+    selective_latents,
 )
 
 
@@ -118,6 +120,30 @@ def test_popularity_association_finds_the_latent_pushing_popular_items() -> None
     assert assoc[0] == pytest.approx(1.0) and assoc[4] == pytest.approx(-1.0)
     assert popularity_latents(assoc, 1) == (0,)
     assert popularity_latents(assoc, 1, pool=np.array([1, 2, 4])) != (0,)
+
+
+def test_decoder_selectivity_ranks_the_direction_that_raises_only_the_concept_items_first() -> None:
+    from recsae.models.base import DotProductModel
+    from recsae.sae.config import SaeConfig
+    from recsae.sae.model import TopKSAE
+
+    items = torch.zeros(7, 3)
+    items[1:3, 0] = 1.0  # items 1, 2: the concept, alone on dimension 0
+    items[1:, 1] = torch.tensor([1.0, 1.0, 1.0, 1.0, 1.0, 1.0])  # dimension 1 raises every item alike
+    items[1:, 2] = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 0.0])  # dimension 2: item 1 and two others
+    model = DotProductModel(torch.nn.Identity(), represent=lambda m, u, s: u, item_embeddings=lambda m: items)
+    sae = TopKSAE(SaeConfig(d_in=3, n_latents=4, k=1))
+    with torch.no_grad():
+        sae.W_dec.copy_(torch.tensor([[0.0, 1, 0], [0, 0, 1], [1, 0, 0], [-1, 0, 0]]))
+    mask = np.array([False, True, True, False, False, False, False])
+    sel = decoder_selectivity(model, sae, mask)
+    assert sel[1] == pytest.approx(0.0)  # +1 on item 1 and on items 3, 5 (scores 1,0,1,0,1,0)
+    assert sel[0] == 0.0  # a constant shift moves no item past another
+    # scores 1,1,0,0,0,0: (1 - 0) / std 0.4714
+    assert sel[2] == pytest.approx(1 / np.std([1, 1, 0, 0, 0, 0])) and sel[3] == pytest.approx(-sel[2])
+    assert selective_latents(sel, 2) == (2, 0)
+    with pytest.raises(ConfigError):
+        decoder_selectivity(model, sae, np.zeros(7, dtype=bool))
 
 
 def test_concept_items_of_a_split_cover_metadata_and_vocabulary_concepts(world) -> None:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from recsae.models.base import Recommender
     from recsae.sae.model import TopKSAE
     from recsae.steer import ConceptItems, Edit
+    from recsae.steer.effects import SteerContext
+    from recsae.steer.study import SteerConfig
 
 
 @dataclass
@@ -60,19 +62,18 @@ def load_run(run: Path, data_root: Path | None = None, device: str = "auto") -> 
 
 
 def _target(
-    inputs: RunInputs, concept: str | None, latents: list[int], n_latents: int
+    inputs: RunInputs, ctx: SteerContext, concept: str | None, latents: list[int], cfg: SteerConfig
 ) -> tuple[tuple[int, ...], list[str]]:
     """The latents to edit and the concepts to measure."""
     from recsae.errors import ConfigError
-    from recsae.steer.targets import check_latents, concept_latents, most_confident
+    from recsae.steer.study import steering_targets
+    from recsae.steer.targets import check_latents, most_confident
 
     table = inputs.interpretation
     if latents:
         ids = check_latents(latents, inputs.sae.cfg.m)
     elif concept is not None:
-        if table is None:
-            raise ConfigError("--concept needs the run's interpretation.parquet (run `recsae run`), or pass --latent")
-        ids = tuple(concept_latents(table, concept, n_latents))
+        ids = steering_targets(ctx, table, inputs.items, concept, cfg)
     else:
         raise ConfigError("say what to edit: --concept NAME or --latent ID (repeatable)")
     measured = [concept] if concept is not None else []
@@ -86,9 +87,13 @@ def _target(
     return ids, measured
 
 
-def _check_strength(alpha: float | None, scale: float | None, clamp: float | None, method: str) -> None:
+def _check_strength(alpha: float | None, scale: float | None, clamp: float | None, method: str, latents_from: str) -> None:
     from recsae.errors import ConfigError
     from recsae.steer.study import METHODS
+    from recsae.steer.targets import LATENT_SOURCES
+
+    if latents_from not in LATENT_SOURCES:
+        raise ConfigError(f"--latents-from must be one of {', '.join(LATENT_SOURCES)}, got {latents_from!r}")
 
     given = [name for name, v in (("--alpha", alpha), ("--scale", scale), ("--clamp", clamp)) if v is not None]
     if len(given) != 1:
@@ -138,7 +143,8 @@ def steer_command(
     scale: Annotated[Optional[float], typer.Option("--scale", help="Multiply the latents by this (0 ablates).")] = None,  # noqa: UP045
     clamp: Annotated[Optional[float], typer.Option("--clamp", help="Set the latents to this activation.")] = None,  # noqa: UP045
     method: Annotated[str, typer.Option("--method", help="Steering with --alpha: add (decoder direction) or mix (mass-preserving).")] = "add",
-    n_latents: Annotated[int, typer.Option("--n-latents", min=1, help="Latents per concept (most confident first).")] = 16,
+    n_latents: Annotated[int, typer.Option("--n-latents", min=1, help="Latents per concept.")] = 16,
+    latents_from: Annotated[str, typer.Option("--latents-from", help="How --concept picks latents: decoder (those whose decoder directions most selectively raise its items) or rules (the most confident latents whose interpretation rule names it).")] = "decoder",
     show_users: Annotated[int, typer.Option("--users", min=0, help="Users whose top-10 lists are printed.")] = 3,
     max_users: Annotated[int, typer.Option("--max-users", min=1, help="Users measured (seeded sample).")] = 2000,
     n_random: Annotated[int, typer.Option("--n-random", min=1, help="Random-latent control draws.")] = 3,
@@ -150,7 +156,7 @@ def steer_command(
 ) -> None:
     """Edit SAE latents of a run and show what happens to the recommendations.
 
-    Steer toward a concept through its most confident latents:
+    Steer toward a concept through the latents whose decoder directions raise its items:
     recsae steer --run OUT --concept genre=Horror --alpha 0.3
 
     Ablate one latent: recsae steer --run OUT --latent 123 --scale 0
@@ -165,12 +171,14 @@ def steer_command(
     from recsae.steer.study import SteerConfig, make_context
     from recsae.utils import environment_info
 
-    _check_strength(alpha, scale, clamp, method)
+    _check_strength(alpha, scale, clamp, method, latents_from)
+    cfg = SteerConfig(
+        max_users=max_users, n_random=n_random, seed=seed, latent_source=latents_from, latents_per_concept=n_latents
+    )
     inputs = load_run(run, data_root, device)
-    ids, measured = _target(inputs, concept, list(latent or []), n_latents)
-    edit = _edit(ids, alpha, scale, clamp, method)
-    cfg = SteerConfig(max_users=max_users, n_random=n_random, seed=seed)
     ctx = make_context(inputs.model, inputs.sae, inputs.split, cfg)
+    ids, measured = _target(inputs, ctx, concept, list(latent or []), cfg)
+    edit = _edit(ids, alpha, scale, clamp, method)
     masks = {c: inputs.items.mask(c) for c in measured}
     cmp = compare(ctx, edit, masks, n_random=n_random, seed=seed)
 

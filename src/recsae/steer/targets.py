@@ -147,9 +147,12 @@ class ConceptItems:
         attr, value = concept.split("=", 1)
         for name in (attr, f"{attr}s"):  # concept names use the singular ('genres' -> 'genre')
             if name in self.meta.multi:
-                return np.array([value in vals for vals in self.meta.multi[name]], dtype=bool)
-            if name in self.meta.categorical:
-                return np.array([v == value for v in self.meta.categorical[name]], dtype=bool)
+                mask = np.array([value in vals for vals in self.meta.multi[name]], dtype=bool)
+            elif name in self.meta.categorical:
+                mask = np.array([v == value for v in self.meta.categorical[name]], dtype=bool)
+            else:
+                continue
+            return mask if mask[1:].any() else None  # a value no item has names no item set
         return None
 
     def single(self, concept: str) -> np.ndarray | None:
@@ -213,6 +216,34 @@ def random_latents(
     if len(candidates) < size:
         raise ConfigError(f"random control: only {len(candidates)} candidate latents for a draw of {size}")
     return tuple(int(j) for j in rng.choice(candidates, size=size, replace=False))
+
+
+LATENT_SOURCES = ("decoder", "rules")
+"""How a concept resolves to latents for steering: by what the latent's decoder direction does to
+the concept's item scores, or by the interpretation rules that name the concept."""
+
+
+def decoder_selectivity(model: Recommender, sae: TopKSAE, mask: np.ndarray) -> np.ndarray:
+    """Per latent, how specifically adding its decoder direction raises the concept's items: the
+    mean score ``E · W_dec[j]`` over the concept's items minus the mean over the other items, in
+    standard deviations of that score over all items. Steering acts only through the decoder, so
+    these are the latents that move a concept up without reshuffling everything else."""
+    mask = np.asarray(mask, dtype=bool)[1:]
+    if not mask.any() or mask.all():
+        raise ConfigError("decoder selectivity needs a concept with some, but not all, items")
+    with torch.no_grad():
+        items = model.item_embeddings()[1:].float()
+        scores = (sae.W_dec.float().to(items.device) @ items.T).cpu().numpy().astype(np.float64)
+    diff = scores[:, mask].mean(axis=1) - scores[:, ~mask].mean(axis=1)
+    std = scores.std(axis=1)
+    return np.divide(diff, std, out=np.zeros(len(diff)), where=std > 0)
+
+
+def selective_latents(selectivity: np.ndarray, n: int, pool: np.ndarray | None = None) -> tuple[int, ...]:
+    """The ``n`` latents (from ``pool``, default all) with the most selective decoder directions."""
+    cand = np.arange(len(selectivity)) if pool is None else np.asarray(pool, dtype=np.int64)
+    order = cand[np.argsort(-selectivity[cand], kind="stable")]
+    return tuple(int(j) for j in order[:n])
 
 
 def popularity_association(model: Recommender, sae: TopKSAE, popularity: np.ndarray) -> np.ndarray:
