@@ -12,10 +12,13 @@ Acceptance figures printed and written to ``benchmarks/results/bench_steer.json`
 - steering: the concept's top-10 share ratio at the strongest α whose NDCG@10 stays within 5 %
   of the unedited model (target ≥ 3×; the peer, arXiv 2601.11182, reports ×2.3 segment nDCG at
   unchanged personal nDCG on ML-25M), with the whole α curve and its random control;
-- debiasing: coverage, Gini and long-tail share with the popularity latents damped.
+- debiasing: coverage, Gini and long-tail share with the popularity latents damped;
+- with ``--sweep ATTRIBUTE`` (e.g. genre): the same steering operating point for every value of
+  that item attribute, through the decoder-selected latents and through the rule-named ones.
 
     .venv/bin/python benchmarks/bench_steer.py [--run DIR] [--dataset synthetic] [--concept C]
     .venv/bin/python benchmarks/bench_steer.py --keep DIR ...  # build, keep DIR as a run folder
+    .venv/bin/python benchmarks/bench_steer.py --run DIR --sweep genre
 """
 
 from __future__ import annotations
@@ -143,6 +146,56 @@ def build_run(dataset: str, work: Path, args: argparse.Namespace) -> tuple[Any, 
     return model, sae, split, table, concept_items(split), info
 
 
+def attribute_sweep(
+    model: Any, sae: Any, split: SplitData, table: Any, items: ConceptItems, cfg: SteerConfig, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The steering operating point (largest share within the NDCG tolerance, both methods) for
+    every value of one item attribute, through each latent source."""
+    from dataclasses import replace
+
+    from recsae.errors import ConfigError
+    from recsae.steer.study import make_context, steer_concept, steering_targets
+
+    meta = split.dataset.item_meta
+    values = meta.multi.get(args.sweep) or meta.multi.get(f"{args.sweep}s")
+    if values is None and args.sweep in meta.categorical:
+        values = [[v] for v in meta.categorical[args.sweep]]
+    if values is None:
+        raise SystemExit(f"--sweep {args.sweep}: no such item attribute (have {items.attributes()})")
+    names = sorted({v for vs in values for v in vs if v})
+    cfg = replace(cfg, max_users=args.sweep_users, n_random=1)
+    ctx = make_context(model, sae, split, cfg)
+    rows = []
+    print(f"\nsweep over {args.sweep} ({len(names)} values, {len(ctx.users)} users): best share ratio with NDCG@10 "
+          f"within {100 * cfg.ndcg_tolerance:g} %")
+    for name in names:
+        concept = f"{args.sweep.rstrip('s')}={name}"
+        if not items.resolvable(concept):
+            continue
+        row: dict[str, Any] = {"concept": concept, "n_items": int(items.mask(concept).sum())}
+        for source in ("decoder", "rules"):
+            try:
+                latents = steering_targets(ctx, table, items, concept, replace(cfg, latent_source=source))
+            except ConfigError:
+                row[source] = None
+                continue
+            chosen = steer_concept(ctx, concept, latents, items, cfg)["chosen"]
+            row["share_before"] = chosen["share_before"] if chosen else None
+            row[source] = None if chosen is None else {
+                "share_ratio": chosen["share_ratio"], "ndcg_ratio": chosen["ndcg_ratio"], "method": chosen["method"],
+                "alpha": chosen["strength"], "share_random": chosen["share_random"], "n_latents": len(latents),
+            }  # fmt: skip
+        rows.append(row)
+
+        def fmt(r: dict[str, Any] | None) -> str:
+            return "-" if r is None else f"x{r['share_ratio']:.2f} ({r['method']} {r['alpha']:.3g}, NDCG {r['ndcg_ratio']:.3f})"
+
+        print(f"  {concept:<24} base {row.get('share_before') or 0:.3f}  decoder {fmt(row['decoder']):<34} rules {fmt(row['rules'])}")
+    reach = [r["concept"] for r in rows if r["decoder"] and r["decoder"]["share_ratio"] >= 3.0]
+    print(f"  x3 within tolerance (decoder latents): {', '.join(reach) or 'none'}")
+    return {"attribute": args.sweep, "n_users": len(ctx.users), "rows": rows, "reach_3x_decoder": reach}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, default=None, help="a recsae run folder (else a small one is built)")
@@ -163,6 +216,8 @@ def main() -> None:
     ap.add_argument("--n-ablation", type=int, default=20)
     ap.add_argument("--latents-per-concept", type=int, default=16)
     ap.add_argument("--n-concepts", type=int, default=1, help="concepts chosen automatically")
+    ap.add_argument("--sweep", default=None, help="also steer toward every value of this item attribute (e.g. genre)")
+    ap.add_argument("--sweep-users", type=int, default=1000, help="users measured in the sweep")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     seed_everything(args.seed)
@@ -228,6 +283,7 @@ def main() -> None:
               f"{r['gini']:.4f} ({r['gini_random']:.4f}), long tail {r['long_tail_share']:.4f} "
               f"({r['long_tail_share_random']:.4f}), ndcg {r['ndcg']:.4f} ({r['ndcg_random']:.4f})")
     print(f"\nsteer stage: {steer_s:.1f} s on {result.n_users} users (setup {build_s:.1f} s)")
+    sweep = attribute_sweep(model, sae, split, table, items, cfg, args) if args.sweep else None
     write_json(
         RESULT,
         {
@@ -239,6 +295,7 @@ def main() -> None:
             "steering": accept,
             "summary": summary,
             "steer_json": result.to_dict(),
+            "sweep": sweep,
             "pipeline": info,
             "seconds": {"setup": build_s, "steer": steer_s},
             "seed": args.seed,
