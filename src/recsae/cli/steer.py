@@ -157,7 +157,7 @@ def steer_command(
     """Edit SAE latents of a run and show what happens to the recommendations.
 
     Steer toward a concept through the latents whose decoder directions raise its items:
-    recsae steer --run OUT --concept genre=Horror --alpha 0.3
+    recsae steer --run OUT --concept genre=Horror --alpha 0.05
 
     Ablate one latent: recsae steer --run OUT --latent 123 --scale 0
 
