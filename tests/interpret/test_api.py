@@ -2,11 +2,19 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import scipy.sparse as sp
 from interpret_toy import Toy
 
 from recsae.interpret import InterpretConfig, interpret, write_interpretation
-from recsae.interpret.baselines import coherence, planted_recovery, top_decoder_items, top_rows
+from recsae.interpret.baselines import (
+    coherence,
+    concept_selectivity,
+    decoder_concepts,
+    planted_recovery,
+    top_decoder_items,
+    top_rows,
+)
 from recsae.io import read_json
 
 
@@ -80,6 +88,24 @@ def test_top_decoder_items_rank_by_dot_product_and_skip_padding() -> None:
     emb = np.array([[9.0, 9.0], [1.0, 0], [0, 1.0], [2.0, 0]])
     top = top_decoder_items(np.array([[1.0, 0], [0, 1.0]]), emb, 2, chunk=1)
     assert top[0].tolist() == [3, 1] and top[1, 0] == 2  # item 0 (padding) never listed
+
+
+def test_concept_selectivity_is_the_standardised_mean_gap_between_a_concepts_items_and_the_rest() -> None:
+    scores = np.array([[1.0, 1.0, 0.0, 0.0], [3.0, 3.0, 3.0, 3.0]])
+    member = np.array([[1, 0, 1], [1, 0, 1], [0, 1, 1], [0, 0, 1]], dtype=float)  # A = {0, 1}, B = {2}, all
+    sel = concept_selectivity(scores, member)
+    assert sel[0, 0] == pytest.approx(1.0 / 0.5) and sel[0, 1] == pytest.approx((0 - 2 / 3) / 0.5)
+    assert sel[0, 2] == 0.0 and (sel[1] == 0.0).all()  # every item / a constant direction: no gap
+
+
+def test_decoder_concepts_name_the_eligible_concept_each_direction_raises() -> None:
+    emb = np.array([[0, 0], [1.0, 0], [1.0, 0], [0, 1.0], [0, 1.0], [0, 0]])  # row 0: padding
+    member = sp.csr_matrix(np.array([[0, 0, 0], [1, 0, 1], [1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 0]], dtype=float))
+    best, value = decoder_concepts(np.array([[1.0, 0], [0, 1.0], [1.0, 0]]), emb, member,
+                                   eligible=np.array([True, True, False]), chunk=2)
+    assert best.tolist() == [0, 1, 0] and (value > 1).all()
+    none, _ = decoder_concepts(np.eye(2), emb, member, eligible=np.zeros(3, dtype=bool))
+    assert none.tolist() == [-1, -1]
 
 
 def test_planted_recovery_counts_concepts_whose_best_latent_reaches_the_threshold() -> None:

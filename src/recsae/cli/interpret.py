@@ -54,6 +54,9 @@ def show_interpretation(run: Path, top: int = 20, all_latents: bool = False) -> 
             f"  latent {row.latent:>5}  conf {_fmt(row.confidence)} [{_fmt(row.confidence_low)}, "
             f"{_fmt(row.confidence_high)}]  F1 {_fmt(row.val_f1)}  n={row.val_firing}  {row.rule}"
         )
+        pushes = str(getattr(row, "pushes", "") or "")
+        if pushes:
+            lines.append(f"               pushes {pushes} (selectivity {_fmt(row.pushes_selectivity)})")
         if titles:
             lines.append("               e.g. " + "; ".join(dict.fromkeys(titles))[:160])
     return "\n".join(lines)

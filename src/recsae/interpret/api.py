@@ -13,7 +13,13 @@ import scipy.sparse as sp
 
 from recsae.data.dataset import ItemMeta
 from recsae.errors import ConfigError
-from recsae.interpret.baselines import coherence, planted_recovery, top_decoder_items, top_rows
+from recsae.interpret.baselines import (
+    coherence,
+    decoder_concepts,
+    planted_recovery,
+    top_decoder_items,
+    top_rows,
+)
 from recsae.interpret.concepts import ConceptConfig, ConceptVocab, build_vocabulary
 from recsae.interpret.dictionary import (
     OP_NAMES,
@@ -198,6 +204,12 @@ def interpret_units(
         if decoder is not None and item_emb is not None
         else np.zeros((m, 0), dtype=np.int64)
     )
+    if decoder is not None and item_emb is not None:
+        # what turning the latent up does to the ranking: the concept its decoder raises most selectively
+        eligible = np.array([k != "item" for k in prep.vocab.kind], dtype=bool)
+        pushes, pushes_sel = decoder_concepts(decoder, item_emb, prep.vocab.matrix, eligible)
+    else:
+        pushes, pushes_sel = np.full(m, -1, dtype=np.int64), np.full(m, np.nan)
     titles = titles or []
 
     def title_list(items: np.ndarray) -> list[list[str]]:
@@ -237,6 +249,8 @@ def interpret_units(
             "top_activations": [[float(v) for v in row if v == v] for row in top.values[:, : cfg.n_top_rows].tolist()],
             "example_items": [[int(i) for i in row if i > 0] for row in last.tolist()],
             "example_titles": title_list(last),
+            "pushes": [prep.vocab.names[c] if c >= 0 else "" for c in pushes.tolist()],
+            "pushes_selectivity": pushes_sel,
             "top_items": [[int(i) for i in row] for row in dec_items.tolist()],
             "top_item_titles": title_list(dec_items),
         }

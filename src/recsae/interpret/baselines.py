@@ -95,6 +95,48 @@ def top_decoder_items(decoder: np.ndarray, item_emb: np.ndarray, n: int, chunk: 
     return out
 
 
+def concept_selectivity(scores: np.ndarray, membership: sp.spmatrix | np.ndarray) -> np.ndarray:
+    """(m, C) how specifically each direction raises each concept's items: the mean of ``scores``
+    (m x items, a direction's score for every real item) over the concept's items minus the mean
+    over the other items, in standard deviations of the direction's scores. ``membership`` is
+    items x C 0/1 (same item order); a concept with no items, or all of them, scores 0."""
+    scores = np.asarray(scores, dtype=np.float64)
+    member = sp.csc_matrix(membership, dtype=np.float64)
+    n_in = np.asarray(member.sum(axis=0)).ravel()
+    n_out = scores.shape[1] - n_in
+    sum_in = np.asarray((member.T @ scores.T).T)
+    sum_out = scores.sum(axis=1, keepdims=True) - sum_in
+    std = scores.std(axis=1, keepdims=True)
+    valid = (n_in > 0) & (n_out > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = sum_in / np.maximum(n_in, 1) - sum_out / np.maximum(n_out, 1)
+        out = np.where(valid[None, :] & (std > 0), diff / np.where(std > 0, std, 1.0), 0.0)
+    return out
+
+
+def decoder_concepts(
+    decoder: np.ndarray, item_emb: np.ndarray, membership: sp.spmatrix, eligible: np.ndarray, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each latent, the eligible concept its decoder direction raises most selectively
+    (``concept_selectivity`` of ``decoder · item embedding``) and that selectivity; (-1, 0) when
+    no concept is eligible. ``membership``: (n_items + 1) x C with row 0 the padding item."""
+    decoder = np.asarray(decoder, dtype=np.float32)
+    emb = np.asarray(item_emb, dtype=np.float32)[1:]
+    m = decoder.shape[0]
+    cols = np.flatnonzero(eligible)
+    best = np.full(m, -1, dtype=np.int64)
+    value = np.zeros(m)
+    if not len(cols):
+        return best, value
+    member = sp.csr_matrix(membership)[1:][:, cols]
+    for a in range(0, m, chunk):
+        sel = concept_selectivity(decoder[a : a + chunk] @ emb.T, member)
+        arg = sel.argmax(axis=1)
+        best[a : a + chunk] = cols[arg]
+        value[a : a + chunk] = sel[np.arange(len(arg)), arg]
+    return best, value
+
+
 def planted_recovery(
     rule_concepts: list[list[int]], val_f1: np.ndarray, planted: list[int], names: list[str], threshold: float
 ) -> tuple[float | None, list[dict[str, Any]]]:

@@ -228,15 +228,15 @@ def decoder_selectivity(model: Recommender, sae: TopKSAE, mask: np.ndarray) -> n
     mean score ``E · W_dec[j]`` over the concept's items minus the mean over the other items, in
     standard deviations of that score over all items. Steering acts only through the decoder, so
     these are the latents that move a concept up without reshuffling everything else."""
+    from recsae.interpret.baselines import concept_selectivity
+
     mask = np.asarray(mask, dtype=bool)[1:]
     if not mask.any() or mask.all():
         raise ConfigError("decoder selectivity needs a concept with some, but not all, items")
     with torch.no_grad():
         items = model.item_embeddings()[1:].float()
-        scores = (sae.W_dec.float().to(items.device) @ items.T).cpu().numpy().astype(np.float64)
-    diff = scores[:, mask].mean(axis=1) - scores[:, ~mask].mean(axis=1)
-    std = scores.std(axis=1)
-    return np.divide(diff, std, out=np.zeros(len(diff)), where=std > 0)
+        scores = (sae.W_dec.float().to(items.device) @ items.T).cpu().numpy()
+    return concept_selectivity(scores, mask[:, None].astype(np.float64))[:, 0]
 
 
 def selective_latents(selectivity: np.ndarray, n: int, pool: np.ndarray | None = None) -> tuple[int, ...]:
