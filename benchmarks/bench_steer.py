@@ -159,7 +159,7 @@ def attribute_sweep(
     meta = split.dataset.item_meta
     values = meta.multi.get(args.sweep) or meta.multi.get(f"{args.sweep}s")
     if values is None and args.sweep in meta.categorical:
-        values = [[v] for v in meta.categorical[args.sweep]]
+        values = [(v,) for v in meta.categorical[args.sweep]]
     if values is None:
         raise SystemExit(f"--sweep {args.sweep}: no such item attribute (have {items.attributes()})")
     names = sorted({v for vs in values for v in vs if v})
@@ -169,7 +169,7 @@ def attribute_sweep(
     print(f"\nsweep over {args.sweep} ({len(names)} values, {len(ctx.users)} users): best share ratio with NDCG@10 "
           f"within {100 * cfg.ndcg_tolerance:g} %")
     for name in names:
-        concept = f"{args.sweep.rstrip('s')}={name}"
+        concept = f"{args.sweep}={name}"  # ConceptItems resolves 'genre=' and 'genres=' alike
         if not items.resolvable(concept):
             continue
         row: dict[str, Any] = {"concept": concept, "n_items": int(items.mask(concept).sum())}

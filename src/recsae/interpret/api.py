@@ -23,6 +23,7 @@ from recsae.interpret.baselines import (
 from recsae.interpret.concepts import ConceptConfig, ConceptVocab, build_vocabulary
 from recsae.interpret.dictionary import (
     OP_NAMES,
+    SELECTIONS,
     FitConfig,
     LatentStates,
     Rules,
@@ -110,8 +111,8 @@ def check_config(cfg: InterpretConfig) -> None:
         problems.append(f"fit.fit_target must be 'band' or 'active', got {cfg.fit.fit_target!r}")
     if cfg.fit.max_terms not in (1, 2):
         problems.append(f"fit.max_terms must be 1 or 2, got {cfg.fit.max_terms}")
-    if cfg.fit.select not in ("youden", "f1"):
-        problems.append(f"fit.select must be 'youden' or 'f1', got {cfg.fit.select!r}")
+    if cfg.fit.select not in SELECTIONS:
+        problems.append(f"fit.select must be one of {SELECTIONS}, got {cfg.fit.select!r}")
     for name in ("band_quantile", "neuron_active_quantile", "neuron_inactive_quantile", "min_confidence"):
         if getattr(cfg, name) is not None and not 0.0 <= getattr(cfg, name) <= 1.0:
             problems.append(f"{name} must be in [0, 1], got {getattr(cfg, name)}")

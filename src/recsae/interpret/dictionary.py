@@ -28,6 +28,9 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+SELECTIONS = ("youden", "f1")
+"""Scores that can pick a latent's rule (``FitConfig.select``)."""
+
 OP_NAMES = ("", "OR", "AND")
 """Rule operators: 0 = single feature, 1 = OR, 2 = AND of two features."""
 
@@ -244,8 +247,8 @@ class _Scorer:
     """The selection score of rules from their counts on the fit rows (vectorised over latents)."""
 
     def __init__(self, select: str, n_target: np.ndarray, n_negative: np.ndarray, min_support: int) -> None:
-        if select not in ("youden", "f1"):
-            raise ValueError(f"select must be 'youden' or 'f1', got {select!r}")
+        if select not in SELECTIONS:
+            raise ValueError(f"select must be one of {SELECTIONS}, got {select!r}")
         self.youden = select == "youden"
         self.n_target = n_target
         self.n_negative = n_negative
@@ -295,13 +298,14 @@ def fit_rules(
     tp = np.where(alive, cooc[np.arange(m), best], 0.0)
     sup = np.where(alive, support[best], 0.0)
     if cfg.max_terms >= 2 and n_feat > 1:
-        fa, fb, op, tp, sup = _pairs(feats, target, engaged, cooc, cooc_eng, scores, support, score, fa, cfg)
+        fa, fb, op, tp, sup = _pairs(feats, target, engaged, cooc, cooc_eng, scores, support, score, fa, tp, sup, cfg)
     return Rules(fa, fb, op, sup, n_target, tp, n_rows)
 
 
 def _pairs(
     feats: sp.csr_matrix, target: sp.csr_matrix, engaged: sp.csr_matrix, cooc: np.ndarray, cooc_eng: np.ndarray,
-    scores: np.ndarray, support: np.ndarray, score: _Scorer, fa: np.ndarray, cfg: FitConfig,
+    scores: np.ndarray, support: np.ndarray, score: _Scorer, fa: np.ndarray, tp: np.ndarray, sup: np.ndarray,
+    cfg: FitConfig,
 ) -> tuple[np.ndarray, ...]:
     """Try OR / AND of each latent's top candidates; keep one where it clearly beats the single."""
     m = target.shape[1]
@@ -322,9 +326,6 @@ def _pairs(
     single = np.where(fa >= 0, scores[ar, np.maximum(fa, 0)], -1.0)
     best = single.copy()
     fb, op = np.full(m, -1, dtype=np.int64), np.zeros(m, dtype=np.int64)
-    fa = fa.copy()
-    tp = np.where(fa >= 0, cooc[ar, np.maximum(fa, 0)], 0.0)
-    sup = np.where(fa >= 0, support[np.maximum(fa, 0)], 0.0)
     for s in range(t):
         for u in range(s + 1, t):
             a, b = cand[:, s], cand[:, u]

@@ -223,6 +223,14 @@ LATENT_SOURCES = ("decoder", "rules")
 the concept's item scores, or by the interpretation rules that name the concept."""
 
 
+def decoder_item_scores(model: Recommender, sae: TopKSAE) -> np.ndarray:
+    """(m, n_items) float64: the score ``E · W_dec[j]`` each latent's decoder direction gives every
+    real item (padding excluded), i.e. what turning the latent up adds to each item's score."""
+    with torch.no_grad():
+        items = model.item_embeddings()[1:].float()
+        return (sae.W_dec.float().to(items.device) @ items.T).cpu().numpy().astype(np.float64)
+
+
 def decoder_selectivity(model: Recommender, sae: TopKSAE, mask: np.ndarray) -> np.ndarray:
     """Per latent, how specifically adding its decoder direction raises the concept's items: the
     mean score ``E · W_dec[j]`` over the concept's items minus the mean over the other items, in
@@ -233,10 +241,7 @@ def decoder_selectivity(model: Recommender, sae: TopKSAE, mask: np.ndarray) -> n
     mask = np.asarray(mask, dtype=bool)[1:]
     if not mask.any() or mask.all():
         raise ConfigError("decoder selectivity needs a concept with some, but not all, items")
-    with torch.no_grad():
-        items = model.item_embeddings()[1:].float()
-        scores = (sae.W_dec.float().to(items.device) @ items.T).cpu().numpy()
-    return concept_selectivity(scores, mask[:, None].astype(np.float64))[:, 0]
+    return concept_selectivity(decoder_item_scores(model, sae), mask[:, None].astype(np.float64))[:, 0]
 
 
 def selective_latents(selectivity: np.ndarray, n: int, pool: np.ndarray | None = None) -> tuple[int, ...]:
@@ -250,9 +255,7 @@ def popularity_association(model: Recommender, sae: TopKSAE, popularity: np.ndar
     """Per latent, the Pearson correlation over items between the score its decoder direction
     gives each item (E · W_dec[j]) and log(1 + training count): how much turning the latent up
     pushes popular items."""
-    with torch.no_grad():
-        items = model.item_embeddings()[1:].float()
-        scores = (sae.W_dec.float().to(items.device) @ items.T).cpu().numpy().astype(np.float64)
+    scores = decoder_item_scores(model, sae)
     pop = np.log1p(np.asarray(popularity, dtype=np.float64)[1:])
     s = scores - scores.mean(axis=1, keepdims=True)
     p = pop - pop.mean()
