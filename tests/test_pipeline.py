@@ -115,6 +115,8 @@ def test_a_later_stage_alone_also_runs_the_model_and_sae_it_needs(tmp_path: Path
 def test_steer_alone_reuses_the_finished_interpretation_and_runs(tmp_path: Path) -> None:
     run_pipeline(tmp_path, tiny_config(stages=("interpret",), epochs=1, sae_epochs=1))
     table = (tmp_path / "interpretation.parquet").stat().st_mtime_ns
-    summary = run_pipeline(tmp_path, tiny_config(stages=("steer",), epochs=1, sae_epochs=1))
-    assert summary["steer"] and (tmp_path / "steer.json").is_file()
+    # a named concept: which concepts qualify for the automatic choice depends on the tiny run
+    summary = run_pipeline(tmp_path, tiny_config(stages=("steer",), epochs=1, sae_epochs=1,
+                                                 steer_concepts=("concept=jazz",)))
+    assert summary["steer"]["concept=jazz"]["share_before"] >= 0 and (tmp_path / "steer.json").is_file()
     assert (tmp_path / "interpretation.parquet").stat().st_mtime_ns == table

@@ -54,6 +54,10 @@ class RunConfig:
     """Latents per input dimension."""
     sae_epochs: int = 4
     """Passes of the SAE over the training rows (early stopping on validation FVU)."""
+    sae_balance: float = 0.03
+    """Load balancing of latent usage (``SaeTrainConfig.balance_rate``; 0: plain TopK). Without
+    it most latents of a 2,048-latent SAE on a 64-d representation fire on almost no rows and
+    cannot be interpreted or validated."""
     steer_concepts: tuple[str, ...] = ()
     """Concepts to steer toward; empty: chosen automatically from the interpretation."""
     stages: tuple[str, ...] = ("model", "sae", "interpret", "steer", "report")
@@ -226,7 +230,7 @@ def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, for
         log.info("sae: reusing %s", run.out / "sae")
         return TopKSAE.load(run.out / "sae", device), ActivationStore.open(run.out / "activations")
     sae_cfg = SaeConfig(d_in=model.dim, expansion=run.cfg.sae_expansion, k=run.cfg.sae_k)
-    train_cfg = SaeTrainConfig(epochs=run.cfg.sae_epochs, seed=run.cfg.seed)
+    train_cfg = SaeTrainConfig(epochs=run.cfg.sae_epochs, seed=run.cfg.seed, balance_rate=run.cfg.sae_balance)
     result = run_sae_stage(model, split, run.out, sae_cfg, train_cfg, checkpoint=run.out / "model",
                            device=device, force=force)
     run.summary["sae"] = splice_summary(result.splice)

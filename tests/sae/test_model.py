@@ -221,6 +221,62 @@ def test_save_load_round_trip(tmp_path) -> None:
     assert (tmp_path / "sae" / "cfg.json").is_file() and (tmp_path / "sae" / "sae.safetensors").is_file()
 
 
+def test_selection_bias_picks_latents_but_keeps_their_activations() -> None:
+    """z keeps ReLU(pre) at the k largest entries of pre + selection_bias."""
+    sae = _random_sae(m=16, d=8, k=3)
+    x = torch.randn(12, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    bias = torch.linspace(-2.0, 2.0, 16, dtype=torch.float64)
+    with torch.no_grad():
+        sae.selection_bias.copy_(bias)
+    pre = (x - sae.b_dec) @ sae.W_enc.T + sae.b_enc
+    want_idx = (pre + bias).topk(3, dim=1).indices
+    acts, idx = sae.encode(x)
+    assert torch.equal(idx.sort(1).values, want_idx.sort(1).values)
+    assert torch.allclose(acts, pre.gather(1, idx).relu())
+
+
+def test_sparse_gradients_equal_dense_autograd_with_selection_bias() -> None:
+    sae = _random_sae(m=32, d=8, k=4)
+    with torch.no_grad():
+        sae.selection_bias.copy_(torch.randn(32, dtype=torch.float64, generator=torch.Generator().manual_seed(9)))
+    x = torch.randn(20, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * 2 + 1
+    sae(x).fvu.backward()
+    fast = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    pre = (x - sae.b_dec) @ sae.W_enc.T + sae.b_enc
+    i = (pre + sae.selection_bias).topk(4, dim=1).indices
+    z = torch.zeros_like(pre).scatter(1, i, pre.gather(1, i).relu())
+    x_hat = z @ sae.W_dec + sae.b_dec
+    (((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()).backward()
+    for n, p in sae.named_parameters():
+        assert torch.allclose(fast[n], p.grad, atol=1e-12), n
+
+
+def test_balance_step_moves_bias_toward_the_uniform_share() -> None:
+    sae = TopKSAE(SaeConfig(d_in=4, n_latents=4, k=1))
+    # 4 rows, k=1: uniform share is 1 row per latent; latent 0 got 3, latent 1 got 1, 2 and 3 none.
+    idx = torch.tensor([[0], [0], [0], [1]])
+    sae.balance_step(idx, torch.full((4, 1), 2.0), rate=0.5)
+    assert sae.selection_bias.tolist() == [-1.0, 0.0, 1.0, 1.0]
+
+
+def test_save_load_keeps_selection_bias_and_reads_older_checkpoints(tmp_path) -> None:
+    sae = _random_sae().float()
+    with torch.no_grad():
+        sae.selection_bias.copy_(torch.randn(64))
+    x = torch.randn(9, 8)
+    sae.save(tmp_path / "sae")
+    loaded = TopKSAE.load(tmp_path / "sae")
+    assert torch.equal(loaded.selection_bias, sae.selection_bias)
+    assert torch.equal(loaded.encode(x).top_indices, sae.encode(x).top_indices)
+    # a checkpoint from before the bias existed: weights only, bias zero
+    from recsae.io import read_tensors, write_tensors
+
+    weights = {n: t for n, t in read_tensors(tmp_path / "sae" / "sae.safetensors").items() if n != "selection_bias"}
+    write_tensors(tmp_path / "sae" / "sae.safetensors", weights)
+    assert not TopKSAE.load(tmp_path / "sae").selection_bias.any()
+
+
 def test_load_rejects_bad_folder(tmp_path) -> None:
     with pytest.raises(DataError, match=r"cfg\.json"):
         TopKSAE.load(tmp_path)

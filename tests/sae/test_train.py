@@ -199,3 +199,45 @@ def test_auxk_revives_dead_latents() -> None:
     assert on_res.history[-1]["auxk"] > 0 or on_res.history[-1]["dead_fraction"] == 0
     assert off_res.history[-1]["auxk"] == 0
     assert on_res.history[-1]["dead_fraction"] <= off_res.history[-1]["dead_fraction"]
+
+
+def test_balancing_evens_latent_usage() -> None:
+    """Few clusters, many latents: plain TopK leaves most latents unused; balancing uses them all
+    none far above the uniform share k/m."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 8)) * 3
+    x = (centres[rng.integers(0, 4, 4000)] + 0.3 * rng.normal(size=(4000, 8))).astype(np.float32)
+    cfg = SaeConfig(d_in=8, n_latents=64, k=2, aux_alpha=0.0)
+    tc = SaeTrainConfig(**{**TC.to_dict(), "epochs": 4})
+
+    def usage(balance: float) -> np.ndarray:
+        sae = train_sae(x, cfg, SaeTrainConfig(**{**tc.to_dict(), "balance_rate": balance}), device="cpu").sae
+        idx = sae.encode(torch.from_numpy(x)).top_indices
+        return np.bincount(idx.numpy().ravel(), minlength=64) / len(x)
+
+    plain, balanced = usage(0.0), usage(0.03)
+    assert (plain > 0).sum() < 32
+    assert (balanced > 0).sum() >= 60
+    assert balanced.max() < 4 * cfg.k / cfg.m < plain.max()
+
+
+def test_zero_balance_rate_leaves_selection_bias_zero() -> None:
+    res = train_sae(_planted(1000), CFG, TC, device="cpu")
+    assert not res.sae.selection_bias.any()
+
+
+def test_resume_restores_selection_bias(tmp_path) -> None:
+    x = _planted(1000)
+    tc = SaeTrainConfig(**{**TC.to_dict(), "balance_rate": 0.05})
+    straight = train_sae(x, CFG, tc, device="cpu")
+
+    def killed_in_epoch_2(sae: TopKSAE, rec: dict) -> None:
+        if rec["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_sae(x, CFG, tc, out_dir=tmp_path, device="cpu", callback=killed_in_epoch_2)
+    resumed = train_sae(x, CFG, tc, out_dir=tmp_path, device="cpu")
+    assert straight.sae.selection_bias.any()
+    assert torch.allclose(resumed.sae.selection_bias, straight.sae.selection_bias, atol=1e-6)
+    assert torch.allclose(resumed.sae.W_dec, straight.sae.W_dec, atol=1e-6)

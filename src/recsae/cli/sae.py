@@ -33,6 +33,7 @@ def train_command(
     epochs: Annotated[int, typer.Option(help="Passes over the training rows.")] = 1,
     lr: Annotated[float, typer.Option(help="Peak Adam learning rate.")] = 2e-3,
     batch_size: Annotated[int, typer.Option(help="Rows per optimizer step.")] = 4096,
+    balance: Annotated[float, typer.Option(help="Load-balancing rate of latent usage (0: plain TopK).")] = 0.03,
     patience: Annotated[Optional[int], typer.Option(help="Early stop after this many epochs without a better validation FVU.")] = None,  # noqa: UP045
     last_only: Annotated[bool, typer.Option("--last-only", help="Harvest only the last position of each history.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the SAE's initialisation and row order.")] = 0,
@@ -51,7 +52,8 @@ def train_command(
     model, config = load_checkpoint(checkpoint, dev)
     split = split_for_checkpoint(checkpoint, config, data_root)
     sae_cfg = SaeConfig(d_in=model.dim, expansion=expansion, k=k)
-    train_cfg = SaeTrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, seed=seed, patience=patience)
+    train_cfg = SaeTrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, seed=seed, patience=patience,
+                               balance_rate=balance)
     result = run_sae_stage(model, split, out, sae_cfg, train_cfg, last_only=last_only, checkpoint=checkpoint,
                            device=dev, force=force)
     typer.echo(format_splice_table(result.splice))

@@ -99,6 +99,11 @@ class SaeTrainConfig:
     """``mean`` or ``median`` (geometric median) of the sampled rows."""
     scale_encoder_init: bool = True
     """Scale the tied encoder init to the data (``TopKSAE.scale_encoder_to_data``)."""
+    balance_rate: float = 0.0
+    """Load balancing of latent usage: after each step, the selection bias of every latent chosen
+    less often than the uniform share k/m moves up (others down) by this rate times the batch's
+    mean selected activation (``TopKSAE.balance_step``). 0 (default) is plain TopK. Balancing
+    keeps all latents in use, each on about k/m of the rows, at some cost in FVU."""
     checkpoint_every: int = 1
     """Write a resumable checkpoint to ``out_dir`` every this many epochs."""
     log_every: int = 1
@@ -121,6 +126,8 @@ class SaeTrainConfig:
             raise ConfigError(f"sae train: patience must be >= 1, got {self.patience}")
         if self.b_dec_init not in ("mean", "median"):
             raise ConfigError(f"sae train: b_dec_init must be mean or median, got {self.b_dec_init!r}")
+        if self.balance_rate < 0:
+            raise ConfigError(f"sae train: balance_rate must be >= 0, got {self.balance_rate}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("sae train: checkpoint_every and log_every must be >= 1")
 

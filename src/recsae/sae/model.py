@@ -6,6 +6,11 @@ z     = TopK_k(a)
 x_hat = W_dec^T z + b_dec                     W_dec: m x d, unit-norm rows
 ```
 
+An optional per-latent ``selection_bias`` (a buffer, zero unless trained with
+``SaeTrainConfig.balance_rate``) shifts which latents TopK selects without changing their values:
+z keeps a at the k largest entries of a + selection_bias. It evens out latent usage (the
+auxiliary-loss-free load balancing of mixture-of-experts routers, DeepSeek-V3).
+
 Speed: only the encoder matmul touches all m latents. The encoder's backward and the decoder
 work on the k selected latents only (gather / ``embedding_bag`` / ``index_add``), so their cost
 scales with k, not with m.
@@ -121,11 +126,22 @@ class _SparseEncode(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, xc: Tensor, W_enc: Tensor, b_enc: Tensor, k: int, dead_idx: Tensor | None, k_aux: int
+        ctx: Any,
+        xc: Tensor,
+        W_enc: Tensor,
+        b_enc: Tensor,
+        k: int,
+        dead_idx: Tensor | None,
+        k_aux: int,
+        selection_bias: Tensor | None,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         pre = torch.addmm(b_enc, xc, W_enc.t())
         # TopK of the pre-activations then ReLU = TopK of ReLU(pre) (ReLU is monotone); cheaper.
-        vals, idx = topk_rows(pre, k)
+        if selection_bias is None:
+            vals, idx = topk_rows(pre, k)
+        else:
+            idx = topk_rows(pre + selection_bias, k)[1]
+            vals = pre.gather(1, idx)
         vals = vals.relu_()
         if dead_idx is not None and dead_idx.numel() > 0 and k_aux > 0:
             kk = min(k_aux, dead_idx.numel())
@@ -158,7 +174,7 @@ class _SparseEncode(torch.autograd.Function):
             grad_W = scatter_rows(sel, g, xc, W_enc.shape[0])
         if ctx.needs_input_grad[2]:
             grad_b = W_enc.new_zeros(W_enc.shape[0]).index_add_(0, sel.reshape(-1), g.reshape(-1))
-        return grad_xc, grad_W, grad_b, None, None, None
+        return grad_xc, grad_W, grad_b, None, None, None, None
 
 
 class _SparseDecode(torch.autograd.Function):
@@ -181,7 +197,8 @@ class _SparseDecode(torch.autograd.Function):
 class TopKSAE(nn.Module):
     """TopK sparse autoencoder. Parameters ``W_enc`` (m x d), ``b_enc`` (m), ``W_dec`` (m x d),
     ``b_dec`` (d). Initialisation: unit-norm random decoder rows, tied encoder (W_enc = W_dec,
-    i.e. W_dec = W_encᵀ in the math), b_enc = 0, b_dec = 0 until ``init_b_dec_from_data``."""
+    i.e. W_dec = W_encᵀ in the math), b_enc = 0, b_dec = 0 until ``init_b_dec_from_data``.
+    Buffer ``selection_bias`` (m) starts at 0 and is only changed by a balancing trainer."""
 
     def __init__(self, cfg: SaeConfig, seed: int = 0, device: str | torch.device | None = None) -> None:
         super().__init__()
@@ -193,6 +210,8 @@ class TopKSAE(nn.Module):
         self.b_enc = nn.Parameter(torch.zeros(cfg.m))
         self.W_dec = nn.Parameter(w)
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+        self.selection_bias: Tensor
+        self.register_buffer("selection_bias", torch.zeros(cfg.m))
         if device is not None:
             self.to(device)
 
@@ -256,7 +275,9 @@ class TopKSAE(nn.Module):
 
     def encode(self, x: Tensor) -> EncoderOutput:
         """The k largest activations per row (exactly k non-zeros when ≥ k are positive)."""
-        vals, idx, _, _ = _SparseEncode.apply(x - self.b_dec, self.W_enc, self.b_enc, self.cfg.k, None, 0)
+        vals, idx, _, _ = _SparseEncode.apply(
+            x - self.b_dec, self.W_enc, self.b_enc, self.cfg.k, None, 0, self._selection_bias()
+        )
         return EncoderOutput(vals, idx)
 
     def decode(self, top_acts: Tensor, top_indices: Tensor) -> Tensor:
@@ -281,7 +302,7 @@ class TopKSAE(nn.Module):
         if dead_mask is not None and cfg.aux_alpha > 0:
             dead_idx = dead_mask.nonzero().squeeze(1)
         vals, idx, a_vals, a_idx = _SparseEncode.apply(
-            x - self.b_dec, self.W_enc, self.b_enc, cfg.k, dead_idx, cfg.k_aux
+            x - self.b_dec, self.W_enc, self.b_enc, cfg.k, dead_idx, cfg.k_aux, self._selection_bias()
         )
         x_hat = self.decode(vals, idx)
         err = x - x_hat
@@ -294,6 +315,19 @@ class TopKSAE(nn.Module):
         else:
             auxk = fvu.new_zeros(())
         return ForwardOutput(x_hat, vals, idx, fvu, auxk)
+
+    def _selection_bias(self) -> Tensor | None:
+        # None when all zero: selection is then plain TopK, on the fast path.
+        return self.selection_bias if bool(self.selection_bias.any()) else None
+
+    @torch.no_grad()
+    def balance_step(self, top_indices: Tensor, top_acts: Tensor, rate: float) -> None:
+        """One load-balancing update: raise the selection bias of latents chosen less often than
+        the uniform share k/m in this batch, lower it for the others, by ``rate`` times the
+        batch's mean selected activation (so the step follows the data's scale)."""
+        load = torch.bincount(top_indices.reshape(-1), minlength=self.cfg.m).to(top_acts.dtype)
+        target = top_indices.numel() / self.cfg.m
+        self.selection_bias += rate * top_acts.mean() * torch.sign(target - load)
 
     # -- decoder constraint --------------------------------------------------------------------
     @torch.no_grad()
@@ -314,7 +348,7 @@ class TopKSAE(nn.Module):
     def save(self, path_dir: str | Path, extra: dict[str, Any] | None = None) -> None:
         """Write ``cfg.json`` (with ``format_version``) and ``sae.safetensors`` to ``path_dir``."""
         path_dir = Path(path_dir)
-        tensors = {n: p.detach() for n, p in self.named_parameters()}
+        tensors = {n: t.detach() for n, t in self.state_dict().items()}
         write_tensors(path_dir / WEIGHTS_FILE, tensors, metadata={"format_version": str(FORMAT_VERSION)})
         meta: dict[str, Any] = {"format_version": FORMAT_VERSION, "kind": "topk_sae", "sae": self.cfg.to_dict()}
         if extra:
@@ -339,7 +373,9 @@ class TopKSAE(nn.Module):
         cfg = SaeConfig.from_dict(meta["sae"])
         sae = cls(cfg)
         tensors = read_tensors(path_dir / WEIGHTS_FILE)
-        expected = {n: tuple(p.shape) for n, p in sae.named_parameters()}
+        # Checkpoints written before selection_bias existed load with a zero bias.
+        tensors.setdefault("selection_bias", torch.zeros(cfg.m))
+        expected = {n: tuple(t.shape) for n, t in sae.state_dict().items()}
         got = {n: tuple(t.shape) for n, t in tensors.items()}
         if got != expected:
             raise DataError(f"weights {got} do not match the config's shapes {expected}", path=path_dir / WEIGHTS_FILE)

@@ -218,7 +218,7 @@ def train_sae(
             rec.update(valid_fvu=m.fvu, valid_cosine=m.cosine, valid_dead_fraction=m.dead_fraction)
             if m.fvu < state["best_fvu"] - train_cfg.min_delta:
                 state.update(best_fvu=m.fvu, best_epoch=epoch, bad_epochs=0)
-                best = {n: p.detach().clone() for n, p in sae.named_parameters()}
+                best = {n: t.detach().clone() for n, t in sae.state_dict().items()}
             else:
                 state["bad_epochs"] += 1
         history.append(rec)
@@ -237,9 +237,7 @@ def train_sae(
             _save_state(out, cfg, train_cfg, sae, opt, tracker, state, history, best)
 
     if best is not None:
-        with torch.no_grad():
-            for n, p in sae.named_parameters():
-                p.copy_(best[n])
+        sae.load_state_dict(best)
     metrics = evaluate_sae(sae, valid, train_cfg.eval_batch_size) if valid is not None else None
     if out is not None:
         _save_final(out, sae, train_cfg, history, metrics)
@@ -275,6 +273,8 @@ def _train_epoch(
         sae.remove_parallel_grad()
         opt.step(lr)
         sae.normalize_decoder()
+        if train_cfg.balance_rate > 0:
+            sae.balance_step(out.top_indices, out.top_acts.detach(), train_cfg.balance_rate)
         tracker.update(out.top_acts, out.top_indices)
         b = x.shape[0]
         state["rows_done"] += b
@@ -326,7 +326,7 @@ def _save_state(
     best: dict[str, Tensor] | None,
 ) -> None:
     sdir = out / STATE_DIR
-    tensors: dict[str, Tensor] = {f"param.{n}": p.detach() for n, p in sae.named_parameters()}
+    tensors: dict[str, Tensor] = {f"param.{n}": t.detach() for n, t in sae.state_dict().items()}
     tensors.update(opt.state_tensors([n for n, _ in sae.named_parameters()]))
     tensors["rows_since"] = tracker.rows_since
     if best is not None:
@@ -367,14 +367,12 @@ def _load_state(
             "resume=False (CLI: --force)"
         )
     tensors = read_tensors(sdir / "state.safetensors", device=sae.device)
-    with torch.no_grad():
-        for n, p in sae.named_parameters():
-            p.copy_(tensors[f"param.{n}"])
+    sae.load_state_dict({n: tensors[f"param.{n}"] for n in sae.state_dict()})
     opt.load_state_tensors([n for n, _ in sae.named_parameters()], tensors)
     tracker.rows_since = tensors["rows_since"].clone()
     best = None
     if any(k.startswith("best.") for k in tensors):
-        best = {n: tensors[f"best.{n}"] for n, _ in sae.named_parameters()}
+        best = {n: tensors[f"best.{n}"] for n in sae.state_dict()}
     return dict(meta["state"]), list(meta["history"]), best
 
 

@@ -38,7 +38,7 @@ from recsae.steer.targets import (
     popularity_latents,
     selective_latents,
 )
-from recsae.utils import environment_info
+from recsae.utils import environment_info, log
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -297,6 +297,9 @@ def run_steer(
     """Ablation study, steering curves and debiasing for ``recsae run``."""
     ctx = make_context(model, sae, split, cfg)
     concepts = list(cfg.concepts) or choose_concepts(ctx, interpretation, items, cfg)
+    if not concepts:
+        log.warning("steer: no interpretable latent names a concept that qualifies for automatic steering; "
+                    "name one (recsae run --concept ATTRIBUTE=VALUE)")
     # resolve every concept first, so a typo fails before the long measurements
     targets = {c: steering_targets(ctx, interpretation, items, c, cfg) for c in concepts}
     for c in concepts:
