@@ -154,7 +154,7 @@ def attribute_sweep(
     from dataclasses import replace
 
     from recsae.errors import ConfigError
-    from recsae.steer.study import make_context, steer_concept, steering_targets
+    from recsae.steer.study import make_context, selection_context, steer_concept, steering_targets
 
     meta = split.dataset.item_meta
     values = meta.multi.get(args.sweep) or meta.multi.get(f"{args.sweep}s")
@@ -165,9 +165,11 @@ def attribute_sweep(
     names = sorted({v for vs in values for v in vs if v})
     cfg = replace(cfg, max_users=args.sweep_users, n_random=1)
     ctx = make_context(model, sae, split, cfg)
+    select = selection_context(ctx, cfg)
     rows = []
-    print(f"\nsweep over {args.sweep} ({len(names)} values, {len(ctx.users)} users): best share ratio with NDCG@10 "
-          f"within {100 * cfg.ndcg_tolerance:g} %")
+    print(f"\nsweep over {args.sweep} ({len(names)} values, {len(ctx.users)} users): share ratio on the {ctx.which} "
+          f"items at the strongest α whose NDCG@10 stays within {100 * cfg.ndcg_tolerance:g} % on the "
+          f"{select.which} items ('!': not within it on the {ctx.which} items)")
     for name in names:
         concept = f"{args.sweep}={name}"  # ConceptItems resolves 'genre=' and 'genres=' alike
         if not items.resolvable(concept):
@@ -175,23 +177,28 @@ def attribute_sweep(
         row: dict[str, Any] = {"concept": concept, "n_items": int(items.mask(concept).sum())}
         for source in ("decoder", "rules"):
             try:
-                latents = steering_targets(ctx, table, items, concept, replace(cfg, latent_source=source))
+                latents = steering_targets(select, table, items, concept, replace(cfg, latent_source=source))
             except ConfigError:
                 row[source] = None
                 continue
-            chosen = steer_concept(ctx, concept, latents, items, cfg)["chosen"]
-            row["share_before"] = chosen["share_before"] if chosen else None
-            row[source] = None if chosen is None else {
+            chosen = steer_concept(select, concept, latents, items, cfg, report_ctx=ctx)["chosen"]
+            row["share_before"] = chosen["share_before"]
+            row[source] = {
                 "share_ratio": chosen["share_ratio"], "ndcg_ratio": chosen["ndcg_ratio"], "method": chosen["method"],
                 "alpha": chosen["strength"], "share_random": chosen["share_random"], "n_latents": len(latents),
+                "within_tolerance": chosen["within_tolerance"],
             }  # fmt: skip
         rows.append(row)
 
         def fmt(r: dict[str, Any] | None) -> str:
-            return "-" if r is None else f"x{r['share_ratio']:.2f} ({r['method']} {r['alpha']:.3g}, NDCG {r['ndcg_ratio']:.3f})"
+            if r is None:
+                return "-"
+            flag = "" if r["within_tolerance"] else "!"
+            return f"x{r['share_ratio']:.2f}{flag} ({r['method']} {r['alpha']:.3g}, NDCG {r['ndcg_ratio']:.3f})"
 
         print(f"  {concept:<24} base {row.get('share_before') or 0:.3f}  decoder {fmt(row['decoder']):<34} rules {fmt(row['rules'])}")
-    reach = [r["concept"] for r in rows if r["decoder"] and r["decoder"]["share_ratio"] >= 3.0]
+    reach = [r["concept"] for r in rows
+             if r["decoder"] and r["decoder"]["share_ratio"] >= 3.0 and r["decoder"]["within_tolerance"]]
     print(f"  x3 within tolerance (decoder latents): {', '.join(reach) or 'none'}")
     return {"attribute": args.sweep, "n_users": len(ctx.users), "rows": rows, "reach_3x_decoder": reach}
 
@@ -257,7 +264,8 @@ def main() -> None:
               f"share {r['share_before']:.3f} -> {r['share_after']:.3f} (random {r['share_random']:.3f})")
     accept: dict[str, Any] = {}
     for c in result.concepts:
-        print(f"\nsteering toward {c['concept']} (latents {c['latents']}, {c['n_items']} items)")
+        print(f"\nsteering toward {c['concept']} (latents {c['latents']}, {c['n_items']} items; "
+              f"curves on the {c.get('curves_on', 'test')} items)")
         for method, curve in c["curves"].items():
             print(f"  {method}: alpha  share  random  ndcg@10  random  ratio")
             for r in curve:
@@ -273,7 +281,7 @@ def main() -> None:
             "passes": bool(s["within_tolerance"] and ratio >= 3.0),
             "peer_share_ratio": PEER_SHARE_RATIO,
         }
-        print(f"  chosen: {s['method']} alpha={s['alpha']}: share {s['share_before']:.4f} -> {s['share_after']:.4f} "
+        print(f"  chosen on the {s['chosen_on']} items, measured on the test items: {s['method']} alpha={s['alpha']}: share {s['share_before']:.4f} -> {s['share_after']:.4f} "
               f"(x{ratio:.2f}; random {s['random_control_share_after']:.4f}), NDCG@10 {s['ndcg_before']:.4f} -> "
               f"{s['ndcg_after']:.4f}; peer x{PEER_SHARE_RATIO}")
     db = result.debias

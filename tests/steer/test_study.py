@@ -82,3 +82,38 @@ def test_refined_curve_bisects_at_the_edge_of_the_ndcg_tolerance(world) -> None:
     strengths = [r["strength"] for r in fine]
     assert strengths == sorted(strengths) and len(fine) == 6
     assert 0.2 in strengths and all(0.1 < s < 0.3 for s in set(strengths) - {0.0, 0.1, 0.3, 1.0})
+
+
+@pytest.mark.slow
+def test_strength_is_chosen_on_validation_items_and_reported_on_test_items(world) -> None:
+    from dataclasses import replace
+    from functools import partial
+
+    from recsae.steer.effects import dose_response, measure
+    from recsae.steer.study import make_context, steer_edit
+
+    cfg = SteerConfig(**{**SMALL.__dict__, "concepts": ("genre=C",)})
+    c = run_steer(world.model, world.sae, world.split, world.interpretation, world.items, cfg).concepts[0]
+    valid_ctx = make_context(world.model, world.sae, world.split, cfg, which="valid")
+    test_ctx = make_context(world.model, world.sae, world.split, cfg)
+    assert c["curves_on"] == "valid" and c["chosen"]["measured_on"] == "test"
+    assert c["curves"]["add"][0]["ndcg_before"] == pytest.approx(measure(valid_ctx, None, {}).ndcg)
+    chosen, selection = c["chosen"], c["selection"]
+    assert (chosen["method"], chosen["strength"]) == (selection["method"], selection["strength"])
+    mask = world.items.mask("genre=C")
+    edit = partial(steer_edit, chosen["method"], c["latents"])
+    again = dose_response(test_ctx, edit, [chosen["strength"]], "genre=C", mask, cfg.n_random, cfg.seed)[0]
+    assert chosen["share"] == again["share"] and chosen["ndcg"] == again["ndcg"]
+    assert chosen["ndcg_before"] == pytest.approx(measure(test_ctx, None, {}).ndcg)
+    assert chosen["within_tolerance"] == (chosen["ndcg"] >= (1 - cfg.ndcg_tolerance) * chosen["ndcg_before"])
+
+    same = run_steer(world.model, world.sae, world.split, world.interpretation, world.items,
+                     replace(cfg, select_on=None)).concepts[0]  # fmt: skip
+    assert same["curves_on"] == "test" and "selection" not in same
+    assert same["chosen"] in [{"method": m, **r, "within_tolerance": True} for m, curve in same["curves"].items()
+                              for r in curve]  # fmt: skip
+
+
+def test_select_on_must_be_a_held_out_split() -> None:
+    with pytest.raises(ConfigError, match="select_on"):
+        SteerConfig(select_on="train")

@@ -512,7 +512,9 @@ def _steering(run: RunData) -> str:
             "<b>add</b> adds strength × ‖h‖ × the latents' decoder directions, <b>mix</b> moves "
             "that share of the activation mass onto them, <b>debias</b> scales the popularity "
             "latents by the factor. Dashed lines (“· random”): the same edit on random "
-            "latents, the control.</p>"
+            "latents, the control. Steering curves are measured on the validation items, where "
+            "the reported strength is chosen; the figures above measure that strength on the "
+            "test items.</p>"
             '<div class="charts">' + "".join(
             svg.line_chart(xs, ys, title=where or "steering curve", x_label=xk,
                            y_label="share / NDCG",

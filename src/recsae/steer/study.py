@@ -80,6 +80,10 @@ class SteerConfig:
     """Strengths α of the mass-preserving mix curve."""
     ndcg_tolerance: float = 0.05
     """Relative NDCG@k loss allowed when choosing the reported steering strength."""
+    select_on: SplitName | None = "valid"
+    """Split whose held-out items the steering strength is chosen on (the curves are measured
+    there); the chosen strength is then measured once on ``which``, and that is what is reported.
+    None: choose and report on ``which`` (the best of the curve's points, an optimistic figure)."""
     refine_steps: int = 3
     """Bisections of the strength at the edge of the NDCG tolerance (extra curve points)."""
     n_random: int = 3
@@ -118,6 +122,8 @@ class SteerConfig:
             raise ConfigError(f"steer: latent_source must be one of {LATENT_SOURCES}, got {self.latent_source!r}")
         if not 0 <= self.ndcg_tolerance < 1:
             raise ConfigError(f"steer: ndcg_tolerance must be in [0, 1), got {self.ndcg_tolerance}")
+        if self.select_on not in (None, "valid", "test"):
+            raise ConfigError(f"steer: select_on must be 'valid', 'test' or None, got {self.select_on!r}")
         if any(not 0 <= a <= 1 for a in self.mix_alphas):
             raise ConfigError("steer: mix_alphas must lie in [0, 1]")
 
@@ -131,11 +137,23 @@ def sample_users(split: SplitData, which: SplitName, max_users: int | None, seed
     return np.sort(rng.choice(users, size=max_users, replace=False))
 
 
-def make_context(model: Recommender, sae: TopKSAE, split: SplitData, cfg: SteerConfig) -> SteerContext:
+def make_context(
+    model: Recommender, sae: TopKSAE, split: SplitData, cfg: SteerConfig, which: SplitName | None = None
+) -> SteerContext:
+    """The measured users of ``which`` (default ``cfg.which``)."""
+    which = which or cfg.which
     return SteerContext(
-        model, sae, split, which=cfg.which, users=sample_users(split, cfg.which, cfg.max_users, cfg.seed),
+        model, sae, split, which=which, users=sample_users(split, which, cfg.max_users, cfg.seed),
         k=cfg.k, batch_size=cfg.batch_size, max_len=cfg.max_len, head_fraction=cfg.head_fraction,
     )  # fmt: skip
+
+
+def selection_context(ctx: SteerContext, cfg: SteerConfig) -> SteerContext:
+    """The context steering strengths are chosen on: ``cfg.select_on``'s held-out items, or
+    ``ctx`` itself."""
+    if cfg.select_on is None or cfg.select_on == ctx.which:
+        return ctx
+    return make_context(ctx.model, ctx.sae, ctx.split, cfg, which=cfg.select_on)
 
 
 def steer_edit(method: str, latents: Sequence[int], alpha: float) -> Edit:
@@ -204,9 +222,17 @@ def refine_curve(
 
 
 def steer_concept(
-    ctx: SteerContext, concept: str, latents: Sequence[int], items: ConceptItems, cfg: SteerConfig
+    ctx: SteerContext,
+    concept: str,
+    latents: Sequence[int],
+    items: ConceptItems,
+    cfg: SteerConfig,
+    report_ctx: SteerContext | None = None,
 ) -> dict[str, Any]:
-    """Steering curves (both methods) toward one concept and the chosen operating point."""
+    """Steering curves (both methods) toward one concept, measured on ``ctx``, and the operating
+    point chosen on them: the strongest whose NDCG stays within tolerance (else the weakest
+    ``add`` step). With ``report_ctx`` (other held-out items), the chosen point is measured again
+    there and that measurement is reported as ``chosen`` (``selection`` keeps the curve's row)."""
     mask = items.mask(concept)
     curves = {}
     for method, alphas in (("add", cfg.add_alphas), ("mix", cfg.mix_alphas)):
@@ -217,14 +243,19 @@ def steer_concept(
     for method, curve in curves.items():
         row = best_strength(curve, cfg.ndcg_tolerance)
         if row is not None and (best is None or row["share"] > best["share"]):
-            best = {"method": method, **row}
-    return {
-        "concept": concept,
-        "latents": [int(j) for j in latents],
-        "n_items": int(mask.sum()),
-        "curves": curves,
-        "chosen": best,
-    }
+            best = {"method": method, **row, "within_tolerance": True}
+    if best is None:
+        steps = [r for r in curves["add"] if r["strength"] != 0] or curves["add"]
+        best = {"method": "add", **steps[0], "within_tolerance": False}
+    out = {"concept": concept, "latents": [int(j) for j in latents], "n_items": int(mask.sum()),
+           "curves": curves, "curves_on": ctx.which, "chosen": best}
+    if report_ctx is not None and report_ctx is not ctx:
+        make_edit = partial(steer_edit, best["method"], latents)
+        row = dose_response(report_ctx, make_edit, [best["strength"]], concept, mask, cfg.n_random, cfg.seed)[0]
+        within = row["ndcg"] >= (1 - cfg.ndcg_tolerance) * row["ndcg_before"]
+        out["chosen"] = {"method": best["method"], **row, "within_tolerance": bool(within), "measured_on": report_ctx.which}
+        out["selection"] = best
+    return out
 
 
 def debias_study(ctx: SteerContext, sae: TopKSAE, cfg: SteerConfig) -> dict[str, Any]:
@@ -296,18 +327,19 @@ def run_steer(
 ) -> SteerResult:
     """Ablation study, steering curves and debiasing for ``recsae run``."""
     ctx = make_context(model, sae, split, cfg)
-    concepts = list(cfg.concepts) or choose_concepts(ctx, interpretation, items, cfg)
+    select = selection_context(ctx, cfg)
+    concepts = list(cfg.concepts) or choose_concepts(select, interpretation, items, cfg)
     if not concepts:
         log.warning("steer: no interpretable latent names a concept that qualifies for automatic steering; "
                     "name one (recsae run --concept ATTRIBUTE=VALUE)")
     # resolve every concept first, so a typo fails before the long measurements
-    targets = {c: steering_targets(ctx, interpretation, items, c, cfg) for c in concepts}
+    targets = {c: steering_targets(select, interpretation, items, c, cfg) for c in concepts}
     for c in concepts:
         items.mask(c)
     ablation = ablation_study(
         ctx, interpretation, items, cfg.n_ablation, cfg.n_random, cfg.min_active_users, cfg.seed, cfg.ablation_min_items
     )
-    studied = [steer_concept(ctx, c, latents, items, cfg) for c, latents in targets.items()]
+    studied = [steer_concept(select, c, latents, items, cfg, report_ctx=ctx) for c, latents in targets.items()]
     return SteerResult(
         config=asdict(cfg),
         n_users=len(ctx.users),
@@ -341,5 +373,6 @@ def steer_summary(result: SteerResult) -> dict[str, Any]:
             "alpha": chosen["strength"],
             "latents": c["latents"],
             "within_tolerance": chosen.get("within_tolerance", True),
+            "chosen_on": c.get("curves_on", chosen.get("measured_on")),
         }
     return out
