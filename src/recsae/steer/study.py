@@ -70,8 +70,8 @@ class SteerConfig:
     latent_source: str = "decoder"
     """How a concept resolves to the latents it is steered through: 'decoder' (the latents whose
     decoder directions most selectively raise its items' scores) or 'rules' (the most confident
-    interpretable latents whose rule names it). On ML-1M SASRec, 'decoder' kept NDCG@10 within
-    5 % at x2.3-x5 genre share where 'rules' reached x1.4-x1.8."""
+    interpretable latents whose rule names it). On ML-1M SASRec with a plain TopK SAE, 'decoder'
+    beat 'rules' for 16 of 18 genres; with the load-balanced SAE the two are close."""
     latents_per_concept: int = 16
     """Latents per concept, at most this many."""
     add_alphas: tuple[float, ...] = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
