@@ -117,3 +117,21 @@ def test_strength_is_chosen_on_validation_items_and_reported_on_test_items(world
 def test_select_on_must_be_a_held_out_split() -> None:
     with pytest.raises(ConfigError, match="select_on"):
         SteerConfig(select_on="train")
+
+
+@pytest.mark.slow
+def test_without_a_strength_inside_the_tolerance_the_weakest_add_step_is_reported_as_outside_it(world) -> None:
+    from dataclasses import replace
+
+    # strengths so large that every step wrecks NDCG on the selection items
+    cfg = SteerConfig(**{**SMALL.__dict__, "concepts": ("genre=C",), "add_alphas": (0.0, 50.0, 100.0),
+                         "mix_alphas": (0.0, 1.0), "ndcg_tolerance": 0.0, "refine_steps": 0, "select_on": None})  # fmt: skip
+    result = run_steer(world.model, world.sae, world.split, world.interpretation, world.items, cfg)
+    c = result.concepts[0]
+    assert all(r["ndcg"] < r["ndcg_before"] for m in c["curves"].values() for r in m if r["strength"] > 0)
+    assert (c["chosen"]["method"], c["chosen"]["strength"], c["chosen"]["within_tolerance"]) == ("add", 50.0, False)
+    entry = steer_summary(result)["genre=C"]
+    assert entry["within_tolerance"] is False and entry["alpha"] == 50.0 and entry["chosen_on"] == "test"
+    reported = run_steer(world.model, world.sae, world.split, world.interpretation, world.items,
+                         replace(cfg, select_on="valid")).concepts[0]["chosen"]  # fmt: skip
+    assert reported["measured_on"] == "test" and reported["strength"] == 50.0

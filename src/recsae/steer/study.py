@@ -356,11 +356,7 @@ def steer_summary(result: SteerResult) -> dict[str, Any]:
     ablation test and the debiasing table are in steer.json."""
     out: dict[str, Any] = {}
     for c in result.concepts:
-        chosen = c["chosen"]
-        if chosen is None:
-            # no strength kept NDCG within tolerance: report the weakest positive add step
-            steps = [r for r in c["curves"]["add"] if r["strength"] != 0] or c["curves"]["add"]
-            chosen = {"method": "add", **steps[0], "within_tolerance": False}
+        chosen = c["chosen"]  # steer_concept: never None, within_tolerance always set
         out[c["concept"]] = {
             "share_before": chosen["share_before"],
             "share_after": chosen["share"],
@@ -372,7 +368,7 @@ def steer_summary(result: SteerResult) -> dict[str, Any]:
             "method": chosen["method"],
             "alpha": chosen["strength"],
             "latents": c["latents"],
-            "within_tolerance": chosen.get("within_tolerance", True),
-            "chosen_on": c.get("curves_on", chosen.get("measured_on")),
+            "within_tolerance": chosen["within_tolerance"],
+            "chosen_on": c["curves_on"],
         }
     return out
