@@ -88,6 +88,14 @@ def test_explicit_options_override_the_dataset_preset() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("option", "message"), [("sae_k", "k and expansion"), ("sae_expansion", "k and expansion"),
+                                                  ("sae_epochs", "epochs"), ("sae_balance", "balance_rate")])
+def test_bad_sae_options_fail_before_any_stage_runs(tmp_path: Path, option: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run_pipeline(tmp_path / "run", tiny_config(**{option: -1}))
+    assert not (tmp_path / "run").exists()
+
+
 def test_stage_commands_work_on_a_run_folder(tiny_run: Path) -> None:
     import subprocess
     import sys

@@ -127,11 +127,22 @@ class Run:
         self.save()
 
 
+def _check_sae_options(cfg: RunConfig) -> None:
+    """Fail before any training on SAE options that could never work (k <= latents is checked
+    once the model's width is known)."""
+    from recsae.sae.config import SaeTrainConfig
+
+    if cfg.sae_k < 1 or cfg.sae_expansion < 1:
+        raise ConfigError(f"sae: k and expansion must be >= 1, got k={cfg.sae_k}, expansion={cfg.sae_expansion}")
+    SaeTrainConfig(epochs=cfg.sae_epochs, balance_rate=cfg.sae_balance)
+
+
 def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = False) -> dict[str, Any]:
     """Run the whole job into ``out`` and return the summary (also in ``out/summary.json``)."""
     unknown = set(cfg.stages) - set(STAGES)
     if unknown:
         raise ConfigError(f"unknown stage(s) {sorted(unknown)}: expected some of {', '.join(STAGES)}")
+    _check_sae_options(cfg)
     out = Path(out)
     seed_everything(cfg.seed)
     device = default_device(cfg.device)
