@@ -21,6 +21,7 @@ from recsae.data.dataset import SplitData
 from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
 from recsae.io import FORMAT_VERSION, read_json, write_json
+from recsae.sae.config import SaeTrainConfig
 from recsae.utils import default_device, environment_info, log, seed_everything
 
 SUMMARY = "summary.json"
@@ -127,14 +128,16 @@ class Run:
         self.save()
 
 
+def _sae_train_config(cfg: RunConfig) -> SaeTrainConfig:
+    return SaeTrainConfig(epochs=cfg.sae_epochs, seed=cfg.seed, balance_rate=cfg.sae_balance)
+
+
 def _check_sae_options(cfg: RunConfig) -> None:
     """Fail before any training on SAE options that could never work (k <= latents is checked
     once the model's width is known)."""
-    from recsae.sae.config import SaeTrainConfig
-
     if cfg.sae_k < 1 or cfg.sae_expansion < 1:
         raise ConfigError(f"sae: k and expansion must be >= 1, got k={cfg.sae_k}, expansion={cfg.sae_expansion}")
-    SaeTrainConfig(epochs=cfg.sae_epochs, balance_rate=cfg.sae_balance)
+    _sae_train_config(cfg)
 
 
 def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = False) -> dict[str, Any]:
@@ -234,7 +237,7 @@ def _model_stage(run: Run, split: SplitData, device: torch.device, force: bool) 
 
 def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, force: bool) -> tuple[Any, Any]:
     from recsae.probe.store import ActivationStore
-    from recsae.sae.config import SaeConfig, SaeTrainConfig
+    from recsae.sae.config import SaeConfig
     from recsae.sae.model import TopKSAE
     from recsae.sae.splice import run_sae_stage, splice_summary
 
@@ -243,8 +246,7 @@ def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, for
         log.info("sae: reusing %s", run.out / "sae")
         return TopKSAE.load(run.out / "sae", device), ActivationStore.open(run.out / "activations")
     sae_cfg = SaeConfig(d_in=model.dim, expansion=run.cfg.sae_expansion, k=run.cfg.sae_k)
-    train_cfg = SaeTrainConfig(epochs=run.cfg.sae_epochs, seed=run.cfg.seed, balance_rate=run.cfg.sae_balance)
-    result = run_sae_stage(model, split, run.out, sae_cfg, train_cfg, checkpoint=run.out / "model",
+    result = run_sae_stage(model, split, run.out, sae_cfg, _sae_train_config(run.cfg), checkpoint=run.out / "model",
                            device=device, force=force)
     run.summary["sae"] = splice_summary(result.splice)
     return result.trained.sae, result.store
