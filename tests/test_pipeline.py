@@ -45,6 +45,9 @@ def test_run_writes_every_documented_summary_key(tiny_run: Path) -> None:
     for key in ("n_alive", "n_interpretable", "share_interpretable", "coherence", "planted_recovered"):
         assert key in interp, key
     assert "share_interpretable" in interp["neurons"] and "share_interpretable" in interp["random_sae"]
+    for unit, share in interp["explained_by_interpretable"].items():  # floats: every decoder bias reached it
+        assert isinstance(share, float) and share <= 1.0, unit
+    assert set(interp["explained_by_interpretable"]) == {"sae", "neurons", "random_sae"}
     assert s["steer"], "the steering stage studied no concept"
     for concept in s["steer"].values():
         assert {"share_before", "share_after", "random_control_share_after", "ndcg_before", "ndcg_after"} <= set(concept)

@@ -270,7 +270,8 @@ def _interpret_stage(run: Run, model: Any, sae: Any, store: Any, split: SplitDat
     inputs = run_inputs(model, sae, store, split, seed=run.cfg.seed, random_sae=random_sae)
     result = interpret(**inputs)
     write_interpretation(result, run.out)
-    keys = ("n_alive", "n_interpretable", "share_interpretable", "coherence", "planted_recovered")
+    keys = ("n_alive", "n_interpretable", "share_interpretable", "coherence", "explained_by_interpretable",
+            "planted_recovered")
     summary = {k: result.summary[k] for k in keys if k in result.summary}
     for base in ("neurons", "random_sae"):
         if base in result.summary:

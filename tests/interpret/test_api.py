@@ -11,6 +11,7 @@ from recsae.interpret.baselines import (
     coherence,
     concept_selectivity,
     decoder_concepts,
+    explained_variance,
     planted_recovery,
     top_decoder_items,
     top_rows,
@@ -146,3 +147,36 @@ def test_invalid_options_are_config_errors(toy: Toy) -> None:
     with pytest.raises(ConfigError, match=r"fit_fraction.*fit_target"):
         interpret(toy.ctx, toy.meta, toy.counts, toy.acts,
                   cfg=InterpretConfig(fit_fraction=1.0, fit=FitConfig(fit_target="median")))
+
+
+def test_explained_variance_is_one_for_an_exact_dictionary_and_zero_for_none() -> None:
+    rng = np.random.default_rng(0)
+    acts = sp.random(200, 8, density=0.3, random_state=1, format="csr")
+    decoder, bias = rng.normal(size=(8, 5)), rng.normal(size=5)
+    reps = acts @ decoder + bias
+    assert np.isclose(explained_variance(reps, acts, decoder, bias, np.ones(8, bool)), 1.0)
+    assert np.isclose(explained_variance(reps, acts, decoder, reps.mean(0), np.zeros(8, bool)), 0.0)
+    some = np.arange(8) < 3
+    by_hand = 1 - ((reps - (acts[:, some] @ decoder[some] + bias)) ** 2).sum() / ((reps - reps.mean(0)) ** 2).sum()
+    assert np.isclose(explained_variance(reps, acts, decoder, bias, some), by_hand)
+    # the chunk size never changes it, and dense acts give the same as sparse
+    assert np.isclose(explained_variance(reps, acts, decoder, bias, some, chunk=7), by_hand)
+    assert np.isclose(explained_variance(reps, acts.toarray(), decoder, bias, some), by_hand)
+
+
+def test_neurons_explain_their_share_of_the_variance_and_latents_what_they_rebuild(toy: Toy) -> None:
+    rng = np.random.default_rng(2)
+    decoder, bias = rng.normal(size=(4, 6)), rng.normal(size=6)
+    reps = np.asarray(toy.acts @ decoder + bias)
+    res = interpret(toy.ctx, toy.meta, toy.counts, toy.acts, neuron_acts=reps, reps=reps,
+                    sae_decoder=decoder, sae_decoder_bias=bias)
+    keep = res.table["interpretable"].to_numpy()
+    assert keep.tolist() == [True, False, True, False]
+    expected = explained_variance(reps, toy.acts, decoder, bias, keep)
+    assert np.isclose(res.summary["explained_by_interpretable"]["sae"], expected) and 0 < expected < 1
+    neurons = res.baselines["neurons"]["interpretable"].to_numpy()
+    var = reps.var(axis=0)
+    assert np.isclose(res.summary["explained_by_interpretable"]["neurons"], var[neurons].sum() / var.sum())
+    # without the decoder bias the SAE's share cannot be computed
+    assert interpret(toy.ctx, toy.meta, toy.counts, toy.acts, reps=reps, sae_decoder=decoder).summary[
+        "explained_by_interpretable"]["sae"] is None

@@ -59,3 +59,5 @@ def test_run_inputs_feed_interpret_end_to_end() -> None:
     res = interpret(**inputs)
     assert len(res.table) == 32 and set(res.baselines) == {"neurons", "random_sae"}
     assert len(res.summary["planted"]) == 4
+    assert inputs["sae_decoder_bias"].shape == (8,)
+    assert all(v is None or v <= 1.0 for v in res.summary["explained_by_interpretable"].values())

@@ -16,6 +16,7 @@ from recsae.errors import ConfigError
 from recsae.interpret.baselines import (
     coherence,
     decoder_concepts,
+    explained_variance,
     planted_recovery,
     top_decoder_items,
     top_rows,
@@ -153,13 +154,16 @@ def interpret_units(
     dense: bool = False,
     reps: np.ndarray | None = None,
     decoder: np.ndarray | None = None,
+    decoder_bias: np.ndarray | None = None,
     item_emb: np.ndarray | None = None,
     titles: list[str] | None = None,
 ) -> UnitResult:
     """Fit, validate and describe every unit of ``acts`` (rows x units).
 
     ``dense=True`` treats the units as raw neurons (top decile = active), else as sparse SAE
-    latents (``acts`` a CSR matrix of non-zero activations).
+    latents (``acts`` a CSR matrix of non-zero activations). With ``reps`` (the rows'
+    representations), ``decoder`` and ``decoder_bias`` (SAE latents; neurons need neither), the
+    summary also says how much of the representations the interpretable units reconstruct.
     """
     n_rows = prep.feats.shape[0]
     if acts.shape[0] != n_rows:
@@ -257,6 +261,7 @@ def interpret_units(
         }
     )
     summary = _summary(table, cfg)
+    summary["explained_by_interpretable"] = _explained_by(acts, reps, decoder, decoder_bias, interpretable, dense)
     if cfg.planted_attribute:
         planted = [c for c, a in enumerate(prep.vocab.attribute) if a == cfg.planted_attribute and prep.vocab.kind[c] == "value"]
         if planted:
@@ -264,6 +269,23 @@ def interpret_units(
             summary["planted_recovered"] = share
             summary["planted"] = per
     return UnitResult(table, summary)
+
+
+def _explained_by(
+    acts: sp.spmatrix | np.ndarray, reps: np.ndarray | None, decoder: np.ndarray | None,
+    decoder_bias: np.ndarray | None, keep: np.ndarray, dense: bool,
+) -> float | None:
+    """1 - FVU of the representations rebuilt from the ``keep`` units alone (None without the
+    inputs it needs); neurons: the kept dimensions' share of the variance."""
+    if reps is None:
+        return None
+    if dense:
+        x = np.asarray(acts, dtype=np.float64)
+        mean = x.mean(axis=0)
+        return _nan_to_none(explained_variance(reps, x - mean, np.eye(x.shape[1]), mean, keep))
+    if decoder is None or decoder_bias is None:
+        return None
+    return _nan_to_none(explained_variance(reps, acts, decoder, decoder_bias, keep))
 
 
 def _nan_to_none(x: float) -> float | None:
@@ -307,6 +329,8 @@ def interpret(
     reps: np.ndarray | None = None,
     sae_decoder: np.ndarray | None = None,
     random_decoder: np.ndarray | None = None,
+    sae_decoder_bias: np.ndarray | None = None,
+    random_decoder_bias: np.ndarray | None = None,
     item_emb: np.ndarray | None = None,
     cfg: InterpretConfig | None = None,
 ) -> InterpretationResult:
@@ -315,7 +339,8 @@ def interpret(
     ``sae_acts``/``random_acts``: rows x m sparse activations (the SAE's top-k per row);
     ``neuron_acts``: rows x d dense (usually the representations themselves); ``reps``: rows x d
     representations for coherence; decoders (m x d) and ``item_emb`` ((n_items + 1) x d) give
-    each latent's top items. Rows follow ``ctx`` (users, prefix positions, top-K recs).
+    each latent's top items; with the decoder biases (d) as well, ``explained_by_interpretable``
+    is the share of the representations' variance the interpretable latents rebuild. Rows follow ``ctx`` (users, prefix positions, top-K recs).
     """
     from recsae.io import FORMAT_VERSION
     from recsae.utils import environment_info
@@ -323,7 +348,7 @@ def interpret(
     cfg = cfg or InterpretConfig()
     prep = prepare(ctx, item_meta, item_counts, cfg)
     kw = {"reps": reps, "item_emb": item_emb, "titles": item_meta.title}
-    sae = interpret_units(sae_acts, prep, ctx, cfg, decoder=sae_decoder, **kw)  # type: ignore[arg-type]
+    sae = interpret_units(sae_acts, prep, ctx, cfg, decoder=sae_decoder, decoder_bias=sae_decoder_bias, **kw)  # type: ignore[arg-type]
     users = np.asarray(ctx.users)
     summary: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -348,13 +373,16 @@ def interpret(
         summary["neurons"] = {k: v for k, v in res.summary.items() if k not in ("planted",)}
         coh["neurons"] = res.summary["coherence"]
     if random_acts is not None:
-        res = interpret_units(random_acts, prep, ctx, cfg, decoder=random_decoder, **kw)  # type: ignore[arg-type]
+        res = interpret_units(random_acts, prep, ctx, cfg, decoder=random_decoder, decoder_bias=random_decoder_bias, **kw)  # type: ignore[arg-type]
         baselines["random_sae"] = res.table
         summary["random_sae"] = {k: v for k, v in res.summary.items() if k not in ("planted",)}
         coh["random_sae"] = res.summary["coherence"]
     summary["coherence"] = coh
     summary["coherence_all"] = {"sae": sae.summary["coherence_all"]} | {
         k: summary[k]["coherence_all"] for k in baselines
+    }
+    summary["explained_by_interpretable"] = {"sae": sae.summary["explained_by_interpretable"]} | {
+        k: summary[k]["explained_by_interpretable"] for k in baselines
     }
     return InterpretationResult(sae.table, summary, baselines)
 

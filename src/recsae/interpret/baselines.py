@@ -1,5 +1,6 @@
 """Per-unit evidence shared by the SAE and its baselines: top-activating rows, coherence
-(METHOD.md §4, step 7), top items by decoder direction, and planted-concept recovery (§6).
+(METHOD.md §4, step 7), top items by decoder direction, the share of the representations the
+interpretable units account for, and planted-concept recovery (§6).
 
 All functions work on every unit at once (no Python loop over latents).
 """
@@ -135,6 +136,28 @@ def decoder_concepts(
         best[a : a + chunk] = cols[arg]
         value[a : a + chunk] = sel[np.arange(len(arg)), arg]
     return best, value
+
+
+def explained_variance(
+    reps: np.ndarray, acts: sp.spmatrix | np.ndarray, decoder: np.ndarray, bias: np.ndarray, keep: np.ndarray,
+    chunk: int = 65536,
+) -> float:
+    """How much of the representations the units in ``keep`` account for: 1 - FVU of
+    ``acts[:, keep] @ decoder[keep] + bias`` against ``reps`` (rows x d). With every unit of an
+    exact dictionary it is 1; with none and ``bias`` the mean, 0. For raw neurons pass the
+    centred representations as ``acts``, the identity as ``decoder`` and the mean as ``bias``:
+    the result is the kept dimensions' share of the total variance."""
+    keep = np.asarray(keep, dtype=bool)
+    acts = sp.csr_matrix(acts) if sp.issparse(acts) else np.asarray(acts)
+    decoder = np.asarray(decoder, dtype=np.float64)[keep]
+    bias = np.asarray(bias, dtype=np.float64)
+    mean = np.asarray(reps, dtype=np.float64).mean(axis=0)
+    err = total = 0.0
+    for a in range(0, reps.shape[0], chunk):
+        x = np.asarray(reps[a : a + chunk], dtype=np.float64)
+        err += float(((x - (acts[a : a + chunk][:, keep] @ decoder + bias)) ** 2).sum())
+        total += float(((x - mean) ** 2).sum())
+    return 1.0 - err / total if total > 0 else float("nan")
 
 
 def planted_recovery(

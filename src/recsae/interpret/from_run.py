@@ -86,5 +86,7 @@ def run_inputs(
         "reps": reps,
         "sae_decoder": sae.W_dec.detach().float().cpu().numpy(),
         "random_decoder": random_sae.W_dec.detach().float().cpu().numpy(),
+        "sae_decoder_bias": sae.b_dec.detach().float().cpu().numpy(),
+        "random_decoder_bias": random_sae.b_dec.detach().float().cpu().numpy(),
         "item_emb": item_emb,
     }
