@@ -9,6 +9,7 @@ committed); a rerun resumes unfinished trainings and reuses finished ones. Wall 
 shared machine are pessimistic, so process CPU seconds are recorded too.
 
     python benchmarks/bench_models.py --datasets ml-100k --models sasrec,bpr --max-epochs 5
+    python benchmarks/bench_models.py --datasets ml-100k --models sasrec --seeds 0,1,2,3,4
     python benchmarks/bench_models.py --recbole-python /work/venvs/recbole/bin/python --recbole-epochs 1
 """
 
@@ -33,6 +34,7 @@ from recsae.io import write_json
 from recsae.models.pop import MostPopular
 from recsae.models.registry import model_config
 from recsae.models.trainer import TrainConfig, evaluate_model, train_model
+from recsae.pipeline import PRESETS
 from recsae.utils import environment_info, setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,8 +49,8 @@ MODELS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "bpr": ({"dim": 64, "reg": 1e-4}, {"lr": 1e-3, "batch_size": 4096, "patience": 20}),
     "lightgcn": ({"dim": 64, "n_layers": 3, "reg": 1e-4}, {"lr": 5e-3, "batch_size": 4096, "patience": 20}),
 }
-"""Model and training options (the same on both datasets; a ``patience`` here overrides
-``--patience``). Sequential models use lr 3e-3 and batch 64 rather than the usual 1e-3 / 128:
+"""Model and training options (``model_options`` adds ``recsae run``'s preset for the dataset;
+a ``patience`` here or in the preset overrides ``--patience``). Sequential models use lr 3e-3 and batch 64 rather than the usual 1e-3 / 128:
 on ml-100k it reached valid NDCG@10 0.047 after 3 epochs against 0.026, which matters when the
 epoch budget is minutes on 2 cores. The general models' validation NDCG is noisy and still
 climbing after tens of (sub-second) epochs, hence the longer patience: on ml-100k, LightGCN
@@ -61,17 +63,26 @@ def most_popular(split: SplitData) -> dict[str, float]:
     return {k: v for k, v in res.items() if k.endswith(("@10", "@20"))}
 
 
-def run_model(name: str, split: SplitData, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+def model_options(dataset: str, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The benchmark's options for a model, with ``recsae run``'s tuned preset for the dataset on
+    top: the benchmark measures what the pipeline trains."""
     model_opts, train_opts = MODELS[name]
+    preset_model, preset_train = PRESETS.get((dataset, name), ({}, {}))
+    return model_opts | preset_model, train_opts | preset_train
+
+
+def run_model(name: str, dataset: str, split: SplitData, work: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    model_opts, train_opts = model_options(dataset, name)
     epochs = int(dict(kv.split("=") for kv in args.model_epochs.split(",") if kv).get(name, args.max_epochs))
     opts = {"epochs": epochs, "patience": args.patience, "max_seconds": args.max_seconds} | train_opts
     tcfg = TrainConfig(**opts)
     cpu0 = time.process_time()
-    res = train_model(name, split, model_config(name, **model_opts), work, seed=args.seed, train_cfg=tcfg)
+    res = train_model(name, split, model_config(name, **model_opts), work, seed=seed, train_cfg=tcfg)
     secs = [h.seconds for h in res.history]
     return {
         "model_config": model_opts,
         "train_config": opts,
+        "seed": seed,
         "epochs": res.epochs,
         "best_epoch": res.best_epoch,
         "stopped_by": "patience" if res.epochs - res.best_epoch >= tcfg.patience
@@ -85,6 +96,20 @@ def run_model(name: str, split: SplitData, work: Path, args: argparse.Namespace)
         "per_epoch": [{"epoch": h.epoch, "seconds": round(h.seconds, 2), "loss": round(h.loss, 5),
                        "valid_ndcg@10": round(h.valid["ndcg@10"], 5)} for h in res.history],
     }
+
+
+def over_seeds(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation over seeds of the test metrics and the timings."""
+    metrics = runs[0]["test"].keys()
+    out: dict[str, Any] = {
+        "seeds": [r["seed"] for r in runs],
+        "test_mean": {k: float(np.mean([r["test"][k] for r in runs])) for k in metrics},
+        "test_sd": {k: float(np.std([r["test"][k] for r in runs], ddof=1)) if len(runs) > 1 else 0.0 for k in metrics},
+    }
+    for key in ("seconds_per_epoch", "seconds_to_best_epoch", "best_epoch"):
+        values = [r[key] for r in runs if r[key] is not None]
+        out[f"{key}_mean"] = float(np.mean(values)) if values else None
+    return out
 
 
 RECBOLE_SCRIPT = """
@@ -115,7 +140,7 @@ def run_recbole(split: SplitData, dataset: str, work: Path, args: argparse.Names
         # with its CE loss; it trains on every prefix as a separate sequence
         "train_neg_sample_args": None, "loss_type": "CE", "eval_batch_size": 1024,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
-        "metrics": ["NDCG", "Hit"], "topk": [10], "valid_metric": "NDCG@10", "seed": args.seed,
+        "metrics": ["NDCG", "Hit"], "topk": [10], "valid_metric": "NDCG@10", "seed": int(args.seeds.split(",")[0]),
         "show_progress": False, "stopping_step": args.patience,
     }
     env = os.environ | {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
@@ -149,7 +174,7 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--only-existing", action="store_true",
                    help="report only models already trained (or being trained) in --work-dir")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; each model is trained once per seed")
     p.add_argument("--work-dir", default=str(Path(tempfile.gettempdir()) / "recsae-bench"))
     p.add_argument("--recbole-python", default=None, help="python of a venv with recbole==1.2.1")
     p.add_argument("--recbole-datasets", default="ml-100k")
@@ -157,10 +182,11 @@ def main() -> None:
     p.add_argument("--recbole-timeout", type=int, default=1800)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_models.json"))
     args = p.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",")]
     setup_logging()
 
     results: dict[str, Any] = {
-        "benchmark": "bench_models", "command": " ".join(sys.argv), "seed": args.seed,
+        "benchmark": "bench_models", "command": " ".join(sys.argv), "seeds": args.seeds,
         "protocol": "leave-one-out, full ranking, history masked, pessimistic ties",
         "environment": environment_info(), "load_average": os.getloadavg(), "datasets": {},
     }
@@ -172,12 +198,17 @@ def main() -> None:
             "n_interactions": split.dataset.n_interactions, "most_popular": most_popular(split), "models": {},
         }
         for name in args.models.split(","):
-            work = Path(args.work_dir) / dataset / name
-            if args.only_existing and not (work / "train_state.json").is_file():
-                entry["models"][name] = {"not_run": "no training in the work dir (--only-existing)"}
-                continue
-            entry["models"][name] = run_model(name, split, work, args)
-            print(dataset, name, json.dumps(entry["models"][name]["test"]), flush=True)
+            runs = []
+            for seed in seeds:
+                work = Path(args.work_dir) / dataset / name / f"seed{seed}"
+                if args.only_existing and not (work / "train_state.json").is_file():
+                    continue
+                runs.append(run_model(name, dataset, split, work, seed, args))
+                print(dataset, name, seed, json.dumps(runs[-1]["test"]), flush=True)
+            entry["models"][name] = (
+                {"runs": runs} | over_seeds(runs) if runs
+                else {"not_run": "no training in the work dir (--only-existing)"}
+            )
         if args.recbole_python and dataset in args.recbole_datasets.split(","):
             entry["recbole_sasrec"] = run_recbole(split, dataset, Path(args.work_dir), args)
         elif dataset in args.recbole_datasets.split(","):

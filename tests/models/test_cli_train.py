@@ -57,3 +57,26 @@ def test_evaluate_a_folder_without_checkpoint_exits_2(tmp_path: Path, capsys: py
 def test_unknown_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["train", "--model", "nope", "--out", str(tmp_path)], capsys)
     assert code == 2 and "sasrec" in err
+
+
+@pytest.mark.slow
+def test_train_on_a_named_dataset_takes_its_preset_unless_an_option_is_given(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from recsae.io import read_json
+    from recsae.pipeline import preset
+
+    model_opts, train_opts = preset("synthetic", "sasrec")
+    assert model_opts and train_opts, "the synthetic SASRec preset this test relies on is gone"
+    code, _, err = run(["train", "--dataset", "synthetic", "--out", str(tmp_path / "a"), "--epochs", "1",
+                        "--dim", "8", "--device", "cpu"], capsys)
+    assert code == 0, err
+    cfg = read_json(tmp_path / "a" / "config.json")
+    assert {k: cfg["model"]["config"][k] for k in model_opts} == model_opts
+    assert {k: cfg["train"][k] for k in train_opts} == train_opts
+    assert cfg["model"]["config"]["dim"] == 8
+    code, _, err = run(["train", "--dataset", "synthetic", "--out", str(tmp_path / "b"), "--epochs", "1",
+                        "--dim", "8", "--lr", "0.0007", "--max-len", "20", "--device", "cpu"], capsys)
+    assert code == 0, err
+    cfg = read_json(tmp_path / "b" / "config.json")
+    assert cfg["train"]["lr"] == 0.0007 and cfg["model"]["config"]["max_len"] == 20

@@ -40,28 +40,36 @@ def train(
     k_core: KCoreOpt = None,
     protocol: ProtocolOpt = "auto",
     epochs: Annotated[int, typer.Option(help="Most epochs.")] = 200,
-    patience: Annotated[int, typer.Option(help="Early-stopping patience (epochs without a better valid NDCG@10).")] = 10,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 1e-3,
-    batch_size: Annotated[Optional[int], typer.Option(help="Rows per step [default: the model's].")] = None,  # noqa: UP045
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience (epochs without a better valid NDCG@10) [default: the preset's, else 10].")] = None,  # noqa: UP045
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate [default: the preset's, else 1e-3].")] = None,  # noqa: UP045
+    batch_size: Annotated[Optional[int], typer.Option(help="Rows per step [default: the preset's, else the model's].")] = None,  # noqa: UP045
     dim: Annotated[Optional[int], typer.Option(help="Embedding width [default: 64].")] = None,  # noqa: UP045
-    max_len: Annotated[Optional[int], typer.Option(help="Longest history (sequential models) [default: 200].")] = None,  # noqa: UP045
+    max_len: Annotated[Optional[int], typer.Option(help="Longest history (sequential models) [default: the preset's, else 200].")] = None,  # noqa: UP045
     layers: Annotated[Optional[int], typer.Option(help="Blocks (SASRec), GRU layers, or propagation layers (LightGCN).")] = None,  # noqa: UP045
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout (sequential models) [default: 0.2].")] = None,  # noqa: UP045
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout (sequential models) [default: the preset's, else 0.2].")] = None,  # noqa: UP045
     loss: Annotated[Optional[str], typer.Option(help="Sequential loss: ce (full softmax) or bce (sampled negatives).")] = None,  # noqa: UP045
     max_seconds: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many training seconds.")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option(help="Random seed (data generation, initialisation, batches).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
 ) -> None:
-    """Train a recommender with early stopping and write its checkpoint folder."""
+    """Train a recommender with early stopping and write its checkpoint folder.
+
+    On a named dataset with a tuned preset (the one `recsae run` uses, e.g. SASRec on ml-1m or
+    ml-100k), options left unset take the preset's values."""
     from recsae.models.registry import model_class, model_config
     from recsae.models.trainer import TrainConfig, train_model
+    from recsae.pipeline import preset
 
     opts = dataset_options(dataset, data_root, fmt, min_rating, k_core)
-    layer_field = {"sasrec": "n_blocks", "gru4rec": "n_layers", "lightgcn": "n_layers"}.get(model_class(model).name)
+    name = model_class(model).name
+    preset_model, preset_train = preset(dataset, name)
+    layer_field = {"sasrec": "n_blocks", "gru4rec": "n_layers", "lightgcn": "n_layers"}.get(name)
     overrides: dict[str, Any] = {"dim": dim, "max_len": max_len, "dropout": dropout, "loss": loss}
     overrides[layer_field or "n_layers"] = layers
-    cfg = model_config(model, **overrides)
-    tcfg = TrainConfig(epochs=epochs, patience=patience, lr=lr, batch_size=batch_size, max_seconds=max_seconds)
+    cfg = model_config(model, **preset_model | {k: v for k, v in overrides.items() if v is not None})
+    explicit = {"patience": patience, "lr": lr, "batch_size": batch_size}
+    tcfg = TrainConfig(epochs=epochs, max_seconds=max_seconds,
+                       **preset_train | {k: v for k, v in explicit.items() if v is not None})
     split = _load_split(opts, protocol, seed)
     source = opts.to_dict() | {"protocol": protocol, "seed": seed}
     result = train_model(model, split, cfg, out, seed, device, tcfg, data_source=source)
