@@ -80,3 +80,12 @@ def test_train_on_a_named_dataset_takes_its_preset_unless_an_option_is_given(
     assert code == 0, err
     cfg = read_json(tmp_path / "b" / "config.json")
     assert cfg["train"]["lr"] == 0.0007 and cfg["model"]["config"]["max_len"] == 20
+
+
+def test_help_shows_where_unset_options_take_their_values(capsys: pytest.CaptureFixture[str]) -> None:
+    # bracketed text in a help string is rich markup and vanishes from the rendered help
+    code, out, _ = run(["train", "--help"], capsys)
+    assert code == 0
+    text = " ".join(out.replace("│", " ").split())
+    assert "Adam learning rate. Default: the preset's, else 1e-3." in text
+    assert "Rows per step. Default: the preset's, else the model's." in text

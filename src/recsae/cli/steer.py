@@ -139,7 +139,7 @@ def steer_command(
     run: Annotated[Path, typer.Option("--run", help="Run folder (the --out of `recsae run`).")],
     concept: Annotated[Optional[str], typer.Option("--concept", help="Concept to steer toward / measure, e.g. genre=Horror.")] = None,  # noqa: UP045
     latent: Annotated[Optional[list[int]], typer.Option("--latent", help="Latent id to edit (repeatable); default: the concept's latents.")] = None,  # noqa: UP045
-    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Steering strength α (h' = h + α‖h‖ Σ W_dec[j], or the mix weight with --method mix).")] = None,  # noqa: UP045
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Steering strength α (h' = h + α‖h‖ Σ_j W_dec_j over the chosen latents, or the mix weight with --method mix).")] = None,  # noqa: UP045
     scale: Annotated[Optional[float], typer.Option("--scale", help="Multiply the latents by this (0 ablates).")] = None,  # noqa: UP045
     clamp: Annotated[Optional[float], typer.Option("--clamp", help="Set the latents to this activation.")] = None,  # noqa: UP045
     method: Annotated[str, typer.Option("--method", help="Steering with --alpha: add (decoder direction) or mix (mass-preserving).")] = "add",

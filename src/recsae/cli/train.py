@@ -40,13 +40,13 @@ def train(
     k_core: KCoreOpt = None,
     protocol: ProtocolOpt = "auto",
     epochs: Annotated[int, typer.Option(help="Most epochs.")] = 200,
-    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience (epochs without a better valid NDCG@10) [default: the preset's, else 10].")] = None,  # noqa: UP045
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate [default: the preset's, else 1e-3].")] = None,  # noqa: UP045
-    batch_size: Annotated[Optional[int], typer.Option(help="Rows per step [default: the preset's, else the model's].")] = None,  # noqa: UP045
-    dim: Annotated[Optional[int], typer.Option(help="Embedding width [default: 64].")] = None,  # noqa: UP045
-    max_len: Annotated[Optional[int], typer.Option(help="Longest history (sequential models) [default: the preset's, else 200].")] = None,  # noqa: UP045
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience (epochs without a better valid NDCG@10). Default: the preset's, else 10.")] = None,  # noqa: UP045
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. Default: the preset's, else 1e-3.")] = None,  # noqa: UP045
+    batch_size: Annotated[Optional[int], typer.Option(help="Rows per step. Default: the preset's, else the model's.")] = None,  # noqa: UP045
+    dim: Annotated[Optional[int], typer.Option(help="Embedding width. Default: 64.")] = None,  # noqa: UP045
+    max_len: Annotated[Optional[int], typer.Option(help="Longest history (sequential models). Default: the preset's, else 200.")] = None,  # noqa: UP045
     layers: Annotated[Optional[int], typer.Option(help="Blocks (SASRec), GRU layers, or propagation layers (LightGCN).")] = None,  # noqa: UP045
-    dropout: Annotated[Optional[float], typer.Option(help="Dropout (sequential models) [default: the preset's, else 0.2].")] = None,  # noqa: UP045
+    dropout: Annotated[Optional[float], typer.Option(help="Dropout (sequential models). Default: the preset's, else 0.2.")] = None,  # noqa: UP045
     loss: Annotated[Optional[str], typer.Option(help="Sequential loss: ce (full softmax) or bce (sampled negatives).")] = None,  # noqa: UP045
     max_seconds: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many training seconds.")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option(help="Random seed (data generation, initialisation, batches).")] = 0,
@@ -79,7 +79,7 @@ def train(
 
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="A checkpoint folder written by `recsae train`.")],
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset [default: the one recorded in the checkpoint].")] = None,  # noqa: UP045
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset. Default: the one recorded in the checkpoint.")] = None,  # noqa: UP045
     data_root: DataRootOpt = None,
     fmt: FormatOpt = None,
     min_rating: MinRatingOpt = None,
