@@ -109,6 +109,21 @@ def test_decoder_concepts_name_the_eligible_concept_each_direction_raises() -> N
     assert none.tolist() == [-1, -1]
 
 
+def test_decoder_concepts_prefer_a_solid_large_concept_to_a_tiny_one_with_a_chance_gap() -> None:
+    scores = np.r_[np.ones(20), np.zeros(19), 3.0]  # items 1-40 along one direction
+    emb = np.r_[[[0.0]], scores[:, None]]  # row 0: padding
+    member = np.zeros((41, 2))
+    member[1:21, 0] = 1  # big: the 20 items the direction raises
+    member[[21, 40], 1] = 1  # tiny: one high item and one low one
+    sel = concept_selectivity(scores[None, :], member[1:])[0]
+    assert sel[1] > sel[0], "the tiny concept must have the larger raw gap for this test to mean anything"
+    eligible = np.ones(2, dtype=bool)
+    raw, raw_value = decoder_concepts(np.ones((1, 1)), emb, sp.csr_matrix(member), eligible, z=0.0)
+    bounded, value = decoder_concepts(np.ones((1, 1)), emb, sp.csr_matrix(member), eligible)
+    assert raw.tolist() == [1] and bounded.tolist() == [0]
+    assert value[0] == pytest.approx(sel[0]) and raw_value[0] == pytest.approx(sel[1])
+
+
 def test_planted_recovery_counts_concepts_whose_best_latent_reaches_the_threshold() -> None:
     share, table = planted_recovery([[0], [0, 1], [2]], np.array([0.5, 0.9, 0.95]), [0, 1, 3], ["a", "b", "c", "d"], 0.8)
     assert share == 2 / 3
