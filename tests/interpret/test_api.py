@@ -141,6 +141,9 @@ def test_cli_prints_the_most_confident_latents_with_titles(toy: Toy, tmp_path) -
     assert out.exit_code == 0, out.output
     assert "last item has genre=Horror" in out.output and "Horror film" in out.output
     assert "2 of 3 alive latents interpretable" in out.output
+    # without decoders only the neurons' share is known, and only it is printed
+    neurons = 100 * res.summary["explained_by_interpretable"]["neurons"]
+    assert f"interpretable units alone: neurons {neurons:.1f} %" in out.output
 
 
 def test_cli_without_an_interpretation_is_a_user_error(tmp_path) -> None:

@@ -43,6 +43,10 @@ def show_interpretation(run: Path, top: int = 20, all_latents: bool = False) -> 
         )
         coh = s.get("coherence") or {}
         lines.append("coherence: " + ", ".join(f"{k} {_fmt(v)}" for k, v in coh.items()))
+        rebuilt = {k: v for k, v in (s.get("explained_by_interpretable") or {}).items() if v is not None}
+        if rebuilt:
+            lines.append("variance of the representations rebuilt from the interpretable units alone: "
+                         + ", ".join(f"{k} {100 * float(v):.1f} %" for k, v in rebuilt.items()))
         if s.get("planted_recovered") is not None:
             lines.append(f"planted concepts recovered: {100 * float(s['planted_recovered']):.0f} %")
     shown = table if all_latents else table[table["interpretable"]]
