@@ -32,3 +32,17 @@ def test_run_of_the_model_stage_writes_summary_json(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (out / "summary.json").is_file()
     assert "test NDCG@10" in result.stdout
+
+
+def test_headline_reports_each_interpretation_figure_the_summary_has() -> None:
+    from recsae.cli.run import _headline
+
+    interp = {"n_interpretable": 5, "n_alive": 10, "share_interpretable": 0.5,
+              "neurons": {"share_interpretable": 0.25}, "random_sae": {"share_interpretable": 0.4},
+              "explained_by_interpretable": {"sae": 0.8, "neurons": 0.125, "random_sae": None}}
+    text = _headline({"interpret": interp})
+    assert "interpretable latents: 5/10 alive (50.0%; neurons 25.0%, random SAE 40.0%)" in text
+    assert "variance rebuilt from the interpretable units alone: SAE 80.0%, neurons 12.5%" in text
+    assert "random SAE" not in text.splitlines()[-1]  # a figure that could not be computed is left out
+    del interp["explained_by_interpretable"]  # summaries written before the key existed
+    assert "variance rebuilt" not in _headline({"interpret": interp})

@@ -87,6 +87,11 @@ def _headline(summary: dict) -> str:
         lines.append(f"interpretable latents: {i['n_interpretable']}/{i['n_alive']} alive "
                      f"({i['share_interpretable']:.1%}; neurons {i['neurons']['share_interpretable']:.1%}, "
                      f"random SAE {i['random_sae']['share_interpretable']:.1%})")
+        rebuilt = {k: v for k, v in (i.get("explained_by_interpretable") or {}).items() if v is not None}
+        if rebuilt:
+            names = {"sae": "SAE", "neurons": "neurons", "random_sae": "random SAE"}
+            lines.append("variance rebuilt from the interpretable units alone: "
+                         + ", ".join(f"{names.get(k, k)} {v:.1%}" for k, v in rebuilt.items()))
         if i.get("planted_recovered") is not None:
             lines.append(f"planted concepts recovered: {i['planted_recovered']:.1%}")
     for concept, s in summary.get("steer", {}).items():
