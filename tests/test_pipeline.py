@@ -16,7 +16,9 @@ TINY = {"n_users": 160, "n_items": 120, "n_concepts": 6, "min_seq_len": 12, "max
 
 def tiny_config(**kw) -> RunConfig:
     base = {
-        "data_kwargs": TINY, "epochs": 3, "sae_expansion": 4, "sae_k": 8, "sae_epochs": 2, "seed": 3,
+        # exactly two SAE passes: the tiny store would otherwise get 100 (sae_min_rows)
+        "data_kwargs": TINY, "epochs": 3, "sae_expansion": 4, "sae_k": 8, "sae_epochs": 2, "sae_min_rows": 0,
+        "seed": 3,
     }
     return RunConfig(**(base | kw))
 
@@ -92,7 +94,8 @@ def test_explicit_options_override_the_dataset_preset() -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("option", "message"), [("sae_k", "k and expansion"), ("sae_expansion", "k and expansion"),
-                                                  ("sae_epochs", "epochs"), ("sae_balance", "balance_rate")])
+                                                  ("sae_epochs", "epochs"), ("sae_balance", "balance_rate"),
+                                                  ("sae_min_rows", "min_rows")])
 def test_bad_sae_options_fail_before_any_stage_runs(tmp_path: Path, option: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         run_pipeline(tmp_path / "run", tiny_config(**{option: -1}))

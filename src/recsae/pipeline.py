@@ -55,6 +55,10 @@ class RunConfig:
     """Latents per input dimension."""
     sae_epochs: int = 4
     """Passes of the SAE over the training rows (early stopping on validation FVU)."""
+    sae_min_rows: int = 1_500_000
+    """The SAE trains on at least this many rows in all, so a small activation store gets more
+    passes (ML-1M's 470k training rows keep 4; ml-latest-small's 27k get 55: FVU 0.143 -> 0.083
+    with 4 -> 70 passes). 0: exactly ``sae_epochs``."""
     sae_balance: float = 0.03
     """Load balancing of latent usage (``SaeTrainConfig.balance_rate``; 0: plain TopK). Without
     it most latents of a 2,048-latent SAE on a 64-d representation fire on almost no rows and
@@ -137,7 +141,7 @@ class Run:
 
 
 def _sae_train_config(cfg: RunConfig) -> SaeTrainConfig:
-    return SaeTrainConfig(epochs=cfg.sae_epochs, seed=cfg.seed, balance_rate=cfg.sae_balance)
+    return SaeTrainConfig(epochs=cfg.sae_epochs, min_rows=cfg.sae_min_rows, seed=cfg.seed, balance_rate=cfg.sae_balance)
 
 
 def _check_sae_options(cfg: RunConfig) -> None:

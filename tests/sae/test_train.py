@@ -121,6 +121,22 @@ def test_row_budget_spans_epochs() -> None:
     assert [r["rows"] for r in res.history] == [1000, 1000, 500]
 
 
+def test_min_rows_adds_passes_on_a_small_set_but_never_removes_any() -> None:
+    x = _planted(1000)
+    res = train_sae(x, CFG, SaeTrainConfig(**{**TC.to_dict(), "min_rows": 4500}), device="cpu")
+    assert [r["rows"] for r in res.history] == [1000, 1000, 1000, 1000, 500]
+    res = train_sae(x, CFG, SaeTrainConfig(**{**TC.to_dict(), "min_rows": 1500}), device="cpu")
+    assert len(res.history) == TC.epochs  # two passes already see 2000 rows
+
+
+def test_min_rows_stops_at_the_pass_limit(monkeypatch) -> None:
+    monkeypatch.setattr(train_mod, "MIN_ROWS_MAX_EPOCHS", 3)
+    res = train_sae(_planted(1000), CFG, SaeTrainConfig(**{**TC.to_dict(), "min_rows": 10**9}), device="cpu")
+    assert [r["rows"] for r in res.history] == [1000, 1000, 1000]
+    with pytest.raises(ConfigError, match="min_rows"):
+        SaeTrainConfig(min_rows=-1)
+
+
 def test_checkpoint_files_and_resume_continue(tmp_path) -> None:
     x = _planted(1200)
     valid = x[1000:]

@@ -34,6 +34,7 @@ def run(
     k: Annotated[int, typer.Option("--k", help="SAE: active latents per row.")] = 32,
     expansion: Annotated[int, typer.Option(help="SAE: latents per input dimension.")] = 32,
     sae_epochs: Annotated[int, typer.Option(help="SAE: passes over the training rows.")] = 4,
+    sae_min_rows: Annotated[int, typer.Option(help="SAE: train on at least this many rows in all (more passes on a small store, at most 100; 0: exactly --sae-epochs).")] = 1_500_000,
     sae_balance: Annotated[float, typer.Option(help="SAE: load-balancing rate of latent usage (0: plain TopK).")] = 0.03,
     concept: Annotated[list[str] | None, typer.Option("--concept", help="Concept to steer toward, e.g. "
                                                       "genre=Horror (repeatable; default: chosen automatically).")] = None,
@@ -58,6 +59,7 @@ def run(
         sae_expansion=expansion,
         sae_epochs=sae_epochs,
         sae_balance=sae_balance,
+        sae_min_rows=sae_min_rows,
         steer_concepts=tuple(concept or ()),
         stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
         seed=seed,

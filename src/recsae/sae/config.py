@@ -65,6 +65,11 @@ class SaeConfig:
         return cls(**data)
 
 
+MIN_ROWS_MAX_EPOCHS = 100
+"""The most passes ``SaeTrainConfig.min_rows`` may add: beyond that a store is too small to fit
+the SAE well, and more passes only overfit it."""
+
+
 @dataclass(frozen=True)
 class SaeTrainConfig:
     """Optimisation of the SAE: Adam with linear warm-up and decay, batches counted in rows."""
@@ -85,6 +90,10 @@ class SaeTrainConfig:
     """Passes over the training rows (ignored when ``max_rows`` is set)."""
     max_rows: int | None = None
     """Row budget: stop after this many training rows (may span several epochs)."""
+    min_rows: int = 0
+    """Train on at least this many rows in all: a small training set gets more passes than
+    ``epochs`` (at most ``MIN_ROWS_MAX_EPOCHS``) so that the SAE takes enough optimizer steps.
+    Ignored when ``max_rows`` is set."""
     seed: int = 0
     """Seed of the initialisation and of the per-epoch row shuffle."""
     patience: int | None = None
@@ -120,6 +129,8 @@ class SaeTrainConfig:
             raise ConfigError(f"sae train: batch_size must be >= 1, got {self.batch_size}")
         if self.epochs < 1:
             raise ConfigError(f"sae train: epochs must be >= 1, got {self.epochs}")
+        if self.min_rows < 0:
+            raise ConfigError(f"sae train: min_rows must be >= 0, got {self.min_rows}")
         if self.max_rows is not None and self.max_rows < 1:
             raise ConfigError(f"sae train: max_rows must be >= 1, got {self.max_rows}")
         if self.patience is not None and self.patience < 1:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from recsae.errors import ConfigError, DataError
 from recsae.io import FORMAT_VERSION, read_json, read_tensors, write_json, write_tensors, write_with
-from recsae.sae.config import SaeConfig, SaeTrainConfig
+from recsae.sae.config import MIN_ROWS_MAX_EPOCHS, SaeConfig, SaeTrainConfig
 from recsae.sae.metrics import SaeMetrics, evaluate_sae, l0
 from recsae.sae.model import TopKSAE
 from recsae.utils import default_device, environment_info, log, progress
@@ -186,7 +186,9 @@ def train_sae(
     ``out_dir``, write checkpoints there and (``resume``) continue a run interrupted there."""
     dev = default_device(None if device is None else str(device))
     rows = _Rows(train, cfg.d_in, dev)
-    total_rows = train_cfg.max_rows if train_cfg.max_rows is not None else train_cfg.epochs * rows.n
+    total_rows = train_cfg.max_rows if train_cfg.max_rows is not None else max(
+        train_cfg.epochs * rows.n, min(train_cfg.min_rows, MIN_ROWS_MAX_EPOCHS * rows.n)
+    )
     n_epochs = math.ceil(total_rows / rows.n)
     out = Path(out_dir) if out_dir is not None else None
 
@@ -356,7 +358,7 @@ def _load_state(
     saved_train = dict(meta["train"])
     now_train = train_cfg.to_dict()
     # Only the budget may change between a run and its resumption.
-    for key in ("epochs", "max_rows", "patience"):
+    for key in ("epochs", "max_rows", "min_rows", "patience"):
         saved_train.pop(key, None)
         now_train.pop(key, None)
     saved_train["betas"] = list(saved_train["betas"])
