@@ -34,7 +34,7 @@ from recsae.io import write_json
 from recsae.models.pop import MostPopular
 from recsae.models.registry import model_config
 from recsae.models.trainer import TrainConfig, evaluate_model, train_model
-from recsae.pipeline import PRESETS
+from recsae.pipeline import preset
 from recsae.utils import environment_info, setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def model_options(dataset: str, name: str) -> tuple[dict[str, Any], dict[str, An
     """The benchmark's options for a model, with ``recsae run``'s tuned preset for the dataset on
     top: the benchmark measures what the pipeline trains."""
     model_opts, train_opts = MODELS[name]
-    preset_model, preset_train = PRESETS.get((dataset, name), ({}, {}))
+    preset_model, preset_train = preset(dataset, name)
     return model_opts | preset_model, train_opts | preset_train
 
 
@@ -140,7 +140,7 @@ def run_recbole(split: SplitData, dataset: str, work: Path, args: argparse.Names
         # with its CE loss; it trains on every prefix as a separate sequence
         "train_neg_sample_args": None, "loss_type": "CE", "eval_batch_size": 1024,
         "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full", "group_by": "user"},
-        "metrics": ["NDCG", "Hit"], "topk": [10], "valid_metric": "NDCG@10", "seed": int(args.seeds.split(",")[0]),
+        "metrics": ["NDCG", "Hit"], "topk": [10], "valid_metric": "NDCG@10", "seed": args.seeds[0],
         "show_progress": False, "stopping_step": args.patience,
     }
     env = os.environ | {"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
@@ -174,7 +174,8 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--only-existing", action="store_true",
                    help="report only models already trained (or being trained) in --work-dir")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds; each model is trained once per seed")
+    p.add_argument("--seeds", default=[0], type=lambda text: [int(x) for x in text.split(",")],
+                   help="comma-separated seeds; each model is trained once per seed")
     p.add_argument("--work-dir", default=str(Path(tempfile.gettempdir()) / "recsae-bench"))
     p.add_argument("--recbole-python", default=None, help="python of a venv with recbole==1.2.1")
     p.add_argument("--recbole-datasets", default="ml-100k")
@@ -182,7 +183,6 @@ def main() -> None:
     p.add_argument("--recbole-timeout", type=int, default=1800)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_models.json"))
     args = p.parse_args()
-    seeds = [int(x) for x in args.seeds.split(",")]
     setup_logging()
 
     results: dict[str, Any] = {
@@ -199,7 +199,7 @@ def main() -> None:
         }
         for name in args.models.split(","):
             runs = []
-            for seed in seeds:
+            for seed in args.seeds:
                 work = Path(args.work_dir) / dataset / name / f"seed{seed}"
                 if args.only_existing and not (work / "train_state.json").is_file():
                     continue
