@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
 from recsae.io import read_json
-from recsae.pipeline import RunConfig, model_settings, run_pipeline
+from recsae.pipeline import PRESETS, RunConfig, model_settings, preset, run_pipeline
 
 TINY = {"n_users": 160, "n_items": 120, "n_concepts": 6, "min_seq_len": 12, "max_seq_len": 20}
 
@@ -90,6 +91,16 @@ def test_explicit_options_override_the_dataset_preset() -> None:
     model_opts, train_opts = model_settings(RunConfig(max_len=30, lr=1e-4))
     assert model_opts["max_len"] == 30 and train_opts["lr"] == 1e-4
     assert model_settings(RunConfig(data=DatasetOptions("ml-1m"), model="bpr")) == ({}, {"epochs": 200})
+
+
+def test_preset_lays_given_options_over_the_tuned_ones_and_leaves_presets_alone() -> None:
+    tuned = copy.deepcopy(PRESETS)
+    model_opts, train_opts = preset("ml-100k", "sasrec", {"max_len": 20, "dropout": None}, {"lr": 1e-4})
+    assert model_opts == {"max_len": 20, "dropout": 0.4}  # None means "not given": the preset's stays
+    assert train_opts == {"lr": 1e-4, "batch_size": 64, "patience": 20}
+    model_opts["max_len"] = 7
+    assert tuned == PRESETS
+    assert preset("no-such-dataset", "sasrec", {"dim": None}) == ({}, {})
 
 
 @pytest.mark.slow

@@ -100,20 +100,23 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {
 """Tuned defaults; options given explicitly in ``RunConfig`` override them."""
 
 
-def preset(dataset: str, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Copies of the tuned (model options, ``TrainConfig`` options) for a named dataset and a
-    registry model name; empty where none was tuned."""
-    model_opts, train_opts = PRESETS.get((dataset, model), ({}, {}))
-    return dict(model_opts), dict(train_opts)
+def preset(
+    dataset: str, model: str, model_opts: dict[str, Any] | None = None, train_opts: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The tuned (model options, ``TrainConfig`` options) for a named dataset and a registry model
+    name (empty where none was tuned), with the given options that are not None laid over them."""
+    tuned_model, tuned_train = PRESETS.get((dataset, model), ({}, {}))
+    given_model = {k: v for k, v in (model_opts or {}).items() if v is not None}
+    given_train = {k: v for k, v in (train_opts or {}).items() if v is not None}
+    return tuned_model | given_model, tuned_train | given_train
 
 
 def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """The model config overrides and ``TrainConfig`` options for a run: preset, then explicit."""
-    model_opts, train_opts = preset(cfg.data.dataset, cfg.model)
-    if cfg.max_len is not None:
-        model_opts["max_len"] = cfg.max_len
-    explicit = {"lr": cfg.lr, "batch_size": cfg.batch_size, "patience": cfg.patience}
-    train_opts.update({k: v for k, v in explicit.items() if v is not None})
+    model_opts, train_opts = preset(
+        cfg.data.dataset, cfg.model, {"max_len": cfg.max_len},
+        {"lr": cfg.lr, "batch_size": cfg.batch_size, "patience": cfg.patience},
+    )
     return model_opts, {"epochs": cfg.epochs} | train_opts
 
 

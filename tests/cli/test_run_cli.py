@@ -46,3 +46,20 @@ def test_headline_reports_each_interpretation_figure_the_summary_has() -> None:
     assert "random SAE" not in text.splitlines()[-1]  # a figure that could not be computed is left out
     del interp["explained_by_interpretable"]  # summaries written before the key existed
     assert "variance rebuilt" not in _headline({"interpret": interp})
+
+
+def test_headline_and_interpret_command_print_the_same_interpretation_lines() -> None:
+    from recsae.cli.interpret import summary_lines
+    from recsae.cli.run import _headline
+
+    interp = {"n_interpretable": 5, "n_alive": 10, "share_interpretable": 0.5,
+              "neurons": {"share_interpretable": 0.25}, "random_sae": {"share_interpretable": 0.4},
+              "coherence": {"sae": 0.7, "neurons": 0.6, "random_sae": 0.5},
+              "explained_by_interpretable": {"sae": 0.8, "neurons": 0.125, "random_sae": 0.3},
+              "planted_recovered": 1.0}
+    shared = summary_lines(interp)
+    assert shared == [ln for ln in summary_lines(interp, coherence=True) if not ln.startswith("coherence")]
+    assert _headline({"interpret": interp}).splitlines() == shared
+    assert "coherence: SAE 0.70, neurons 0.60, random SAE 0.50" in summary_lines(interp, coherence=True)
+    # a summary missing figures prints placeholders instead of failing
+    assert summary_lines({}) == ["interpretable latents: ?/? alive (?; neurons ?, random SAE ?)"]

@@ -140,10 +140,10 @@ def test_cli_prints_the_most_confident_latents_with_titles(toy: Toy, tmp_path) -
     out = CliRunner().invoke(app, ["interpret", "--run", str(tmp_path), "--top", "5"])
     assert out.exit_code == 0, out.output
     assert "last item has genre=Horror" in out.output and "Horror film" in out.output
-    assert "2 of 3 alive latents interpretable" in out.output
+    assert "interpretable latents: 2/3 alive" in out.output
     # without decoders only the neurons' share is known, and only it is printed
-    neurons = 100 * res.summary["explained_by_interpretable"]["neurons"]
-    assert f"interpretable units alone: neurons {neurons:.1f} %" in out.output
+    neurons = res.summary["explained_by_interpretable"]["neurons"]
+    assert f"interpretable units alone: neurons {neurons:.1%}\n" in out.output
 
 
 def test_cli_without_an_interpretation_is_a_user_error(tmp_path) -> None:

@@ -76,10 +76,12 @@ def test_train_on_a_named_dataset_takes_its_preset_unless_an_option_is_given(
     assert {k: cfg["train"][k] for k in train_opts} == train_opts
     assert cfg["model"]["config"]["dim"] == 8
     code, _, err = run(["train", "--dataset", "synthetic", "--out", str(tmp_path / "b"), "--epochs", "1",
-                        "--dim", "8", "--lr", "0.0007", "--max-len", "20", "--device", "cpu"], capsys)
+                        "--dim", "8", "--lr", "0.0007", "--max-len", "20", "--label-smoothing", "0.1",
+                        "--device", "cpu"], capsys)
     assert code == 0, err
     cfg = read_json(tmp_path / "b" / "config.json")
     assert cfg["train"]["lr"] == 0.0007 and cfg["model"]["config"]["max_len"] == 20
+    assert cfg["model"]["config"]["label_smoothing"] == 0.1
 
 
 def test_help_shows_where_unset_options_take_their_values(capsys: pytest.CaptureFixture[str]) -> None:

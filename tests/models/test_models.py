@@ -43,6 +43,33 @@ def test_bce_loss_with_sampled_negatives_trains(name: str, split: SplitData) -> 
     assert torch.isfinite(loss) and loss > 0
 
 
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_label_smoothing_mixes_the_target_loss_with_the_mean_loss_over_the_catalogue(name: str, split: SplitData) -> None:
+    eps = 0.3
+    smooth = build(name, split, label_smoothing=eps).eval()
+    plain = build(name, split).eval()
+    plain.load_state_dict(smooth.state_dict())
+    tensors = smooth.training_tensors(split)
+    batch = tuple(t[:8] for t in tensors)
+    users, inputs, targets = batch
+    with torch.no_grad():
+        h = plain.hidden_states(users, inputs).states[targets > 0]
+        logp = torch.log_softmax(h @ plain.item_embeddings()[1:].T, -1)
+        target_nll = plain.loss(batch, torch.Generator())
+        expected = (1 - eps) * target_nll - eps * logp.mean(-1).mean()
+        torch.testing.assert_close(smooth.loss(batch, torch.Generator()), expected)
+    assert expected != target_nll
+
+
+@pytest.mark.parametrize(("opts", "message"), [({"label_smoothing": 1.0}, "label_smoothing must be in"),
+                                               ({"label_smoothing": 0.1, "loss": "bce"}, "'ce' loss only")])
+def test_bad_label_smoothing_is_a_config_error(opts: dict, message: str) -> None:
+    from recsae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        model_config("sasrec", **opts)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_probe_shapes_and_score_is_dot_product_with_item_table(name: str, split: SplitData) -> None:
     model = build(name, split).eval()

@@ -12,6 +12,32 @@ def _fmt(x: object, digits: int = 2) -> str:
     return "-" if x is None or x != x else f"{float(x):.{digits}f}"  # type: ignore[arg-type]
 
 
+_UNIT_NAMES = {"sae": "SAE", "neurons": "neurons", "random_sae": "random SAE"}
+
+
+def _share(x: object) -> str:
+    return "?" if x is None else f"{float(x):.1%}"  # type: ignore[arg-type]
+
+
+def summary_lines(s: dict, coherence: bool = False) -> list[str]:
+    """The interpretation's headline figures (the ``interpret`` part of ``summary.json``), as
+    printed by both ``recsae interpret`` and ``recsae run``; keys a summary lacks are skipped."""
+    lines = [
+        f"interpretable latents: {s.get('n_interpretable', '?')}/{s.get('n_alive', '?')} alive "
+        f"({_share(s.get('share_interpretable'))}; neurons {_share((s.get('neurons') or {}).get('share_interpretable'))}, "
+        f"random SAE {_share((s.get('random_sae') or {}).get('share_interpretable'))})"
+    ]
+    if coherence and s.get("coherence"):
+        lines.append("coherence: " + ", ".join(f"{_UNIT_NAMES.get(k, k)} {_fmt(v)}" for k, v in s["coherence"].items()))
+    rebuilt = {k: v for k, v in (s.get("explained_by_interpretable") or {}).items() if v is not None}
+    if rebuilt:
+        lines.append("variance rebuilt from the interpretable units alone: "
+                     + ", ".join(f"{_UNIT_NAMES.get(k, k)} {_share(v)}" for k, v in rebuilt.items()))
+    if s.get("planted_recovered") is not None:
+        lines.append(f"planted concepts recovered: {_share(s['planted_recovered'])}")
+    return lines
+
+
 def show_interpretation(run: Path, top: int = 20, all_latents: bool = False) -> str:
     """Text listing of the most confident latents of a run folder's interpretation."""
     import pandas as pd
@@ -34,21 +60,7 @@ def show_interpretation(run: Path, top: int = 20, all_latents: bool = False) -> 
     lines = []
     summary_path = run / SUMMARY_FILE
     if summary_path.is_file():
-        s = read_json(summary_path)
-        lines.append(
-            f"{s.get('n_interpretable', '?')} of {s.get('n_alive', '?')} alive latents interpretable "
-            f"({100 * float(s.get('share_interpretable') or 0):.1f} %); neurons "
-            f"{100 * float((s.get('neurons') or {}).get('share_interpretable') or 0):.1f} %, random SAE "
-            f"{100 * float((s.get('random_sae') or {}).get('share_interpretable') or 0):.1f} %"
-        )
-        coh = s.get("coherence") or {}
-        lines.append("coherence: " + ", ".join(f"{k} {_fmt(v)}" for k, v in coh.items()))
-        rebuilt = {k: v for k, v in (s.get("explained_by_interpretable") or {}).items() if v is not None}
-        if rebuilt:
-            lines.append("variance of the representations rebuilt from the interpretable units alone: "
-                         + ", ".join(f"{k} {100 * float(v):.1f} %" for k, v in rebuilt.items()))
-        if s.get("planted_recovered") is not None:
-            lines.append(f"planted concepts recovered: {100 * float(s['planted_recovered']):.0f} %")
+        lines += summary_lines(read_json(summary_path), coherence=True)
     shown = table if all_latents else table[table["interpretable"]]
     shown = shown.sort_values(["confidence", "val_f1"], ascending=False).head(top)
     lines.append(f"top {len(shown)} latents by validated confidence:")

@@ -15,6 +15,7 @@ from recsae.cli.data import (
     MinRatingOpt,
     dataset_options,
 )
+from recsae.cli.interpret import summary_lines
 
 
 def run(
@@ -73,9 +74,10 @@ def run(
 def _headline(summary: dict) -> str:
     """A few lines a person reads first."""
     lines = []
-    ds = summary.get("dataset", {})
-    lines.append(f"dataset {ds.get('name')}: {ds.get('n_users')} users, {ds.get('n_items')} items, "
-                 f"{ds.get('n_interactions')} interactions")
+    if "dataset" in summary:
+        ds = summary["dataset"]
+        lines.append(f"dataset {ds.get('name')}: {ds.get('n_users')} users, {ds.get('n_items')} items, "
+                     f"{ds.get('n_interactions')} interactions")
     if "model" in summary:
         m = summary["model"]
         pop = summary.get("baseline", {}).get("most_popular", {}).get("test", {})
@@ -85,17 +87,7 @@ def _headline(summary: dict) -> str:
         lines.append(f"SAE: FVU {s['fvu']:.4f}, NDCG@10 retention {s['retention']:.1%}, top-10 overlap "
                      f"{s['top10_overlap']:.3f} (random SAE {s['random_sae']['top10_overlap']:.3f})")
     if "interpret" in summary:
-        i = summary["interpret"]
-        lines.append(f"interpretable latents: {i['n_interpretable']}/{i['n_alive']} alive "
-                     f"({i['share_interpretable']:.1%}; neurons {i['neurons']['share_interpretable']:.1%}, "
-                     f"random SAE {i['random_sae']['share_interpretable']:.1%})")
-        rebuilt = {k: v for k, v in (i.get("explained_by_interpretable") or {}).items() if v is not None}
-        if rebuilt:
-            names = {"sae": "SAE", "neurons": "neurons", "random_sae": "random SAE"}
-            lines.append("variance rebuilt from the interpretable units alone: "
-                         + ", ".join(f"{names.get(k, k)} {v:.1%}" for k, v in rebuilt.items()))
-        if i.get("planted_recovered") is not None:
-            lines.append(f"planted concepts recovered: {i['planted_recovered']:.1%}")
+        lines += summary_lines(summary["interpret"])
     for concept, s in summary.get("steer", {}).items():
         lines.append(f"steer {concept}: top-10 share {s['share_before']:.3f} -> {s['share_after']:.3f} "
                      f"(random {s['random_control_share_after']:.3f}), NDCG@10 {s['ndcg_before']:.4f} -> {s['ndcg_after']:.4f}")

@@ -48,6 +48,7 @@ def train(
     layers: Annotated[Optional[int], typer.Option(help="Blocks (SASRec), GRU layers, or propagation layers (LightGCN).")] = None,  # noqa: UP045
     dropout: Annotated[Optional[float], typer.Option(help="Dropout (sequential models). Default: the preset's, else 0.2.")] = None,  # noqa: UP045
     loss: Annotated[Optional[str], typer.Option(help="Sequential loss: ce (full softmax) or bce (sampled negatives).")] = None,  # noqa: UP045
+    label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing of the ce loss, in [0, 1). Default: the preset's, else 0.")] = None,  # noqa: UP045
     max_seconds: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many training seconds.")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option(help="Random seed (data generation, initialisation, batches).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
@@ -62,14 +63,15 @@ def train(
 
     opts = dataset_options(dataset, data_root, fmt, min_rating, k_core)
     name = model_class(model).name
-    preset_model, preset_train = preset(dataset, name)
     layer_field = {"sasrec": "n_blocks", "gru4rec": "n_layers", "lightgcn": "n_layers"}.get(name)
-    overrides: dict[str, Any] = {"dim": dim, "max_len": max_len, "dropout": dropout, "loss": loss}
-    overrides[layer_field or "n_layers"] = layers
-    cfg = model_config(model, **preset_model | {k: v for k, v in overrides.items() if v is not None})
-    explicit = {"patience": patience, "lr": lr, "batch_size": batch_size}
-    tcfg = TrainConfig(epochs=epochs, max_seconds=max_seconds,
-                       **preset_train | {k: v for k, v in explicit.items() if v is not None})
+    model_opts, train_opts = preset(
+        dataset, name,
+        {"dim": dim, "max_len": max_len, "dropout": dropout, "loss": loss,
+         "label_smoothing": label_smoothing, layer_field or "n_layers": layers},
+        {"patience": patience, "lr": lr, "batch_size": batch_size},
+    )
+    cfg = model_config(model, **model_opts)
+    tcfg = TrainConfig(epochs=epochs, max_seconds=max_seconds, **train_opts)
     split = _load_split(opts, protocol, seed)
     source = opts.to_dict() | {"protocol": protocol, "seed": seed}
     result = train_model(model, split, cfg, out, seed, device, tcfg, data_source=source)

@@ -198,10 +198,16 @@ class SequentialConfig:
     """'ce' (softmax cross-entropy over the whole catalogue) or 'bce' (sampled negatives)."""
     n_negatives: int = 1
     """Uniformly sampled negatives per position for the 'bce' loss."""
+    label_smoothing: float = 0.0
+    """Share of the 'ce' target spread evenly over the catalogue: a regulariser for small data."""
 
     def __post_init__(self) -> None:
         if self.loss not in ("ce", "bce"):
             raise ConfigError(f"loss must be 'ce' or 'bce', got {self.loss!r}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.label_smoothing and self.loss != "ce":
+            raise ConfigError("label_smoothing applies to the 'ce' loss only")
         if self.dim < 1 or self.max_len < 1 or self.n_negatives < 1:
             raise ConfigError("dim, max_len and n_negatives must be positive")
         if not 0.0 <= self.dropout < 1.0:
@@ -249,7 +255,7 @@ class SequentialRecommender(TrainableRecommender):
         items = self.item_embeddings()
         if self.cfg.loss == "ce":
             # the padding row 0 is left out of the softmax
-            return F.cross_entropy(h @ items[1:].T, pos - 1)
+            return F.cross_entropy(h @ items[1:].T, pos - 1, label_smoothing=self.cfg.label_smoothing)
         neg = torch.randint(1, self.n_items + 1, (len(pos), self.cfg.n_negatives), generator=generator)
         neg = neg.to(pos.device)
         pos_logit = (h * items[pos]).sum(-1)
