@@ -10,6 +10,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from recsae.data import load_dataset
 from recsae.io import write_json
@@ -19,7 +20,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_data.json"
 TARGET_S = {"ml-1m": 10.0}
 
 
-def _time_load(name: str, data_root: Path, repeats: int, **kwargs: object) -> dict[str, object]:
+def _time_load(name: str, data_root: Path, repeats: int, **kwargs: Any) -> dict[str, object]:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -37,8 +37,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "bench_harvest.json"
 
 def _model_and_split(args: argparse.Namespace) -> tuple[Any, Any, str]:
     if args.checkpoint:
-        from recsae.cli.sae import split_for_checkpoint
-        from recsae.models.checkpoint import load_checkpoint
+        from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
 
         model, config = load_checkpoint(args.checkpoint)
         return model, split_for_checkpoint(Path(args.checkpoint), config, args.data_root), "checkpoint"

@@ -11,6 +11,7 @@ shared machine are pessimistic, so process CPU seconds are recorded too.
     python benchmarks/bench_models.py --datasets ml-100k --models sasrec,bpr --max-epochs 5
     python benchmarks/bench_models.py --datasets ml-100k --models sasrec --seeds 0,1,2,3,4
     python benchmarks/bench_models.py --recbole-python /work/venvs/recbole/bin/python --recbole-epochs 1
+    python benchmarks/bench_models.py --datasets ml-100k --models sasrec --merge --out results/x.json
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 from recsae.data.dataset import SplitData
 from recsae.data.registry import load_dataset
 from recsae.data.split import leave_one_out
-from recsae.io import write_json
+from recsae.io import read_json, write_json
 from recsae.models.pop import MostPopular
 from recsae.models.registry import model_config
 from recsae.models.trainer import TrainConfig, evaluate_model, train_model
@@ -38,7 +39,7 @@ from recsae.pipeline import preset
 from recsae.utils import environment_info, setup_logging
 
 ROOT = Path(__file__).resolve().parents[1]
-DATASETS = {
+DATASETS: dict[str, dict[str, Any]] = {
     "ml-1m": {"min_rating": 4, "k_core": 5},
     "ml-100k": {"min_rating": 0, "k_core": 0},
 }
@@ -182,9 +183,14 @@ def main() -> None:
     p.add_argument("--recbole-epochs", type=int, default=1)
     p.add_argument("--recbole-timeout", type=int, default=1800)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_models.json"))
+    p.add_argument("--merge", action="store_true",
+                   help="update an existing --out file: replace only the models (and RecBole) run now, keep "
+                        "the others; each model entry records the command that measured it and when it started")
     args = p.parse_args()
     setup_logging()
 
+    previous = read_json(Path(args.out)) if args.merge and Path(args.out).is_file() else {"datasets": {}}
+    measured_by = {"command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     results: dict[str, Any] = {
         "benchmark": "bench_models", "command": " ".join(sys.argv), "seeds": args.seeds,
         "protocol": "leave-one-out, full ranking, history masked, pessimistic ties",
@@ -195,8 +201,11 @@ def main() -> None:
         split = leave_one_out(load_dataset(dataset, args.data_root, **opts))
         entry: dict[str, Any] = {
             "options": opts, "n_users": split.n_users, "n_items": split.n_items,
-            "n_interactions": split.dataset.n_interactions, "most_popular": most_popular(split), "models": {},
+            "n_interactions": split.dataset.n_interactions, "most_popular": most_popular(split),
+            "models": dict(previous["datasets"].get(dataset, {}).get("models", {})),
         }
+        if "recbole_sasrec" in previous["datasets"].get(dataset, {}):
+            entry["recbole_sasrec"] = previous["datasets"][dataset]["recbole_sasrec"]
         for name in args.models.split(","):
             runs = []
             for seed in args.seeds:
@@ -206,14 +215,18 @@ def main() -> None:
                 runs.append(run_model(name, dataset, split, work, seed, args))
                 print(dataset, name, seed, json.dumps(runs[-1]["test"]), flush=True)
             entry["models"][name] = (
-                {"runs": runs} | over_seeds(runs) if runs
+                {"runs": runs} | over_seeds(runs) | {"measured_by": measured_by} if runs
                 else {"not_run": "no training in the work dir (--only-existing)"}
             )
         if args.recbole_python and dataset in args.recbole_datasets.split(","):
             entry["recbole_sasrec"] = run_recbole(split, dataset, Path(args.work_dir), args)
-        elif dataset in args.recbole_datasets.split(","):
+        elif dataset in args.recbole_datasets.split(",") and "recbole_sasrec" not in entry:
             entry["recbole_sasrec"] = {"error": "not run: pass --recbole-python (a venv with recbole==1.2.1)"}
         results["datasets"][dataset] = entry
+    results["datasets"] = previous["datasets"] | results["datasets"]
+    if "command" in previous:  # entries kept from an earlier run: keep how that run was made
+        earlier = {k: previous[k] for k in ("command", "seeds", "environment", "load_average") if k in previous}
+        results["earlier_runs"] = [*previous.get("earlier_runs", []), earlier]
     results["load_average_end"] = os.getloadavg()
     write_json(args.out, results)
     print(f"wrote {args.out}")

@@ -88,12 +88,15 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {
     ("synthetic", "sasrec"): ({"max_len": 50, "n_blocks": 1}, {"lr": 5e-3, "batch_size": 64, "patience": 3}),
     ("synthetic", "gru4rec"): ({"max_len": 50}, {"lr": 5e-3, "batch_size": 64, "patience": 3}),
     # MovieLens: smaller batches and lr 3e-3 reached a better validation NDCG@10 sooner than
-    # 1e-3 / 128 (benchmarks/bench_models.py)
-    ("ml-1m", "sasrec"): ({}, {"lr": 3e-3, "batch_size": 64}),
-    # ml-100k (943 users) overfits: a 50-item window and dropout 0.4 gave test NDCG@10 0.097 +- 0.003
-    # over seeds 0-4, against 0.092 +- 0.007 for 200 / 0.2, and train 2x faster. Its validation
-    # NDCG@10 is noisy: patience 10 stopped some seeds early.
-    ("ml-100k", "sasrec"): ({"max_len": 50, "dropout": 0.4}, {"lr": 3e-3, "batch_size": 64, "patience": 20}),
+    # 1e-3 / 128 (benchmarks/bench_models.py); label smoothing 0.2 raised seed 0's validation
+    # NDCG@10 from 0.131 to 0.138 (test 0.129 -> 0.133), best epoch 16 -> 29
+    ("ml-1m", "sasrec"): ({"label_smoothing": 0.2}, {"lr": 3e-3, "batch_size": 64}),
+    # ml-100k (943 users) overfits. Test NDCG@10 over seeds 0-4: window 200 / dropout 0.2 0.092 +- 0.007;
+    # window 50 / dropout 0.4 0.097 +- 0.003 (and 2x faster); plus label smoothing 0.2 0.101 +- 0.003
+    # (validation 0.115 -> 0.124). Its validation NDCG@10 is noisy: patience 10 stopped some seeds early.
+    ("ml-100k", "sasrec"): (
+        {"max_len": 50, "dropout": 0.4, "label_smoothing": 0.2}, {"lr": 3e-3, "batch_size": 64, "patience": 20},
+    ),
     # 601 users: the default lr and batch leave SASRec at most-popular level
     ("ml-latest-small", "sasrec"): ({"max_len": 100}, {"lr": 5e-3, "batch_size": 64, "patience": 5}),
 }
