@@ -97,6 +97,10 @@ PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {
     ("ml-100k", "sasrec"): (
         {"max_len": 50, "dropout": 0.4, "label_smoothing": 0.2}, {"lr": 3e-3, "batch_size": 64, "patience": 20},
     ),
+    # GRU4Rec likewise: validation NDCG@10 0.106 -> 0.112 on each of seeds 0-4 (test 0.094 -> 0.096)
+    ("ml-100k", "gru4rec"): (
+        {"max_len": 50, "dropout": 0.4, "label_smoothing": 0.2}, {"lr": 3e-3, "batch_size": 64, "patience": 20},
+    ),
     # 601 users: the default lr and batch leave SASRec at most-popular level
     ("ml-latest-small", "sasrec"): ({"max_len": 100}, {"lr": 5e-3, "batch_size": 64, "patience": 5}),
 }
