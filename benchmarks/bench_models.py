@@ -189,23 +189,32 @@ def main() -> None:
     args = p.parse_args()
     setup_logging()
 
-    previous = read_json(Path(args.out)) if args.merge and Path(args.out).is_file() else {"datasets": {}}
-    measured_by = {"command": " ".join(sys.argv), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    previous: dict[str, Any] = {"datasets": {}}
+    if args.merge and Path(args.out).is_file():  # checked before any training, not after
+        try:
+            previous = read_json(args.out)
+        except json.JSONDecodeError as err:
+            p.error(f"--merge: {args.out} line {err.lineno}: not JSON ({err.msg})")
+        if not isinstance(previous, dict) or not isinstance(previous.get("datasets"), dict):
+            p.error(f"--merge: {args.out} is not a bench_models results file (no 'datasets' object)")
+    command = " ".join(sys.argv)
+    measured_by = {"command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     results: dict[str, Any] = {
-        "benchmark": "bench_models", "command": " ".join(sys.argv), "seeds": args.seeds,
+        "benchmark": "bench_models", "command": command, "seeds": args.seeds,
         "protocol": "leave-one-out, full ranking, history masked, pessimistic ties",
         "environment": environment_info(), "load_average": os.getloadavg(), "datasets": {},
     }
     for dataset in args.datasets.split(","):
         opts = DATASETS[dataset]
         split = leave_one_out(load_dataset(dataset, args.data_root, **opts))
+        before = previous["datasets"].get(dataset, {})
         entry: dict[str, Any] = {
             "options": opts, "n_users": split.n_users, "n_items": split.n_items,
             "n_interactions": split.dataset.n_interactions, "most_popular": most_popular(split),
-            "models": dict(previous["datasets"].get(dataset, {}).get("models", {})),
+            "models": dict(before.get("models", {})),
         }
-        if "recbole_sasrec" in previous["datasets"].get(dataset, {}):
-            entry["recbole_sasrec"] = previous["datasets"][dataset]["recbole_sasrec"]
+        if "recbole_sasrec" in before:
+            entry["recbole_sasrec"] = before["recbole_sasrec"]
         for name in args.models.split(","):
             runs = []
             for seed in args.seeds:
