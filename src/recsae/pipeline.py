@@ -53,11 +53,13 @@ class RunConfig:
     """Active latents per row."""
     sae_expansion: int = 32
     """Latents per input dimension."""
-    sae_epochs: int = 4
-    """Passes of the SAE over the training rows (early stopping on validation FVU)."""
+    sae_epochs: int = 16
+    """Passes of the SAE over the training rows (early stopping on validation FVU). On ML-1M
+    (470k rows) 16 passes instead of 4 raised the share of interpretable latents from 55.8 % to
+    61.6 % and cut the validation FVU from 0.049 to 0.043; 64 passes gave no more (60.4 %)."""
     sae_min_rows: int = 1_500_000
     """The SAE trains on at least this many rows in all, so a small activation store gets more
-    passes (ML-1M's 470k training rows keep 4; ml-latest-small's 27k get 55: FVU 0.143 -> 0.083
+    passes (ML-1M's 470k training rows keep ``sae_epochs``; ml-latest-small's 27k get 55: FVU 0.143 -> 0.083
     with 4 -> 70 passes). 0: exactly ``sae_epochs``."""
     sae_balance: float = 0.03
     """Load balancing of latent usage (``SaeTrainConfig.balance_rate``; 0: plain TopK). Without

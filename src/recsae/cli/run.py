@@ -34,7 +34,7 @@ def run(
     max_len: Annotated[int | None, typer.Option(help="Longest history a sequential model reads. Default: tuned preset, else 200.")] = None,
     k: Annotated[int, typer.Option("--k", help="SAE: active latents per row.")] = 32,
     expansion: Annotated[int, typer.Option(help="SAE: latents per input dimension.")] = 32,
-    sae_epochs: Annotated[int, typer.Option(help="SAE: passes over the training rows.")] = 4,
+    sae_epochs: Annotated[int, typer.Option(help="SAE: passes over the training rows.")] = 16,
     sae_min_rows: Annotated[int, typer.Option(help="SAE: train on at least this many rows in all (more passes on a small store, at most 100; 0: exactly --sae-epochs).")] = 1_500_000,
     sae_balance: Annotated[float, typer.Option(help="SAE: load-balancing rate of latent usage (0: plain TopK).")] = 0.03,
     concept: Annotated[list[str] | None, typer.Option("--concept", help="Concept to steer toward, e.g. "
