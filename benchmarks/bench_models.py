@@ -197,6 +197,9 @@ def main() -> None:
             p.error(f"--merge: {args.out} line {err.lineno}: not JSON ({err.msg})")
         if not isinstance(previous, dict) or not isinstance(previous.get("datasets"), dict):
             p.error(f"--merge: {args.out} is not a bench_models results file (no 'datasets' object)")
+        for name, kept in previous["datasets"].items():
+            if not isinstance(kept, dict) or not isinstance(kept.get("models", {}), dict):
+                p.error(f"--merge: {args.out} field datasets.{name}: expected an object with a 'models' object")
     command = " ".join(sys.argv)
     measured_by = {"command": command, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     results: dict[str, Any] = {

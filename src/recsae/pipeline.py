@@ -54,7 +54,7 @@ class RunConfig:
     sae_expansion: int = 32
     """Latents per input dimension."""
     sae_epochs: int = 16
-    """Passes of the SAE over the training rows (early stopping on validation FVU). On ML-1M
+    """Passes of the SAE over the training rows (the epoch with the best validation FVU is kept). On ML-1M
     (470k rows) 16 passes instead of 4 raised the share of interpretable latents from 52.9 % to
     56.7 % and cut the validation FVU from 0.046 to 0.040 (label-smoothed SASRec: 55.8 -> 61.6 %;
     64 passes gave no more, 60.4 %)."""
