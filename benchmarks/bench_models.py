@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -124,6 +125,26 @@ print("RESULT " + json.dumps({"seconds": time.time() - t, "best_valid": res["bes
 """
 
 
+RECBOLE_EPOCH_LINE = re.compile(
+    r"epoch (?P<epoch>\d+) (?P<phase>training|evaluating) \[time: (?P<seconds>[\d.]+)s, "
+    r"(?:train loss|valid_score): (?P<value>-?[\d.]+(?:e-?\d+)?)\]"
+)
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def parse_recbole_log(text: str) -> list[dict[str, Any]]:
+    """Per-epoch training seconds, train loss, evaluation seconds and validation score from
+    RecBole's console log (colour codes stripped); epochs in the order they were logged."""
+    epochs: dict[int, dict[str, Any]] = {}
+    for match in RECBOLE_EPOCH_LINE.finditer(ANSI_ESCAPE.sub("", text)):
+        row = epochs.setdefault(int(match["epoch"]), {"epoch": int(match["epoch"])})
+        if match["phase"] == "training":
+            row |= {"train_seconds": float(match["seconds"]), "train_loss": float(match["value"])}
+        else:
+            row |= {"valid_seconds": float(match["seconds"]), "valid_score": float(match["value"])}
+    return list(epochs.values())
+
+
 def run_recbole(split: SplitData, dataset: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """RecBole 1.2.1 SASRec on the same interactions, its own leave-one-out and full ranking."""
     ds = split.dataset
@@ -150,16 +171,22 @@ def run_recbole(split: SplitData, dataset: str, work: Path, args: argparse.Names
     try:
         proc = subprocess.run([args.recbole_python, script.name, json.dumps(cfg)], capture_output=True, text=True,
                               env=env, cwd=work, timeout=args.recbole_timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.recbole_timeout} s", "config": cfg}
+    except subprocess.TimeoutExpired as err:  # keep the epochs it logged before the limit
+        logged = b"".join(x if isinstance(x, bytes) else (x or "").encode() for x in (err.stderr, err.output))
+        return {"error": f"timed out after {args.recbole_timeout} s",
+                "per_epoch": parse_recbole_log(logged.decode(errors="replace")), "config": cfg}
     finally:
         os.unlink(script.name)
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if line is None:
         return {"error": (proc.stderr or proc.stdout)[-2000:], "config": cfg}
     out = json.loads(line[7:])
-    out["seconds_per_epoch"] = out["seconds"] / args.recbole_epochs  # includes its data preparation
-    out["epochs"] = args.recbole_epochs
+    out["per_epoch"] = parse_recbole_log(proc.stderr + proc.stdout)
+    out["epochs"] = len(out["per_epoch"]) or args.recbole_epochs
+    out["seconds_per_epoch"] = out["seconds"] / out["epochs"]  # includes its data preparation
+    out["train_seconds_per_epoch"] = (
+        float(np.mean([e["train_seconds"] for e in out["per_epoch"] if "train_seconds" in e])) if out["per_epoch"] else None
+    )
     out["config"] = cfg
     return out
 
@@ -168,7 +195,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", default=os.environ.get("RECSAE_DATA", str(ROOT.parent / "shared" / "data")))
     p.add_argument("--datasets", default="ml-1m,ml-100k")
-    p.add_argument("--models", default="sasrec,gru4rec,bpr,lightgcn")
+    p.add_argument("--models", default="sasrec,gru4rec,bpr,lightgcn", help='comma-separated; "" for none')
     p.add_argument("--max-epochs", type=int, default=200, help="epoch limit per model (lower it for a quick run)")
     p.add_argument("--model-epochs", default="", help="per-model epoch limits, e.g. bpr=50,lightgcn=20")
     p.add_argument("--max-seconds", type=float, default=None, help="training-time limit per model (seconds)")
@@ -218,7 +245,7 @@ def main() -> None:
         }
         if "recbole_sasrec" in before:
             entry["recbole_sasrec"] = before["recbole_sasrec"]
-        for name in args.models.split(","):
+        for name in filter(None, args.models.split(",")):  # --models "" runs RecBole alone
             runs = []
             for seed in args.seeds:
                 work = Path(args.work_dir) / dataset / name / f"seed{seed}"

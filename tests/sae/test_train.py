@@ -257,3 +257,10 @@ def test_resume_restores_selection_bias(tmp_path) -> None:
     assert straight.sae.selection_bias.any()
     assert torch.allclose(resumed.sae.selection_bias, straight.sae.selection_bias, atol=1e-6)
     assert torch.allclose(resumed.sae.W_dec, straight.sae.W_dec, atol=1e-6)
+
+
+def test_epoch_log_explains_an_auxk_of_exactly_one_only_when_latents_are_dead() -> None:
+    rec = {"epoch": 3, "loss": 0.05, "fvu": 0.04, "auxk": 1.0, "dead_fraction": 0.004, "l0": 32.0, "rows_per_s": 1e5}
+    assert "dead latents never pre-activate" in train_mod._format_record(rec)
+    assert "never pre-activate" not in train_mod._format_record(rec | {"auxk": 0.93})
+    assert "never pre-activate" not in train_mod._format_record(rec | {"dead_fraction": 0.0})

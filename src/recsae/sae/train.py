@@ -297,6 +297,10 @@ def _format_record(rec: dict[str, Any]) -> str:
     )
     if "valid_fvu" in rec:
         line += f" | valid fvu {rec['valid_fvu']:.4f} silent {rec['valid_dead_fraction']:.3f}"
+    if rec["dead_fraction"] > 0 and rec["auxk"] >= 1.0 - 1e-6:
+        # AuxK rebuilds the residual from dead latents' positive pre-activations; it is exactly 1
+        # when the dead latents left have none on any row, which is not a bug.
+        line += " (auxk 1: the dead latents never pre-activate, nothing to revive)"
     return line
 
 
