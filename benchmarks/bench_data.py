@@ -7,11 +7,11 @@ Prints the figures and saves benchmarks/results/bench_data.json (with environmen
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from _common import default_data_root
 from recsae.data import load_dataset
 from recsae.io import write_json
 from recsae.utils import environment_info
@@ -60,8 +60,7 @@ def _time_plain_read(data_root: Path, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    default_root = os.environ.get("RECSAE_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    parser.add_argument("--data-root", type=Path, default=Path(default_root))
+    parser.add_argument("--data-root", type=Path, default=default_data_root())
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from _common import default_data_root
 from recsae.data import load_dataset
 from recsae.data.split import make_split
 from recsae.io import write_json
@@ -50,8 +51,7 @@ def _model_and_split(args: argparse.Namespace) -> tuple[Any, Any, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    root = Path(os.environ.get("RECSAE_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
-    parser.add_argument("--data-root", type=Path, default=root)
+    parser.add_argument("--data-root", type=Path, default=default_data_root())
     parser.add_argument("--dataset", default="ml-1m")
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--batch-size", type=int, default=256)

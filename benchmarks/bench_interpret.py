@@ -22,13 +22,14 @@ Writes ``benchmarks/results/bench_interpret.json``.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from _common import default_data_root
+from recsae.data.dataset import item_popularity
 from recsae.data.registry import load_dataset
 from recsae.data.split import leave_one_out
 from recsae.interpret import InterpretConfig, RowContext, interpret_units, prepare
@@ -37,11 +38,6 @@ from recsae.io import write_json
 from recsae.utils import environment_info
 
 RESULT = Path(__file__).parent / "results" / "bench_interpret.json"
-REPO = Path(__file__).resolve().parents[1]
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("RECSAE_DATA") or REPO.parent / "shared" / "data")
 
 
 def simulated_acts(ctx: RowContext, genre_of_item: sp.csr_matrix, m: int, k: int, seed: int) -> sp.csr_matrix:
@@ -103,7 +99,7 @@ def main() -> None:
     args = ap.parse_args()
 
     t0 = time.perf_counter()
-    ds = load_dataset("ml-1m", data_root=data_root())
+    ds = load_dataset("ml-1m", data_root=default_data_root())
     split = leave_one_out(ds)
     hist = split.history("test")
     lengths = hist.lengths()
@@ -113,7 +109,7 @@ def main() -> None:
         keep = np.sort(np.random.default_rng(args.seed).choice(len(users), args.rows, replace=False))
         users, positions = users[keep], positions[keep]
     rng = np.random.default_rng(args.seed + 1)
-    counts = np.bincount(split.train.values, minlength=ds.n_items + 1)
+    counts = item_popularity(split.train.values, ds.n_items)
     pop = counts[1:] / counts[1:].sum()
     recs = rng.choice(np.arange(1, ds.n_items + 1), size=(len(users), 10), p=pop)
     ctx = RowContext(users, positions, hist, recs)

@@ -29,9 +29,11 @@ from typing import Any
 
 import numpy as np
 
+from _common import REPO, default_data_root
 from recsae.data.dataset import SplitData
 from recsae.data.registry import load_dataset
 from recsae.data.split import leave_one_out
+from recsae.errors import DataError
 from recsae.io import read_json, write_json
 from recsae.models.pop import MostPopular
 from recsae.models.registry import model_config
@@ -39,7 +41,6 @@ from recsae.models.trainer import TrainConfig, evaluate_model, train_model
 from recsae.pipeline import preset
 from recsae.utils import environment_info, setup_logging
 
-ROOT = Path(__file__).resolve().parents[1]
 DATASETS: dict[str, dict[str, Any]] = {
     "ml-1m": {"min_rating": 4, "k_core": 5},
     "ml-100k": {"min_rating": 0, "k_core": 0},
@@ -193,7 +194,7 @@ def run_recbole(split: SplitData, dataset: str, work: Path, args: argparse.Names
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", default=os.environ.get("RECSAE_DATA", str(ROOT.parent / "shared" / "data")))
+    p.add_argument("--data-root", type=Path, default=default_data_root())
     p.add_argument("--datasets", default="ml-1m,ml-100k")
     p.add_argument("--models", default="sasrec,gru4rec,bpr,lightgcn", help='comma-separated; "" for none')
     p.add_argument("--max-epochs", type=int, default=200, help="epoch limit per model (lower it for a quick run)")
@@ -209,7 +210,7 @@ def main() -> None:
     p.add_argument("--recbole-datasets", default="ml-100k")
     p.add_argument("--recbole-epochs", type=int, default=1)
     p.add_argument("--recbole-timeout", type=int, default=1800)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_models.json"))
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "bench_models.json"))
     p.add_argument("--merge", action="store_true",
                    help="update an existing --out file: replace only the models (and RecBole) run now, keep "
                         "the others; each model entry records the command that measured it and when it started")
@@ -220,8 +221,8 @@ def main() -> None:
     if args.merge and Path(args.out).is_file():  # checked before any training, not after
         try:
             previous = read_json(args.out)
-        except json.JSONDecodeError as err:
-            p.error(f"--merge: {args.out} line {err.lineno}: not JSON ({err.msg})")
+        except DataError as err:
+            p.error(f"--merge: {err}")
         if not isinstance(previous, dict) or not isinstance(previous.get("datasets"), dict):
             p.error(f"--merge: {args.out} is not a bench_models results file (no 'datasets' object)")
         for name, kept in previous["datasets"].items():

@@ -34,44 +34,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from recsae.data.dataset import Ragged, SplitData
+from _common import default_data_root
+from recsae.data.dataset import SplitData, item_popularity
+from recsae.interpret.from_run import sparse_codes, top_recommendations
 from recsae.io import write_json
 from recsae.steer import ConceptItems, SteerConfig, concept_items, run_steer, steer_summary
 from recsae.utils import environment_info, seed_everything
 
 RESULT = Path(__file__).parent / "results" / "bench_steer.json"
-REPO = Path(__file__).resolve().parents[1]
 PEER_SHARE_RATIO = 2.3
-
-
-def data_root() -> Path:
-    return Path(os.environ.get("RECSAE_DATA") or REPO.parent / "shared" / "data")
-
-
-def row_recommendations(model: Any, x: np.ndarray, users: np.ndarray, positions: np.ndarray, hist: Ragged, k: int = 10) -> np.ndarray:
-    """Top-k items of each harvested row (its prefix masked), from the row's representation."""
-    from recsae.eval import mask_history
-
-    lengths = positions.astype(np.int64)
-    indptr = np.zeros(len(users) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=indptr[1:])
-    starts = hist.indptr[users]
-    offs = np.arange(indptr[-1]) - np.repeat(indptr[:-1], lengths)
-    prefixes = Ragged(indptr, hist.values[np.repeat(starts, lengths) + offs])
-    out = np.zeros((len(users), k), dtype=np.int64)
-    dev = model.item_embeddings().device
-    with torch.no_grad():
-        for s in range(0, len(users), 4096):
-            rows = np.arange(s, min(s + 4096, len(users)))
-            scores = model.score(torch.from_numpy(x[rows]).to(dev)).float()
-            out[rows] = mask_history(scores, prefixes, rows).topk(k, dim=1).indices.cpu().numpy()
-    return out
 
 
 def build_run(dataset: str, work: Path, args: argparse.Namespace) -> tuple[Any, Any, SplitData, Any, ConceptItems, dict[str, Any]]:
     """Train SASRec, harvest, train the SAE and interpret it (a miniature ``recsae run``)."""
-    import scipy.sparse as sp
-
     from recsae.data.registry import load_dataset
     from recsae.data.split import leave_one_out
     from recsae.interpret import InterpretConfig, RowContext, interpret
@@ -80,11 +55,10 @@ def build_run(dataset: str, work: Path, args: argparse.Namespace) -> tuple[Any, 
     from recsae.probe import harvest
     from recsae.sae.config import SaeConfig, SaeTrainConfig
     from recsae.sae.train import train_sae
-    from recsae.steer.metrics import item_popularity
 
     info: dict[str, Any] = {}
     t = time.perf_counter()
-    ds = load_dataset(dataset, data_root=data_root(), min_rating=args.min_rating, k_core=args.k_core)
+    ds = load_dataset(dataset, data_root=default_data_root(), min_rating=args.min_rating, k_core=args.k_core)
     split = leave_one_out(ds)
     source = {"dataset": dataset, "data_root": None, "format": None, "min_rating": args.min_rating,
               "k_core": args.k_core, "protocol": "leave-one-out", "seed": args.seed}  # fmt: skip
@@ -126,12 +100,8 @@ def build_run(dataset: str, work: Path, args: argparse.Namespace) -> tuple[Any, 
 
     t = time.perf_counter()
     hist = split.history("test")
-    recs = row_recommendations(model, x, users, positions, hist)
-    with torch.no_grad():
-        enc = sae.encode(torch.from_numpy(x))
-    vals, idx = enc.top_acts.numpy(), enc.top_indices.numpy()
-    acts = sp.csr_matrix((vals.ravel(), idx.ravel(), np.arange(len(x) + 1) * args.k), shape=(len(x), args.latents))
-    acts.eliminate_zeros()
+    recs = top_recommendations(model, x, users, positions, hist)
+    acts = sparse_codes(sae, x)
     counts = item_popularity(split.train.values, split.n_items)
     ires = interpret(
         RowContext(users, positions, hist, recs), ds.item_meta, counts, acts,

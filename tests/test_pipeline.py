@@ -93,6 +93,16 @@ def test_explicit_options_override_the_dataset_preset() -> None:
     assert model_settings(RunConfig(data=DatasetOptions("ml-1m"), model="bpr")) == ({}, {"epochs": 200})
 
 
+def test_model_name_case_does_not_skip_the_preset() -> None:
+    assert model_settings(RunConfig(model="SASRec")) == model_settings(RunConfig(model="sasrec"))
+
+
+def test_unknown_steering_concept_fails_before_the_model_trains(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="concept"):
+        run_pipeline(tmp_path, tiny_config(steer_concepts=("concept=no-such-concept",)))
+    assert not (tmp_path / "model").exists()
+
+
 def test_preset_lays_given_options_over_the_tuned_ones_and_leaves_presets_alone() -> None:
     tuned = copy.deepcopy(PRESETS)
     tuned_model, tuned_train = PRESETS["ml-100k", "sasrec"]

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from recsae.errors import DataError
+
 FORMAT_VERSION = 1
 """Version of recsae's on-disk formats (checkpoints, activation stores, run folders)."""
 
@@ -47,15 +49,39 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON (NumPy values, tensors and paths converted), atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=True) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+def read_json(path: str | Path) -> dict[str, Any]:
+    """The JSON object in ``path``; DataError naming the file (and line) if it is unreadable,
+    not JSON or not an object."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"not valid JSON ({err.msg}); expected a JSON object", path=path, line=err.lineno) from err
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read ({getattr(err, 'strerror', None) or err}); expected a JSON file", path=path) from err
+    if not isinstance(data, dict):
+        raise DataError(f"expected a JSON object, found {type(data).__name__}", path=path)
+    return data
+
+
+def check_format_version(meta: dict[str, Any], path: str | Path) -> None:
+    """DataError unless ``meta["format_version"]`` is the version this recsae reads."""
+    found = meta.get("format_version")
+    if found != FORMAT_VERSION:
+        raise DataError(
+            f"format version {found!r}, but this recsae reads format version {FORMAT_VERSION} "
+            "(written by another recsae version?)",
+            path=path,
+            field="format_version",
+        )
 
 
 def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` (moved to the CPU) as safetensors, atomically."""
     from safetensors.torch import save_file
 
     with atomic_path(path) as tmp:
@@ -63,9 +89,17 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: 
 
 
 def read_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors in the safetensors file ``path``, on ``device``; DataError naming the file if
+    it is missing, truncated or not safetensors."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    return load_file(str(path), device=str(device))
+    try:
+        return load_file(str(path), device=str(device))
+    except OSError as err:
+        raise DataError(f"cannot read ({err.strerror or err}); expected a safetensors file", path=path) from err
+    except SafetensorError as err:
+        raise DataError(f"not a readable safetensors file ({err}); damaged or truncated?", path=path) from err
 
 
 def write_parquet(path: str | Path, table: Any) -> None:

@@ -21,7 +21,7 @@ from recsae.data.dataset import SplitData
 from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
 from recsae.io import FORMAT_VERSION, read_json, write_json
-from recsae.sae.config import SaeTrainConfig
+from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeTrainConfig
 from recsae.utils import default_device, environment_info, log, seed_everything
 
 SUMMARY = "summary.json"
@@ -53,12 +53,12 @@ class RunConfig:
     """Active latents per row."""
     sae_expansion: int = 32
     """Latents per input dimension."""
-    sae_epochs: int = 16
+    sae_epochs: int = RUN_EPOCHS
     """Passes of the SAE over the training rows (the epoch with the best validation FVU is kept). On ML-1M
     (470k rows) 16 passes instead of 4 raised the share of interpretable latents from 52.9 % to
     56.7 % and cut the validation FVU from 0.046 to 0.040 (label-smoothed SASRec: 55.8 -> 61.6 %;
     64 passes gave no more, 60.4 %)."""
-    sae_min_rows: int = 1_500_000
+    sae_min_rows: int = RUN_MIN_ROWS
     """The SAE trains on at least this many rows in all, so a small activation store gets more
     passes (ML-1M's 470k training rows keep ``sae_epochs``; ml-latest-small's 27k get 55: FVU 0.143 -> 0.083
     with 4 -> 70 passes). 0: exactly ``sae_epochs``."""
@@ -125,8 +125,10 @@ def preset(
 
 def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """The model config overrides and ``TrainConfig`` options for a run: preset, then explicit."""
+    from recsae.models.registry import model_class
+
     model_opts, train_opts = preset(
-        cfg.data.dataset, cfg.model, {"max_len": cfg.max_len},
+        cfg.data.dataset, model_class(cfg.model).name, {"max_len": cfg.max_len},
         {"lr": cfg.lr, "batch_size": cfg.batch_size, "patience": cfg.patience},
     )
     return model_opts, {"epochs": cfg.epochs} | train_opts
@@ -186,6 +188,12 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
     # written once the data loaded, so a bad dataset leaves no run folder behind
     write_json(out / "config.json", {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
                                      "seed": cfg.seed, "versions": environment_info()})
+    if "steer" in cfg.stages and cfg.steer_concepts:  # a typo fails now, not after the training
+        from recsae.steer.targets import concept_items
+
+        items = concept_items(split)
+        for concept in cfg.steer_concepts:
+            items.mask(concept)
     if last < STAGES.index("model"):
         return run.summary
     with run.stage("model"):
@@ -240,7 +248,7 @@ def _model_stage(run: Run, split: SplitData, device: torch.device, force: bool) 
     (and returns at once when it had finished)."""
     import shutil
 
-    from recsae.models.registry import model_config
+    from recsae.models.registry import model_class, model_config
     from recsae.models.trainer import TrainConfig, train_model
 
     model_dir = run.out / "model"
@@ -252,7 +260,7 @@ def _model_stage(run: Run, split: SplitData, device: torch.device, force: bool) 
     result = train_model(run.cfg.model, split, model_config(run.cfg.model, **model_opts), model_dir, run.cfg.seed,
                          device, TrainConfig(**train_opts), data_source=source)
     run.summary["model"] = {
-        "name": run.cfg.model,
+        "name": model_class(run.cfg.model).name,
         "valid": result.valid,
         "test": result.test,
         "train_seconds": round(result.seconds, 2),
@@ -281,17 +289,20 @@ def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, for
 
 def _interpret_stage(run: Run, model: Any, sae: Any, store: Any, split: SplitData, force: bool) -> tuple[Any, Any]:
     """The interpretation table, and the SAE's codes of every row when they were computed."""
-    import pandas as pd
-
-    from recsae.interpret.api import interpret, write_interpretation
+    from recsae.interpret.api import (
+        TABLE_FILE,
+        interpret,
+        read_interpretation,
+        write_interpretation,
+    )
     from recsae.interpret.from_run import run_inputs
     from recsae.sae.model import TopKSAE
     from recsae.sae.splice import RANDOM_SAE_DIR
 
-    table_path = run.out / "interpretation.parquet"
+    table_path = run.out / TABLE_FILE
     if table_path.is_file() and not force and "interpret" in run.summary:
         log.info("interpret: reusing %s", table_path)
-        return pd.read_parquet(table_path), None
+        return read_interpretation(run.out), None
     baseline = run.out / RANDOM_SAE_DIR
     random_sae = TopKSAE.load(baseline, sae.device) if (baseline / "cfg.json").is_file() else None
     inputs = run_inputs(model, sae, store, split, seed=run.cfg.seed, random_sae=random_sae)
@@ -308,9 +319,9 @@ def _interpret_stage(run: Run, model: Any, sae: Any, store: Any, split: SplitDat
 
 
 def _steer_stage(run: Run, model: Any, sae: Any, split: SplitData, table: Any, force: bool) -> None:
+    from recsae.data.dataset import item_popularity
     from recsae.interpret import build_vocabulary
     from recsae.steer import ConceptItems
-    from recsae.steer.metrics import item_popularity
     from recsae.steer.study import SteerConfig, run_steer, steer_summary
 
     path = run.out / "steer.json"

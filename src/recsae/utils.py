@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from recsae.errors import ConfigError
+
 T = TypeVar("T")
 
 log = logging.getLogger("recsae")
@@ -28,10 +30,19 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def default_device(requested: str | None = None) -> torch.device:
-    """The requested device, else CUDA when available, else CPU."""
-    if requested and requested != "auto":
-        return torch.device(requested)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The requested device, else (None or 'auto') CUDA when available, else CPU. ConfigError
+    for a device string torch does not know, or for CUDA on a machine without it."""
+    if not requested or requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {requested!r}; expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {requested!r}: CUDA is not available on this machine; use cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {requested!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def environment_info() -> dict[str, Any]:
@@ -63,6 +74,7 @@ def progress(iterable: Iterable[T], desc: str, total: int | None = None, leave: 
 
 
 def setup_logging(verbose: bool = False) -> None:
+    """Send recsae's log to stderr as bare messages (DEBUG and up with ``verbose``, else INFO)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
     log.handlers[:] = [handler]

@@ -1,11 +1,12 @@
 """The benchmark's parser of RecBole's console log (RecBole itself is not installed in CI)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
-SPEC = importlib.util.spec_from_file_location(
-    "bench_models", Path(__file__).resolve().parents[2] / "benchmarks" / "bench_models.py"
-)
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))  # as when run as a script: its helpers import from the folder
+SPEC = importlib.util.spec_from_file_location("bench_models", BENCHMARKS / "bench_models.py")
 assert SPEC is not None and SPEC.loader is not None
 bench_models = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(bench_models)

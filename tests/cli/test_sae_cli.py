@@ -38,7 +38,8 @@ def test_sae_train_then_eval(checkpoint, tmp_path):
     runner = CliRunner()
     out = tmp_path / "run"
     res = runner.invoke(app, ["sae", "train", "--checkpoint", str(checkpoint), "--out", str(out), "--k", "2",
-                              "--expansion", "2", "--epochs", "2", "--batch-size", "32", "--device", "cpu"])
+                              "--expansion", "2", "--epochs", "2", "--min-rows", "0", "--batch-size", "32",
+                              "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "spliced_error" in res.output
     for path in ("activations/meta.json", "activations/index.parquet", "sae/cfg.json", "sae/sae.safetensors", "splice.json"):
@@ -58,3 +59,18 @@ def test_sae_eval_rejects_a_missing_sae_folder(checkpoint, tmp_path):
     res = CliRunner().invoke(app, ["sae", "eval", "--checkpoint", str(checkpoint), "--sae", str(tmp_path / "nope")])
     assert res.exit_code != 0
     assert "not an SAE checkpoint" in str(res.exception)
+
+
+def test_sae_train_defaults_are_those_of_recsae_run() -> None:
+    import inspect
+
+    from recsae.cli.sae import train_command
+    from recsae.pipeline import RunConfig
+    from recsae.sae.config import SaeTrainConfig
+
+    defaults = {name: p.default for name, p in inspect.signature(train_command).parameters.items()}
+    run = RunConfig()
+    assert (defaults["epochs"], defaults["min_rows"], defaults["k"], defaults["expansion"], defaults["balance"]) == (
+        run.sae_epochs, run.sae_min_rows, run.sae_k, run.sae_expansion, run.sae_balance
+    )
+    assert defaults["lr"] == SaeTrainConfig().lr

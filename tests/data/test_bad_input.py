@@ -131,3 +131,60 @@ def test_non_numeric_parquet_timestamp_names_row_and_field(tmp_path):
     with pytest.raises(DataError, match="row 2: expected a numeric") as err:
         table.load(tmp_path / "t.parquet")
     assert err.value.field == "timestamp"
+
+
+@pytest.mark.parametrize(
+    ("damage", "detail"),
+    [("truncated", "ended before"), ("not gzip", "Not a gzipped file"), ("bad checksum", "CRC check failed")],
+)
+@pytest.mark.parametrize("header", [True, False])
+def test_damaged_gz_is_a_data_error_naming_the_file(tmp_path, damage, detail, header):
+    import gzip
+
+    from recsae.data.loaders.common import Column, read_table
+
+    rows = "".join(f"{i},{i % 7},{i}\n" for i in range(5000))
+    data = gzip.compress((("user,item,ts\n" if header else "") + rows).encode())
+    path = tmp_path / "log.csv.gz"
+    path.write_bytes({"truncated": data[: len(data) // 2], "not gzip": b"plain text\n1,2,3\n",
+                      "bad checksum": data[:-8] + bytes(8)}[damage])  # fmt: skip
+    names = None if header else ["user", "item", "ts"]
+    with pytest.raises(DataError, match=r"log\.csv\.gz: cannot read \(damaged or truncated archive\?\)") as err:
+        read_table(path, [Column("user", "int")], sep=",", names=names)
+    assert detail in str(err.value)
+
+
+def test_intact_gz_reads_like_the_plain_file(tmp_path):
+    import gzip
+
+    from recsae.data.loaders.common import Column, read_table
+
+    (tmp_path / "log.csv.gz").write_bytes(gzip.compress(b"user,item\n1,a\n2,b\n"))
+    assert read_table(tmp_path / "log.csv.gz", [Column("user", "int")], sep=",")["user"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "expected"),
+    [
+        ('"interactions": 3', "interactions", "expected a path (a non-empty string), found 3"),
+        ('"interactions": "log.csv", "items": ["i.csv"]', "items", "expected a path (a non-empty string or null)"),
+        ('"interactions": "log.csv", "sep": 5', "sep", "expected a separator"),
+        ('"interactions": "log.csv", "mapping": {"multi": ["genres"]}', "mapping.multi",
+         'expected an object of column name -> separator, e.g. {"genres": "|"}, found ["genres"]'),
+        ('"interactions": "log.csv", "mapping": {"multi": {"genres": 1}}', "mapping.multi", "found {\"genres\": 1}"),
+        ('"interactions": "log.csv", "mapping": {"categorical": "genre"}', "mapping.categorical",
+         'expected a list of column names, found "genre"'),
+        ('"interactions": "log.csv", "mapping": {"numeric": ["year", 2]}', "mapping.numeric", "list of column names"),
+        ('"interactions": "log.csv", "mapping": {"user": null}', "mapping.user",
+         "expected a column name (a non-empty string), found null"),
+        ('"interactions": "log.csv", "mapping": {"time": 7}', "mapping.time",
+         "expected a column name (a non-empty string or null), found 7"),
+    ],
+)
+def test_json_spec_values_of_the_wrong_type_name_the_field(tmp_path, spec, field, expected):
+    (tmp_path / "log.csv").write_text("user_id,item_id,timestamp\n1,a,1\n")
+    (tmp_path / "spec.json").write_text("{" + spec + "}")
+    with pytest.raises(DataError) as err:
+        table.load(tmp_path / "spec.json")
+    assert err.value.field == field and expected in str(err.value)
+    assert str(err.value).startswith(str(tmp_path / "spec.json"))

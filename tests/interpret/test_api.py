@@ -156,6 +156,46 @@ def test_cli_without_an_interpretation_is_a_user_error(tmp_path) -> None:
     assert exc.value.code == 2
 
 
+def test_read_interpretation_returns_the_written_table(toy: Toy, tmp_path) -> None:
+    from recsae.interpret.api import read_interpretation
+
+    res = interpret(toy.ctx, toy.meta, toy.counts, toy.acts)
+    write_interpretation(res, tmp_path)
+    pd.testing.assert_frame_equal(read_interpretation(tmp_path), res.table)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no interpretation.parquet in this run folder; run `recsae run --out"),
+        (b"not parquet", r"interpretation\.parquet: not a readable Parquet file"),
+        ("no latent column", r"interpretation\.parquet, field 'latent': expected a 'latent' column"),
+    ],
+)
+def test_read_interpretation_names_a_missing_or_damaged_table(tmp_path, content: object, message: str) -> None:
+    from recsae.errors import DataError
+    from recsae.interpret.api import TABLE_FILE, read_interpretation
+
+    if isinstance(content, bytes):
+        (tmp_path / TABLE_FILE).write_bytes(content)
+    elif content is not None:
+        pd.DataFrame({"rule": ["x"]}).to_parquet(tmp_path / TABLE_FILE)
+    with pytest.raises(DataError, match=message):
+        read_interpretation(tmp_path)
+
+
+def test_cli_names_a_corrupt_summary_in_one_line_with_exit_code_2(tmp_path, capsys) -> None:
+    from recsae.cli import main
+
+    pd.DataFrame({"latent": [0], "interpretable": [True]}).to_parquet(tmp_path / "interpretation.parquet")
+    (tmp_path / "interpret.json").write_text('{"n_alive": 3,\n oops}')
+    with pytest.raises(SystemExit) as exc:
+        main(["interpret", "--run", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'interpret.json'}, line 2: not valid JSON")
+
+
 def test_invalid_options_are_config_errors(toy: Toy) -> None:
     import pytest
 

@@ -44,6 +44,25 @@ def test_train_then_evaluate_reports_the_same_test_metrics(tmp_path: Path, capsy
     assert evaluated["same_data"] and evaluated["metrics"] == trained["test"]
 
 
+def test_evaluate_reloads_a_checkpoint_with_its_recorded_loader_options(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from recsae.data.registry import DatasetOptions
+    from recsae.data.split import make_split
+    from recsae.models.registry import model_config
+    from recsae.models.trainer import TrainConfig, train_model
+
+    options = {"n_users": 40, "n_items": 60}  # not the synthetic defaults: the data only loads with them
+    split = make_split(DatasetOptions().load(0, **options), "auto")
+    source = DatasetOptions().to_dict() | {"protocol": "auto", "seed": 0, "options": options}
+    result = train_model("bpr", split, model_config("bpr", dim=4), tmp_path / "bpr", 0, "cpu",
+                         TrainConfig(epochs=1), data_source=source)
+    code, out, err = run(["evaluate", str(tmp_path / "bpr"), "--device", "cpu"], capsys)
+    assert code == 0, err
+    evaluated = json.loads(out)
+    assert evaluated["same_data"] and evaluated["metrics"] == result.test
+
+
 def test_an_option_the_model_lacks_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["train", "--model", "bpr", "--max-len", "50", "--out", str(tmp_path)], capsys)
     assert code == 2 and err.startswith("error:") and "max_len" in err and "Traceback" not in err

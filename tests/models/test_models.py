@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from recsae.data.dataset import Ragged, SplitData, input_sequences
-from recsae.models.base import TrainableRecommender, left_pad
+from recsae.models.base import TrainableRecommender
 from recsae.models.lightgcn import LightGCN, LightGCNConfig
 from recsae.models.registry import MODELS, model_class, model_config
 
@@ -128,12 +128,6 @@ def test_training_tensors_are_the_shifted_sequence_with_padding_targets_zero(spl
     assert users.tolist() == [1]  # a user needs two items to have a target
     assert inputs.tolist() == [[0, 0, 5, 6]]
     assert targets.tolist() == [[0, 0, 6, 7]]
-
-
-def test_left_pad_matches_the_reference_padding(split: SplitData) -> None:
-    users = np.array([3, 1, 2, 7])
-    for width in (1, 5, 30):
-        assert torch.equal(left_pad(split.train, users, width), input_sequences(split.train, users, width))
 
 
 def test_sequential_batches_cover_every_row_once(split: SplitData) -> None:

@@ -135,6 +135,42 @@ def test_loading_a_folder_without_a_checkpoint_is_a_data_error(tmp_path: Path) -
         load_checkpoint(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("epochs", 0), ("patience", 0), ("lr", 0.0), ("lr", float("nan")), ("batch_size", 0), ("weight_decay", -1.0),
+     ("eval_batch_size", 0), ("max_seconds", -1.0)],
+)
+def test_invalid_train_config_names_the_field_and_its_value(option: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=f"train: {option} must be .*, got {value!r}$"):
+        TrainConfig(**{option: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("damaged", ["config.json", "model.safetensors"])
+def test_a_damaged_checkpoint_file_is_a_data_error_naming_it(split: SplitData, tmp_path: Path, damaged: str) -> None:
+    train_model("bpr", split, small("bpr", dim=8), out_dir=tmp_path, train_cfg=TrainConfig(epochs=1))
+    path = tmp_path / damaged
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(DataError, match=rf"{damaged.replace('.', '[.]')}(, line \d+)?: (not valid JSON|not a readable)"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_checkpoint_of_another_format_version_is_a_data_error(split: SplitData, tmp_path: Path) -> None:
+    from recsae.io import write_json
+
+    train_model("bpr", split, small("bpr", dim=8), out_dir=tmp_path, train_cfg=TrainConfig(epochs=1))
+    write_json(tmp_path / "config.json", read_json(tmp_path / "config.json") | {"format_version": 7})
+    with pytest.raises(DataError, match=r"config\.json, field 'format_version': format version 7"):
+        load_checkpoint(tmp_path)
+
+
+def test_a_damaged_resume_state_is_a_data_error_naming_it(split: SplitData, tmp_path: Path) -> None:
+    cfg, tcfg = small("bpr", dim=8), TrainConfig(epochs=1)
+    train_model("bpr", split, cfg, out_dir=tmp_path, train_cfg=tcfg)
+    (tmp_path / "train_state.json").write_text("{")
+    with pytest.raises(DataError, match=r"train_state\.json, line 1: not valid JSON"):
+        train_model("bpr", split, cfg, out_dir=tmp_path, train_cfg=tcfg)
+
+
 def test_wrong_config_type_is_a_config_error(split: SplitData) -> None:
     with pytest.raises(ConfigError, match="SASRecConfig"):
         train_model("sasrec", split, model_config("bpr"))

@@ -193,6 +193,24 @@ def test_corrupt_summary_names_the_file_and_line(fake_run):
         load_run(run)
 
 
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [("bytes", r"interpretation\.parquet: not a readable Parquet file"),
+     ("no latent column", r"interpretation\.parquet, field 'latent': expected a 'latent' column")],
+)
+def test_damaged_interpretation_table_names_the_file(fake_run, damage, message):
+    import pandas as pd
+
+    run = fake_run(parts=ALL_PARTS)
+    path = run / "interpretation.parquet"
+    if damage == "bytes":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        pd.DataFrame({"rule": ["x"]}).to_parquet(path)
+    with pytest.raises(DataError, match=message):
+        load_run(run)
+
+
 def test_examples_without_activations_are_flagged_as_having_no_histograms(fake_run):
     from report_fake_run import histories, interpretation, titles
 

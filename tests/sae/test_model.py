@@ -287,8 +287,16 @@ def test_load_rejects_bad_folder(tmp_path) -> None:
     meta = json.loads((tmp_path / "s" / "cfg.json").read_text())
     meta["format_version"] = 999
     (tmp_path / "s" / "cfg.json").write_text(json.dumps(meta))
-    with pytest.raises(DataError, match="format_version"):
+    with pytest.raises(DataError, match=r"cfg\.json, field 'format_version': format version 999, but this recsae reads format version 1"):
         TopKSAE.load(tmp_path / "s")
+
+
+@pytest.mark.parametrize("damaged", ["cfg.json", "sae.safetensors"])
+def test_load_names_a_damaged_file(tmp_path, damaged: str) -> None:
+    _random_sae().float().save(tmp_path)
+    (tmp_path / damaged).write_bytes(b"{ damaged")
+    with pytest.raises(DataError, match=rf"{damaged.replace('.', '[.]')}(, line 1)?: not (valid JSON|a readable safetensors)"):
+        TopKSAE.load(tmp_path)
 
 
 def test_random_like_is_seeded_and_untrained() -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from recsae.errors import ConfigError
+from recsae.errors import ConfigError, DataError
 from recsae.sae import SaeConfig, SaeTrainConfig, TopKSAE
 from recsae.sae import train as train_mod
 from recsae.sae.metrics import evaluate_sae
@@ -169,6 +169,16 @@ def test_resume_refuses_a_different_config(tmp_path) -> None:
     train_sae(x, CFG, SaeTrainConfig(**{**TC.to_dict(), "epochs": 1}), out_dir=tmp_path, device="cpu")
     with pytest.raises(ConfigError):
         train_sae(x, SaeConfig(d_in=8, n_latents=32, k=3), TC, out_dir=tmp_path, device="cpu")
+
+
+def test_resume_refuses_a_state_of_another_format_version(tmp_path) -> None:
+    x = _planted(500)
+    tc = SaeTrainConfig(**{**TC.to_dict(), "epochs": 1})
+    train_sae(x, CFG, tc, out_dir=tmp_path, device="cpu")
+    state = tmp_path / "train_state" / "state.json"
+    state.write_text(json.dumps(json.loads(state.read_text()) | {"format_version": 0}))
+    with pytest.raises(DataError, match=r"state\.json, field 'format_version': format version 0, but this recsae reads"):
+        train_sae(x, CFG, tc, out_dir=tmp_path, device="cpu")
 
 
 def test_early_stop_on_validation_fvu_returns_best() -> None:

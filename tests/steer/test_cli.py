@@ -105,3 +105,28 @@ def test_bad_targets_exit_2_with_one_line_naming_the_problem(
     assert exit_info.value.code == 2
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
+
+
+def test_a_damaged_interpretation_table_exits_2_naming_the_file(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from recsae.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    (run / "interpretation.parquet").write_bytes(b"PAR1 damaged")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["steer", "--run", str(run), "--latent", "3", "--scale", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {run / 'interpretation.parquet'}: not a readable Parquet file")
+
+
+def test_help_says_which_options_go_together() -> None:
+    res = CliRunner().invoke(app, ["steer", "--help"], env={"COLUMNS": "400", "TERM": "dumb"})
+    text = " ".join(res.output.replace("│", " ").split())
+    assert res.exit_code == 0
+    assert "only applies with --concept" in text
+    assert text.count("Give exactly one of --alpha, --scale and --clamp.") == 3

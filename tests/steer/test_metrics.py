@@ -7,7 +7,6 @@ from recsae.steer.metrics import (
     concept_share,
     coverage,
     gini,
-    item_popularity,
     long_tail_mask,
     long_tail_share,
     recommendation_counts,
@@ -48,7 +47,3 @@ def test_concept_share_is_per_user_share_of_top_items_in_the_concept() -> None:
     mask = np.array([False, True, True, False, False])
     top = np.array([[1, 2, 3], [3, 4, 1], [4, 3, 4]])
     np.testing.assert_allclose(concept_share(top, mask), [2 / 3, 1 / 3, 0.0])
-
-
-def test_item_popularity_ignores_padding() -> None:
-    assert item_popularity(np.array([1, 1, 3, 0]), 3).tolist() == [0, 2, 0, 1]

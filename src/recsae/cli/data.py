@@ -110,7 +110,7 @@ def fetch_command(
     name: Annotated[str, typer.Argument(help="Dataset to download: ml-100k, ml-1m or ml-latest-small.")],
     cache_dir: Annotated[
         Path | None,
-        typer.Option("--cache-dir", help="Where to put it (then use it as --data-root) Default: ~/.cache/recsae/data."),
+        typer.Option("--cache-dir", help="Where to put it (then use it as --data-root). Default: ~/.cache/recsae/data."),
     ] = None,
     url: Annotated[str | None, typer.Option(help="Download from this URL instead.")] = None,
     checksum: Annotated[

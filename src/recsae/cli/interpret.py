@@ -40,23 +40,10 @@ def summary_lines(s: dict, coherence: bool = False) -> list[str]:
 
 def show_interpretation(run: Path, top: int = 20, all_latents: bool = False) -> str:
     """Text listing of the most confident latents of a run folder's interpretation."""
-    import pandas as pd
-
-    from recsae.errors import DataError
-    from recsae.interpret import SUMMARY_FILE, TABLE_FILE
+    from recsae.interpret.api import SUMMARY_FILE, read_interpretation
     from recsae.io import read_json
 
-    path = run / TABLE_FILE
-    if not path.is_file():
-        raise DataError(
-            f"no {TABLE_FILE} in this run folder; run `recsae run --out {run}` (which interprets the "
-            "SAE) or call recsae.interpret.interpret(...) and write_interpretation(...)",
-            path=run,
-        )
-    try:
-        table = pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several types for damaged files
-        raise DataError(f"cannot read the interpretation table: {err}", path=path) from err
+    table = read_interpretation(run)
     lines = []
     summary_path = run / SUMMARY_FILE
     if summary_path.is_file():

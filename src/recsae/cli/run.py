@@ -39,7 +39,8 @@ def run(
     sae_balance: Annotated[float, typer.Option(help="SAE: load-balancing rate of latent usage (0: plain TopK).")] = 0.03,
     concept: Annotated[list[str] | None, typer.Option("--concept", help="Concept to steer toward, e.g. "
                                                       "genre=Horror (repeatable; default: chosen automatically).")] = None,
-    stages: Annotated[str, typer.Option(help="Comma-separated stages to run: model,sae,interpret,steer,report.")] = "model,sae,interpret,steer,report",
+    stages: Annotated[str, typer.Option(help="Comma-separated stages to run: model,sae,interpret,steer,report. The model and SAE "
+                                                     "stages always run (or resume) when a later stage is asked for.")] = "model,sae,interpret,steer,report",
     seed: Annotated[int, typer.Option(help="Random seed (data, initialisations, samples).")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, ...")] = "auto",
     force: Annotated[bool, typer.Option(help="Redo every stage even if its outputs exist.")] = False,

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeTrainConfig
+
 sae_app = typer.Typer(
     name="sae",
     help="Train a TopK sparse autoencoder on a model's representations and splice it back.",
@@ -30,8 +32,10 @@ def train_command(
                                       "A rerun reuses the activations and resumes the SAE.")],
     k: Annotated[int, typer.Option(help="Active latents per row (TopK).")] = 32,
     expansion: Annotated[int, typer.Option(help="Latents per input dimension (m = expansion x d).")] = 32,
-    epochs: Annotated[int, typer.Option(help="Passes over the training rows.")] = 1,
-    lr: Annotated[float, typer.Option(help="Peak Adam learning rate.")] = 2e-3,
+    epochs: Annotated[int, typer.Option(help="Passes over the training rows (the best validation epoch is kept).")] = RUN_EPOCHS,
+    min_rows: Annotated[int, typer.Option(help="Train on at least this many rows in all: a small store gets more "
+                                          "passes (at most 100). 0: exactly --epochs.")] = RUN_MIN_ROWS,
+    lr: Annotated[float, typer.Option(help="Peak Adam learning rate.")] = SaeTrainConfig.lr,
     batch_size: Annotated[int, typer.Option(help="Rows per optimizer step.")] = 4096,
     balance: Annotated[float, typer.Option(help="Load-balancing rate of latent usage (0: plain TopK).")] = 0.03,
     patience: Annotated[Optional[int], typer.Option(help="Early stop after this many epochs without a better validation FVU.")] = None,  # noqa: UP045
@@ -43,7 +47,7 @@ def train_command(
 ) -> None:
     """Harvest a model's activations, train a TopK SAE on them and print the splice table."""
     from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
-    from recsae.sae.config import SaeConfig, SaeTrainConfig
+    from recsae.sae.config import SaeConfig
     from recsae.sae.splice import format_splice_table, run_sae_stage
     from recsae.utils import default_device, seed_everything
 
@@ -52,8 +56,8 @@ def train_command(
     model, config = load_checkpoint(checkpoint, dev)
     split = split_for_checkpoint(checkpoint, config, data_root)
     sae_cfg = SaeConfig(d_in=model.dim, expansion=expansion, k=k)
-    train_cfg = SaeTrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, seed=seed, patience=patience,
-                               balance_rate=balance)
+    train_cfg = SaeTrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, min_rows=min_rows, seed=seed,
+                               patience=patience, balance_rate=balance)
     result = run_sae_stage(model, split, out, sae_cfg, train_cfg, last_only=last_only, checkpoint=checkpoint,
                            device=dev, force=force)
     typer.echo(format_splice_table(result.splice))

@@ -41,9 +41,8 @@ class RunInputs:
 def load_run(run: Path, data_root: Path | None = None, device: str = "auto") -> RunInputs:
     """Model, SAE, split (reloaded from the model's recorded data source), interpretation table
     (None when absent) and concept item sets of a run folder."""
-    import pandas as pd
-
     from recsae.errors import DataError
+    from recsae.interpret.api import TABLE_FILE, read_interpretation
     from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
     from recsae.sae.model import TopKSAE
     from recsae.steer.targets import concept_items
@@ -55,8 +54,7 @@ def load_run(run: Path, data_root: Path | None = None, device: str = "auto") -> 
     model, config = load_checkpoint(run / "model", dev)
     sae = TopKSAE.load(run / "sae", dev)
     split = split_for_checkpoint(run / "model", config, data_root)
-    table_path = run / "interpretation.parquet"
-    table = pd.read_parquet(table_path) if table_path.is_file() else None
+    table = read_interpretation(run) if (run / TABLE_FILE).is_file() else None
     items = concept_items(split)
     return RunInputs(model, sae, split, table, items)
 
@@ -139,11 +137,11 @@ def steer_command(
     run: Annotated[Path, typer.Option("--run", help="Run folder (the --out of `recsae run`).")],
     concept: Annotated[Optional[str], typer.Option("--concept", help="Concept to steer toward / measure, e.g. genre=Horror.")] = None,  # noqa: UP045
     latent: Annotated[Optional[list[int]], typer.Option("--latent", help="Latent id to edit (repeatable); default: the concept's latents.")] = None,  # noqa: UP045
-    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Steering strength α (h' = h + α‖h‖ Σ_j W_dec_j over the chosen latents, or the mix weight with --method mix).")] = None,  # noqa: UP045
-    scale: Annotated[Optional[float], typer.Option("--scale", help="Multiply the latents by this (0 ablates).")] = None,  # noqa: UP045
-    clamp: Annotated[Optional[float], typer.Option("--clamp", help="Set the latents to this activation.")] = None,  # noqa: UP045
+    alpha: Annotated[Optional[float], typer.Option("--alpha", help="Steering strength α (h' = h + α‖h‖ Σ_j W_dec_j over the chosen latents, or the mix weight with --method mix). Give exactly one of --alpha, --scale and --clamp.")] = None,  # noqa: UP045
+    scale: Annotated[Optional[float], typer.Option("--scale", help="Multiply the latents by this (0 ablates). Give exactly one of --alpha, --scale and --clamp.")] = None,  # noqa: UP045
+    clamp: Annotated[Optional[float], typer.Option("--clamp", help="Set the latents to this activation. Give exactly one of --alpha, --scale and --clamp.")] = None,  # noqa: UP045
     method: Annotated[str, typer.Option("--method", help="Steering with --alpha: add (decoder direction) or mix (mass-preserving).")] = "add",
-    n_latents: Annotated[int, typer.Option("--n-latents", min=1, help="Latents per concept.")] = 16,
+    n_latents: Annotated[int, typer.Option("--n-latents", min=1, help="Latents edited per concept; only applies with --concept (not with --latent).")] = 16,
     latents_from: Annotated[str, typer.Option("--latents-from", help="How --concept picks latents: decoder (those whose decoder directions most selectively raise its items) or rules (the most confident latents whose interpretation rule names it).")] = "decoder",
     show_users: Annotated[int, typer.Option("--users", min=0, help="Users whose top-10 lists are printed.")] = 3,
     max_users: Annotated[int, typer.Option("--max-users", min=1, help="Users measured (seeded sample).")] = 2000,

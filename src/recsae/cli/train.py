@@ -19,7 +19,8 @@ from recsae.cli.data import (
 
 ProtocolOpt = Annotated[
     str,
-    typer.Option("--protocol", help="Split: auto (the source's own split, else leave-one-out), leave-one-out, time."),
+    typer.Option("--protocol", help="Split: auto (the source's own split, else leave-one-out), leave-one-out, "
+                 "time, or given (the source's own split; an error when it ships none)."),
 ]
 
 
@@ -45,11 +46,11 @@ def train(
     batch_size: Annotated[Optional[int], typer.Option(help="Rows per step. Default: the preset's, else the model's.")] = None,  # noqa: UP045
     dim: Annotated[Optional[int], typer.Option(help="Embedding width. Default: 64.")] = None,  # noqa: UP045
     max_len: Annotated[Optional[int], typer.Option(help="Longest history (sequential models). Default: the preset's, else 200.")] = None,  # noqa: UP045
-    layers: Annotated[Optional[int], typer.Option(help="Blocks (SASRec), GRU layers, or propagation layers (LightGCN).")] = None,  # noqa: UP045
+    layers: Annotated[Optional[int], typer.Option(help="Blocks (SASRec), GRU layers, or propagation layers (LightGCN). Default: the preset's, else 2, 1 and 3.")] = None,  # noqa: UP045
     dropout: Annotated[Optional[float], typer.Option(help="Dropout (sequential models). Default: the preset's, else 0.2.")] = None,  # noqa: UP045
-    loss: Annotated[Optional[str], typer.Option(help="Sequential loss: ce (full softmax) or bce (sampled negatives).")] = None,  # noqa: UP045
+    loss: Annotated[Optional[str], typer.Option(help="Sequential loss: ce (full softmax) or bce (sampled negatives). Default: ce.")] = None,  # noqa: UP045
     label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing of the ce loss, in [0, 1). Default: the preset's, else 0.")] = None,  # noqa: UP045
-    max_seconds: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many training seconds.")] = None,  # noqa: UP045
+    max_seconds: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many training seconds. Default: no limit.")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option(help="Random seed (data generation, initialisation, batches).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
 ) -> None:
@@ -92,25 +93,22 @@ def evaluate(
     """Full-ranking metrics of a checkpoint on its dataset (or another one with the same ids)."""
     from recsae.data.registry import dataset_fingerprint
     from recsae.errors import ConfigError, DataError
-    from recsae.models.checkpoint import load_checkpoint
+    from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
     from recsae.models.trainer import evaluate_model
     from recsae.utils import default_device
 
     if split_name not in ("valid", "test"):
         raise ConfigError(f"--split must be valid or test, got {split_name!r}")
     model, config = load_checkpoint(checkpoint, default_device(device))
-    src = config.get("data", {}).get("source", {})
-    if dataset is not None:
-        opts = dataset_options(dataset, data_root, fmt, min_rating, k_core)
-    elif src:  # the recorded dataset; --data-root may point to where it lives now
-        root = data_root or (Path(src["data_root"]) if src.get("data_root") else None)
-        opts = dataset_options(src["dataset"], root, src.get("format"), src.get("min_rating"), src.get("k_core"))
+    if dataset is None:  # the recorded dataset; --data-root may point to where it lives now
+        split = split_for_checkpoint(checkpoint, config, data_root)
     else:
-        raise ConfigError(f"{checkpoint} does not record its dataset; pass --dataset")
-    split = _load_split(opts, src.get("protocol", "auto"), int(src.get("seed", config.get("seed", 0))))
-    if (split.n_users, split.n_items) != (model.n_users, model.n_items):
-        raise DataError(f"the data has {split.n_users} users and {split.n_items} items; the model was trained "
-                        f"on {model.n_users} and {model.n_items}", path=checkpoint / "config.json", field="data")
+        src = config.get("data", {}).get("source", {})
+        opts = dataset_options(dataset, data_root, fmt, min_rating, k_core)
+        split = _load_split(opts, src.get("protocol", "auto"), int(src.get("seed", config.get("seed", 0))))
+        if (split.n_users, split.n_items) != (model.n_users, model.n_items):
+            raise DataError(f"the data has {split.n_users} users and {split.n_items} items; the model was trained "
+                            f"on {model.n_users} and {model.n_items}", path=checkpoint / "config.json", field="data")
     recorded = config.get("data", {}).get("fingerprint")
     same = recorded == dataset_fingerprint(split.dataset)
     result = evaluate_model(model, split, "valid" if split_name == "valid" else "test")

@@ -213,18 +213,21 @@ class SplitData:
         return np.flatnonzero((t.lengths() > 0) & (h.lengths() > 0)).astype(np.int64)
 
 
-def pad_left(rows: list[np.ndarray], max_len: int) -> torch.Tensor:
-    """Left-pad (and left-truncate) item sequences to ``max_len``: the latest item is last."""
-    out = np.zeros((len(rows), max_len), dtype=np.int64)
-    for i, r in enumerate(rows):
-        r = r[-max_len:]
-        if len(r):
-            out[i, max_len - len(r) :] = r
+def item_popularity(train_items: np.ndarray, n_items: int) -> np.ndarray:
+    """Training interactions per item, item-aligned (length n_items + 1, row 0 = 0)."""
+    counts = np.bincount(np.asarray(train_items, dtype=np.int64), minlength=n_items + 1)
+    counts[0] = 0
+    return counts
+
+
+def input_sequences(history: Ragged, users: np.ndarray, max_len: int) -> torch.Tensor:
+    """The model input (B x max_len) for ``users``: the last ``max_len`` items of each user's
+    ``history`` row, left-padded with 0 so that the latest item is last."""
+    users = np.asarray(users, dtype=np.int64)
+    ends = history.indptr[users + 1]
+    lens = np.minimum(ends - history.indptr[users], max_len)
+    row = np.repeat(np.arange(len(users)), lens)
+    offs = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+    out = np.zeros((len(users), max_len), dtype=np.int64)
+    out[row, max_len - lens[row] + offs] = history.values[ends[row] - lens[row] + offs]
     return torch.from_numpy(out)
-
-
-def input_sequences(
-    history: Ragged, users: np.ndarray, max_len: int
-) -> torch.Tensor:
-    """The left-padded model input (B x max_len) for ``users`` from their ``history`` rows."""
-    return pad_left([history[int(u)] for u in users], max_len)

@@ -24,6 +24,8 @@ DEFAULT_KS = (5, 10, 20, 50)
 
 
 class EvalResult(NamedTuple):
+    """Ranking metrics of one evaluation, overall and per user."""
+
     metrics: dict[str, float]
     """Mean over evaluated users, keyed like ``ndcg@10``."""
     per_user: dict[str, np.ndarray]

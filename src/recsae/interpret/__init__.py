@@ -11,6 +11,7 @@ from recsae.interpret.api import (
     interpret,
     interpret_units,
     prepare,
+    read_interpretation,
     write_interpretation,
 )
 from recsae.interpret.concepts import ConceptConfig, ConceptVocab, build_vocabulary
@@ -32,6 +33,7 @@ __all__ = [
     "interpret",
     "interpret_units",
     "prepare",
+    "read_interpretation",
     "row_features",
     "write_interpretation",
 ]

@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsae.data.dataset import ItemMeta
-from recsae.errors import ConfigError
+from recsae.errors import ConfigError, DataError
 from recsae.interpret.baselines import (
     coherence,
     decoder_concepts,
@@ -394,3 +394,24 @@ def write_interpretation(result: InterpretationResult, out_dir: str | Path) -> N
     out = Path(out_dir)
     write_parquet(out / TABLE_FILE, result.table)
     write_json(out / SUMMARY_FILE, result.summary)
+
+
+def read_interpretation(run_dir: str | Path) -> pd.DataFrame:
+    """The interpretation table (one row per latent) that ``write_interpretation`` wrote to
+    ``run_dir``; DataError naming the file if it is missing, damaged or has no ``latent`` column."""
+    import pyarrow as pa
+
+    path = Path(run_dir) / TABLE_FILE
+    if not path.is_file():
+        raise DataError(
+            f"no {TABLE_FILE} in this run folder; run `recsae run --out {run_dir}` (which interprets the "
+            "SAE) or call recsae.interpret.interpret(...) and write_interpretation(...)",
+            path=run_dir,
+        )
+    try:
+        table = pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as err:
+        raise DataError(f"not a readable Parquet file ({err}); expected the interpretation table", path=path) from err
+    if "latent" not in table.columns:
+        raise DataError("expected a 'latent' column (one row per latent)", path=path, field="latent")
+    return table

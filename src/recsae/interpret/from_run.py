@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recsae.data.dataset import Ragged, SplitData
+from recsae.data.dataset import Ragged, SplitData, item_popularity
 from recsae.interpret.features import RowContext
 
 
@@ -75,7 +75,7 @@ def run_inputs(
         model.train(was_training)
     if random_sae is None:
         random_sae = untrained_baseline(sae.cfg, reps, seed, sae.device)
-    counts = np.bincount(split.train.values, minlength=split.n_items + 1)
+    counts = item_popularity(split.train.values, split.n_items)
     return {
         "ctx": RowContext(users, positions, histories, recs),
         "item_meta": split.dataset.item_meta,

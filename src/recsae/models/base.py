@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recsae.data.dataset import Ragged, SplitData
+from recsae.data.dataset import Ragged, SplitData, input_sequences
 from recsae.errors import ConfigError
 
 
@@ -130,18 +130,6 @@ class DotProductModel(Recommender):
         return self._hidden_states(self.module, users, seqs)
 
 
-def left_pad(rows: Ragged, select: np.ndarray, width: int) -> Tensor:
-    """Vectorised left padding: the last ``width`` items of each selected row (B x width)."""
-    select = np.asarray(select, dtype=np.int64)
-    lens = np.minimum(rows.indptr[select + 1] - rows.indptr[select], width)
-    starts = rows.indptr[select + 1] - lens
-    row = np.repeat(np.arange(len(select)), lens)
-    offs = np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-    out = np.zeros((len(select), width), dtype=np.int64)
-    out[row, width - lens[row] + offs] = rows.values[starts[row] + offs]
-    return torch.from_numpy(out)
-
-
 class TrainableRecommender(Recommender):
     """A built-in model: built from its config and the catalogue size, trained by the trainer.
 
@@ -222,6 +210,22 @@ class SequentialRecommender(TrainableRecommender):
     sequential = True
     default_batch_size = 128
 
+    def __init__(self, cfg: SequentialConfig, n_users: int, n_items: int) -> None:
+        super().__init__(cfg, n_users, n_items)
+        self.items = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
+        """The item table, read as input and scored against as output (row 0: padding)."""
+
+    def _init_embeddings(self, *others: nn.Embedding) -> None:
+        """Draw the item table and ``others`` (created after it) from N(0, 1/dim); the padding row
+        is zero. Subclasses call this once their embedding tables exist."""
+        for table in (self.items, *others):
+            nn.init.normal_(table.weight, std=self.cfg.dim**-0.5)
+        with torch.no_grad():
+            self.items.weight[0].zero_()
+
+    def item_embeddings(self) -> Tensor:
+        return self.items.weight
+
     def represent(self, users: Tensor, seqs: Tensor) -> Tensor:
         return self.hidden_states(users, seqs).states[:, -1]
 
@@ -231,7 +235,7 @@ class SequentialRecommender(TrainableRecommender):
 
     def training_tensors(self, split: SplitData) -> tuple[Tensor, ...]:
         users = np.flatnonzero(split.train.lengths() >= 2)
-        padded = left_pad(split.train, users, self.cfg.max_len + 1)
+        padded = input_sequences(split.train, users, self.cfg.max_len + 1)
         inputs, targets = padded[:, :-1], padded[:, 1:].clone()
         targets[inputs == 0] = 0
         return torch.from_numpy(users), inputs, targets

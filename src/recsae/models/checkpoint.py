@@ -14,7 +14,14 @@ import torch
 from recsae.data.dataset import SplitData
 from recsae.data.registry import dataset_fingerprint
 from recsae.errors import DataError
-from recsae.io import FORMAT_VERSION, read_json, read_tensors, write_json, write_tensors
+from recsae.io import (
+    FORMAT_VERSION,
+    check_format_version,
+    read_json,
+    read_tensors,
+    write_json,
+    write_tensors,
+)
 from recsae.models.base import TrainableRecommender
 from recsae.models.registry import model_class
 from recsae.utils import environment_info
@@ -50,6 +57,8 @@ def checkpoint_config(
     model: TrainableRecommender, data: dict[str, Any], seed: int, train: dict[str, Any] | None = None,
     metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The ``config.json`` contents of a checkpoint: model spec, data record, training options,
+    seed, metrics, versions and ``format_version``."""
     return {
         "format_version": FORMAT_VERSION,
         "model": {
@@ -81,10 +90,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None) 
         if not f.is_file():
             raise DataError("not a model checkpoint (expected config.json and model.safetensors)", path=f)
     config = read_json(cfg_path)
-    version = config.get("format_version")
-    if version != FORMAT_VERSION:
-        raise DataError(f"unsupported format_version {version!r} (this recsae reads {FORMAT_VERSION})",
-                        path=cfg_path, field="format_version")
+    check_format_version(config, cfg_path)
     try:
         spec = config["model"]
         cls = model_class(spec["name"])

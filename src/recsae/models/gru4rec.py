@@ -41,16 +41,10 @@ class GRU4Rec(SequentialRecommender):
 
     def __init__(self, cfg: GRU4RecConfig, n_users: int, n_items: int) -> None:
         super().__init__(cfg, n_users, n_items)
-        self.items = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
-        nn.init.normal_(self.items.weight, std=cfg.dim**-0.5)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
+        self._init_embeddings()
         self.drop = nn.Dropout(cfg.dropout)
         self.gru = nn.GRU(cfg.dim, cfg.hidden, num_layers=cfg.n_layers, batch_first=True)
         self.proj = nn.Linear(cfg.hidden, cfg.dim)
-
-    def item_embeddings(self) -> Tensor:
-        return self.items.weight
 
     def hidden_states(self, users: Tensor, seqs: Tensor) -> HiddenStates:
         seqs = self._clip(seqs)

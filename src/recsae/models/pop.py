@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recsae.data.dataset import SplitData
+from recsae.data.dataset import SplitData, item_popularity
 from recsae.models.base import Recommender
 
 
@@ -34,7 +34,7 @@ class MostPopular(Recommender):
     def fit(cls, split: SplitData) -> MostPopular:
         """Count each item's occurrences in ``split.train``."""
         model = cls(split.n_items)
-        counts = np.bincount(split.train.values, minlength=split.n_items + 1).astype(np.float32)
+        counts = item_popularity(split.train.values, split.n_items).astype(np.float32)
         counts[0] = -1.0  # below every real item, so padding never outranks one
         model.counts.copy_(torch.from_numpy(counts)[:, None])
         return model

@@ -17,6 +17,7 @@ MODELS: dict[str, type[TrainableRecommender]] = {cls.name: cls for cls in (SASRe
 
 
 def model_class(name: str) -> type[TrainableRecommender]:
+    """The model class registered as ``name`` (case-insensitive); ConfigError when unknown."""
     try:
         return MODELS[name.lower()]
     except KeyError:

@@ -64,18 +64,11 @@ class SASRec(SequentialRecommender):
 
     def __init__(self, cfg: SASRecConfig, n_users: int, n_items: int) -> None:
         super().__init__(cfg, n_users, n_items)
-        self.items = nn.Embedding(n_items + 1, cfg.dim, padding_idx=0)
         self.positions = nn.Embedding(cfg.max_len, cfg.dim)
-        nn.init.normal_(self.items.weight, std=cfg.dim**-0.5)
-        nn.init.normal_(self.positions.weight, std=cfg.dim**-0.5)
-        with torch.no_grad():
-            self.items.weight[0].zero_()
+        self._init_embeddings(self.positions)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(_Block(cfg.dim, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_blocks))
         self.norm = nn.LayerNorm(cfg.dim)
-
-    def item_embeddings(self) -> Tensor:
-        return self.items.weight
 
     def hidden_states(self, users: Tensor, seqs: Tensor) -> HiddenStates:
         seqs = self._clip(seqs)

@@ -53,13 +53,23 @@ class TrainConfig:
     """Stop after the epoch that brings the training time (all sessions) past this; None: no limit."""
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.patience < 1 or self.lr <= 0 or self.eval_batch_size < 1:
-            raise ConfigError("epochs, patience, lr and eval_batch_size must be positive")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ConfigError(f"batch_size must be positive, got {self.batch_size}")
+        checks = [
+            ("epochs", self.epochs >= 1, ">= 1"),
+            ("patience", self.patience >= 1, ">= 1"),
+            ("lr", self.lr > 0, "> 0"),
+            ("batch_size", self.batch_size is None or self.batch_size >= 1, ">= 1 (or None)"),
+            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
+            ("max_seconds", self.max_seconds is None or self.max_seconds >= 0, ">= 0 (or None)"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"train: {name} must be {rule}, got {getattr(self, name)!r}")
 
 
 class EpochLog(NamedTuple):
+    """One line of the training log: an epoch's time, mean loss and validation metrics."""
+
     epoch: int
     seconds: float
     loss: float
@@ -68,6 +78,8 @@ class EpochLog(NamedTuple):
 
 
 class TrainResult(NamedTuple):
+    """What ``train_model`` returns: the best model, its metrics and the epoch log."""
+
     model: TrainableRecommender
     """The best model (by validation NDCG@10), in eval mode."""
     valid: dict[str, float]
@@ -77,6 +89,7 @@ class TrainResult(NamedTuple):
     epochs: int
     """Epochs run in total (including those before a resume)."""
     best_epoch: int
+    """Epoch of the best model (0 if no epoch ran)."""
     seconds: float
     """Training seconds up to the end (all sessions, evaluation included)."""
     history: list[EpochLog]

@@ -65,6 +65,7 @@ def dataset_info(split: SplitData) -> dict[str, Any]:
 
 
 def model_info(model: Recommender, max_len: int, checkpoint: str | Path | None = None) -> dict[str, Any]:
+    """JSON-ready description of the harvested model (name, class, width, window, checkpoint)."""
     return {
         "name": getattr(model, "name", type(model).__name__),
         "class": f"{type(model).__module__}.{type(model).__qualname__}",

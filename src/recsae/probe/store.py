@@ -13,7 +13,6 @@ store. Memory stays bounded: one shard buffer plus the (small) index columns.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -25,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from recsae.errors import DataError
-from recsae.io import FORMAT_VERSION, write_json, write_parquet
+from recsae.io import FORMAT_VERSION, check_format_version, read_json, write_json, write_parquet
 
 SPLITS = ("train", "valid", "test")
 """Values of the index's ``split`` column; the writer takes their codes 0, 1, 2."""
@@ -60,19 +59,8 @@ class ActivationStore:
             raise DataError(
                 "not an activation store: meta.json is missing (an interrupted harvest?)", path=path
             )
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as err:
-            raise DataError(f"unreadable JSON: {err}", path=meta_path) from err
-        if not isinstance(meta, dict):
-            raise DataError("expected a JSON object", path=meta_path)
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise DataError(
-                f"format version {version!r}, this recsae reads version {FORMAT_VERSION}",
-                path=meta_path,
-                field="format_version",
-            )
+        meta = read_json(meta_path)
+        check_format_version(meta, meta_path)
         if meta.get("dtype") != "float32":
             raise DataError(f"dtype {meta.get('dtype')!r}, expected 'float32'", path=meta_path, field="dtype")
         for key in ("d", "n_rows", "shards"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Any
 import pandas as pd
 
 from recsae.errors import DataError
+from recsae.interpret.api import SUMMARY_FILE, TABLE_FILE, read_interpretation
+from recsae.io import read_json
 from recsae.report.examples import EXAMPLES_PATH, normalize_latents
 
 
@@ -37,27 +38,13 @@ class RunData:
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        line = getattr(err, "lineno", None)
-        raise DataError(f"not valid JSON ({err})", path=path, line=line) from err
-    if not isinstance(data, dict):
-        raise DataError(f"expected a JSON object, found {type(data).__name__}", path=path)
-    return data
+    return read_json(path) if path.is_file() else None
 
 
-def _read_parquet(path: Path) -> pd.DataFrame | None:
-    if not path.is_file():
+def _read_latents(run_dir: Path) -> pd.DataFrame | None:
+    if not (run_dir / TABLE_FILE).is_file():
         return None
-    try:
-        df = pd.read_parquet(path)
-    except Exception as err:  # pyarrow raises several unrelated types for corrupt files
-        raise DataError(f"not a readable Parquet file ({err})", path=path) from err
-    if "latent" not in df.columns:
-        raise DataError("expected a 'latent' column (one row per latent)", path=path, field="latent")
+    df = read_interpretation(run_dir)
     return normalize_latents(df.sort_values("latent", kind="stable").reset_index(drop=True))
 
 
@@ -71,9 +58,9 @@ def load_run(run_dir: str | Path) -> RunData:
         config=_read_json(path / "config.json"),
         summary=_read_json(path / "summary.json"),
         splice=_read_json(path / "splice.json"),
-        interpret=_read_json(path / "interpret.json"),
+        interpret=_read_json(path / SUMMARY_FILE),
         steer=_read_json(path / "steer.json"),
-        latents=_read_parquet(path / "interpretation.parquet"),
+        latents=_read_latents(path),
         examples=_read_json(path / EXAMPLES_PATH),
     )
 

@@ -70,6 +70,13 @@ MIN_ROWS_MAX_EPOCHS = 100
 the SAE well, and more passes only overfit it."""
 
 
+RUN_EPOCHS = 16
+"""Passes over the training rows that ``recsae run`` and ``recsae sae train`` make by default
+(``RunConfig.sae_epochs`` says why)."""
+RUN_MIN_ROWS = 1_500_000
+"""Rows ``recsae run`` and ``recsae sae train`` train on at least by default (``RunConfig.sae_min_rows``)."""
+
+
 @dataclass(frozen=True)
 class SaeTrainConfig:
     """Optimisation of the SAE: Adam with linear warm-up and decay, batches counted in rows."""

@@ -84,10 +84,6 @@ class RunningFvu:
         self.mean = self.mean + delta * (nb / n)
         self.n = n
 
-    @property
-    def total_variance(self) -> float:
-        return self.m2
-
     def value(self) -> float:
         return self.sse / self.m2 if self.m2 > 0 else float("nan")
 

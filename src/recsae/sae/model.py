@@ -27,7 +27,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recsae.errors import DataError
-from recsae.io import FORMAT_VERSION, read_json, read_tensors, write_json, write_tensors
+from recsae.io import (
+    FORMAT_VERSION,
+    check_format_version,
+    read_json,
+    read_tensors,
+    write_json,
+    write_tensors,
+)
 from recsae.sae.config import SaeConfig
 
 CFG_FILE = "cfg.json"
@@ -269,10 +276,6 @@ class TopKSAE(nn.Module):
     def device(self) -> torch.device:
         return self.W_enc.device
 
-    def pre_acts(self, x: Tensor) -> Tensor:
-        """Dense activations a = ReLU(W_enc (x − b_dec) + b_enc), B x m."""
-        return torch.addmm(self.b_enc, x - self.b_dec, self.W_enc.t()).relu_()
-
     def encode(self, x: Tensor) -> EncoderOutput:
         """The k largest activations per row (exactly k non-zeros when ≥ k are positive)."""
         vals, idx, _, _ = _SparseEncode.apply(
@@ -363,13 +366,7 @@ class TopKSAE(nn.Module):
         if not cfg_path.is_file() or not (path_dir / WEIGHTS_FILE).is_file():
             raise DataError(f"not an SAE checkpoint folder (needs {CFG_FILE} and {WEIGHTS_FILE})", path=path_dir)
         meta = read_json(cfg_path)
-        version = meta.get("format_version")
-        if version != FORMAT_VERSION:
-            raise DataError(
-                f"unsupported format_version {version!r} (this recsae reads {FORMAT_VERSION})",
-                path=cfg_path,
-                field="format_version",
-            )
+        check_format_version(meta, cfg_path)
         cfg = SaeConfig.from_dict(meta["sae"])
         sae = cls(cfg)
         tensors = read_tensors(path_dir / WEIGHTS_FILE)

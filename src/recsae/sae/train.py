@@ -23,7 +23,15 @@ import torch
 from torch import Tensor
 
 from recsae.errors import ConfigError, DataError
-from recsae.io import FORMAT_VERSION, read_json, read_tensors, write_json, write_tensors, write_with
+from recsae.io import (
+    FORMAT_VERSION,
+    check_format_version,
+    read_json,
+    read_tensors,
+    write_json,
+    write_tensors,
+    write_with,
+)
 from recsae.sae.config import MIN_ROWS_MAX_EPOCHS, SaeConfig, SaeTrainConfig
 from recsae.sae.metrics import SaeMetrics, evaluate_sae, l0
 from recsae.sae.model import TopKSAE
@@ -357,8 +365,7 @@ def _load_state(
 ) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Tensor] | None]:
     sdir = out / STATE_DIR
     meta = read_json(sdir / "state.json")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise DataError("unsupported training-state format_version", path=sdir / "state.json", field="format_version")
+    check_format_version(meta, sdir / "state.json")
     saved_train = dict(meta["train"])
     now_train = train_cfg.to_dict()
     # Only the budget may change between a run and its resumption.

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recsae.data.dataset import SplitData, SplitName, input_sequences
+from recsae.data.dataset import SplitData, SplitName, input_sequences, item_popularity
 from recsae.errors import ConfigError
 from recsae.eval import evaluate, mask_history
 from recsae.steer.edit import Ablate, AblateRandomActive, Edit, apply
@@ -74,8 +74,7 @@ class SteerContext:
         self.device = _model_device(model)
         self.n_items = split.n_items
         if popularity is None:
-            popularity = np.bincount(split.train.values, minlength=self.n_items + 1)
-            popularity[0] = 0
+            popularity = item_popularity(split.train.values, self.n_items)
         self.popularity = popularity
         self.tail = long_tail_mask(popularity, head_fraction)
         self._row_of = np.full(split.n_users + 1, -1, dtype=np.int64)

@@ -53,10 +53,3 @@ def long_tail_mask(popularity: np.ndarray, head_fraction: float = 0.2) -> np.nda
 def long_tail_share(top: np.ndarray, tail_mask: np.ndarray) -> float:
     """Share of all recommended slots taken by long-tail items."""
     return float(np.asarray(tail_mask, dtype=bool)[top].mean()) if top.size else 0.0
-
-
-def item_popularity(train_items: np.ndarray, n_items: int) -> np.ndarray:
-    """Training interactions per item, item-aligned (length n_items + 1, row 0 = 0)."""
-    counts = np.bincount(np.asarray(train_items, dtype=np.int64), minlength=n_items + 1)
-    counts[0] = 0
-    return counts

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from recsae.data.dataset import ItemMeta, SplitData
+from recsae.data.dataset import ItemMeta, SplitData, item_popularity
 from recsae.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -156,6 +156,7 @@ class ConceptItems:
         return None
 
     def single(self, concept: str) -> np.ndarray | None:
+        """Item mask of one concept name (no rule operators), padding excluded; None when unknown."""
         mask = self.extra.get(concept)
         if mask is None:
             mask = self._attribute(concept)
@@ -185,6 +186,7 @@ class ConceptItems:
         return out
 
     def resolvable(self, concept: str) -> bool:
+        """Whether a concept or rule names a known item set (``mask`` would not raise)."""
         try:
             self.mask(concept)
         except ConfigError:
@@ -192,6 +194,7 @@ class ConceptItems:
         return True
 
     def attributes(self) -> list[str]:
+        """The item attributes a concept can name as ``attribute=value``, sorted."""
         names = [] if self.meta is None else [*self.meta.multi, *self.meta.categorical]
         return sorted(set(names))
 
@@ -203,8 +206,7 @@ def concept_items(split: SplitData) -> ConceptItems:
     from recsae.interpret.concepts import build_vocabulary
 
     meta = split.dataset.item_meta
-    counts = np.bincount(split.train.values, minlength=split.n_items + 1)
-    counts[0] = 0
+    counts = item_popularity(split.train.values, split.n_items)
     return ConceptItems.from_vocabulary(meta, build_vocabulary(meta, counts))
 
 

@@ -14,6 +14,7 @@ import io
 import lzma
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -45,6 +46,16 @@ def _open_binary(path: Path) -> IO[bytes]:
     """Open a possibly compressed file (by extension, like pandas)."""
     openers: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
     return openers.get(path.suffix.lower(), open)(path, "rb")
+
+
+@contextmanager
+def _readable(path: Path) -> Iterator[None]:
+    """Turn I/O errors (a bad gzip header, a truncated archive) into a DataError naming the file."""
+    try:
+        yield
+    except (OSError, EOFError, lzma.LZMAError) as err:
+        hint = " (damaged or truncated archive?)" if path.suffix.lower() in (".gz", ".bz2", ".xz") else ""
+        raise DataError(f"cannot read{hint}: {err}", path=path) from None
 
 
 def open_text(path: Path, encoding: str) -> IO[str]:
@@ -111,7 +122,7 @@ def _scan(path: Path, sep: str, names: Sequence[str], header: bool, columns: Seq
 
 def read_header(path: Path, sep: str, encoding: str = "utf-8") -> list[str]:
     """The header row's column names (error if the file is empty)."""
-    with _open_binary(path) as handle:
+    with _readable(path), _open_binary(path) as handle:
         first = next(_decoded_lines(iter([handle.readline()]), encoding, path)).rstrip("\r\n")
     if not first:
         raise DataError("empty file; expected a header row", path=path, line=1)
@@ -157,16 +168,17 @@ def read_table(
     else:
         kwargs = {"sep": sep, "names": all_names, "header": 0 if header else None}
     try:
-        frame = pd.read_csv(
-            path,
-            index_col=False,  # a line with extra fields is an error, not a shifted index
-            dtype=dtype,
-            encoding=encoding,
-            keep_default_na=False,
-            na_values=[""],
-            engine="c",
-            **kwargs,
-        )
+        with _readable(path):
+            frame = pd.read_csv(
+                path,
+                index_col=False,  # a line with extra fields is an error, not a shifted index
+                dtype=dtype,
+                encoding=encoding,
+                keep_default_na=False,
+                na_values=[""],
+                engine="c",
+                **kwargs,
+            )
     except (ValueError, UnicodeDecodeError) as err:
         _scan(path, sep, all_names, header, columns, encoding)
         raise DataError(f"cannot parse: {err}", path=path) from None

@@ -25,6 +25,7 @@ import pandas as pd
 from recsae.data.dataset import InteractionDataset, ItemMeta
 from recsae.data.loaders.common import Column, ItemCatalog, make_dataset, read_table, to_seconds
 from recsae.errors import DataError
+from recsae.io import read_json
 
 
 @dataclass(frozen=True)
@@ -94,19 +95,22 @@ _SPEC_KEYS = {"interactions", "items", "sep", "item_sep", "mapping"}
 
 def _read_spec(path: Path) -> dict[str, Any]:
     """Arguments of ``load`` from a JSON spec file."""
-    try:
-        spec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise DataError(f"cannot read the table spec: {err}", path=path) from None
-    if not isinstance(spec, dict) or "interactions" not in spec:
+    spec = read_json(path)
+    if "interactions" not in spec:
         raise DataError("expected a JSON object with an 'interactions' path", path=path, field="interactions")
     unknown = set(spec) - _SPEC_KEYS
     if unknown:
         raise DataError(f"unknown keys {sorted(unknown)}; expected {sorted(_SPEC_KEYS)}", path=path)
+    for key in ("interactions", "items"):
+        _check_spec_value(spec.get(key), key == "items", path, key)
+    for key in ("sep", "item_sep"):
+        _check_spec_value(spec.get(key), True, path, key, "a separator")
     fields = {f.name for f in dataclasses.fields(TableMapping)}
     mapping = spec.get("mapping", {})
     if not isinstance(mapping, dict) or set(mapping) - fields:
         raise DataError(f"'mapping' must be an object with keys from {sorted(fields)}", path=path, field="mapping")
+    for key, value in mapping.items():
+        _check_mapping_value(key, value, path)
     mapping = {k: tuple(v) if isinstance(v, list) else v for k, v in mapping.items()}
     return {
         "path": path.parent / spec["interactions"],
@@ -115,6 +119,31 @@ def _read_spec(path: Path) -> dict[str, Any]:
         "item_sep": spec.get("item_sep"),
         "mapping": TableMapping(**mapping),
     }
+
+
+_MAPPING_LISTS = ("categorical", "text", "numeric")
+_MAPPING_OPTIONAL = ("time", "rating", "title")
+
+
+def _check_spec_value(value: Any, optional: bool, path: Path, where: str, what: str = "a path") -> None:
+    """DataError unless ``value`` is a non-empty string (or, when ``optional``, null)."""
+    if not ((isinstance(value, str) and value) or (optional and value is None)):
+        expected = f"{what} (a non-empty string{' or null' if optional else ''})"
+        raise DataError(f"expected {expected}, found {json.dumps(value)}", path=path, field=where)
+
+
+def _check_mapping_value(key: str, value: Any, path: Path) -> None:
+    """DataError naming ``mapping.<key>`` unless ``value`` has the type ``TableMapping`` expects."""
+    where = f"mapping.{key}"
+    if key == "multi":
+        if not isinstance(value, dict) or not all(isinstance(s, str) and s for s in value.values()):
+            expected = 'an object of column name -> separator, e.g. {"genres": "|"}'
+            raise DataError(f"expected {expected}, found {json.dumps(value)}", path=path, field=where)
+    elif key in _MAPPING_LISTS:
+        if not isinstance(value, list) or not all(isinstance(c, str) and c for c in value):
+            raise DataError(f"expected a list of column names, found {json.dumps(value)}", path=path, field=where)
+    else:
+        _check_spec_value(value, key in _MAPPING_OPTIONAL, path, where, "a column name")
 
 
 def load(

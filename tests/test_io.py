@@ -1,0 +1,79 @@
+"""recsae.io: damaged JSON and safetensors files are DataErrors naming the file; format versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from recsae.errors import DataError
+from recsae.io import (
+    FORMAT_VERSION,
+    check_format_version,
+    read_json,
+    read_tensors,
+    write_json,
+    write_tensors,
+)
+
+
+def test_json_round_trip_returns_the_object(tmp_path: Path) -> None:
+    write_json(tmp_path / "a.json", {"x": [1, 2], "p": tmp_path})
+    assert read_json(tmp_path / "a.json") == {"x": [1, 2], "p": str(tmp_path)}
+
+
+def test_corrupt_json_names_the_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_text('{\n  "x": oops\n}')
+    with pytest.raises(DataError, match=r"a\.json, line 2: not valid JSON") as err:
+        read_json(tmp_path / "a.json")
+    assert err.value.line == 2
+
+
+@pytest.mark.parametrize(("content", "message"), [("[1, 2]", "expected a JSON object, found list"),
+                                                  (b"\xff\xfe{}", "cannot read")])
+def test_json_that_is_not_an_object_or_not_text_is_a_data_error(tmp_path: Path, content: str | bytes, message: str) -> None:
+    path = tmp_path / "a.json"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(DataError, match=message) as err:
+        read_json(path)
+    assert err.value.path == str(path)
+
+
+def test_missing_json_is_a_data_error_naming_the_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"nope\.json: cannot read") as err:
+        read_json(tmp_path / "nope.json")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing"])
+def test_damaged_safetensors_are_a_data_error_naming_the_file(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "w.safetensors"
+    write_tensors(path, {"w": torch.arange(100.0)})
+    data = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(b"not a safetensors file")
+    else:
+        path.unlink()
+    with pytest.raises(DataError, match=r"w\.safetensors: .*expected a safetensors file|w\.safetensors: not a readable"):
+        read_tensors(path)
+
+
+def test_intact_safetensors_read_back_equal(tmp_path: Path) -> None:
+    write_tensors(tmp_path / "w.safetensors", {"w": torch.arange(5.0)})
+    assert torch.equal(read_tensors(tmp_path / "w.safetensors")["w"], torch.arange(5.0))
+
+
+@pytest.mark.parametrize("found", [99, None, "1"])
+def test_other_format_versions_name_found_and_supported_version_and_file(found: object) -> None:
+    with pytest.raises(DataError) as err:
+        check_format_version({"format_version": found}, "run/config.json")
+    msg = str(err.value)
+    assert msg.startswith("run/config.json, field 'format_version'")
+    assert f"format version {found!r}" in msg and f"reads format version {FORMAT_VERSION}" in msg
+
+
+def test_the_current_format_version_passes() -> None:
+    check_format_version({"format_version": FORMAT_VERSION}, "x.json")
