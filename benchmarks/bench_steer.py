@@ -24,8 +24,10 @@ Acceptance figures printed and written to ``benchmarks/results/bench_steer.json`
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -145,7 +147,7 @@ def attribute_sweep(
         if not items.resolvable(concept):
             continue
         row: dict[str, Any] = {"concept": concept, "n_items": int(items.mask(concept).sum())}
-        for source in ("decoder", "rules"):
+        for source in args.sweep_sources.split(","):
             try:
                 latents = steering_targets(select, table, items, concept, replace(cfg, latent_source=source))
             except ConfigError:
@@ -154,7 +156,8 @@ def attribute_sweep(
             chosen = steer_concept(select, concept, latents, items, cfg, report_ctx=ctx)["chosen"]
             row["share_before"] = chosen["share_before"]
             row[source] = {
-                "share_ratio": chosen["share_ratio"], "ndcg_ratio": chosen["ndcg_ratio"], "method": chosen["method"],
+                "share_ratio": chosen["share_ratio"], "ndcg_ratio": chosen["ndcg_ratio"],
+                "ndcg_ratio_ci": chosen.get("ndcg_ratio_ci"), "method": chosen["method"],
                 "alpha": chosen["strength"], "share_random": chosen["share_random"], "n_latents": len(latents),
                 "within_tolerance": chosen["within_tolerance"],
             }  # fmt: skip
@@ -164,9 +167,11 @@ def attribute_sweep(
             if r is None:
                 return "-"
             flag = "" if r["within_tolerance"] else "!"
-            return f"x{r['share_ratio']:.2f}{flag} ({r['method']} {r['alpha']:.3g}, NDCG {r['ndcg_ratio']:.3f})"
+            ci = r.get("ndcg_ratio_ci") or [math.nan, math.nan]
+            return (f"x{r['share_ratio']:.2f}{flag} ({r['method']} {r['alpha']:.3g}, NDCG {r['ndcg_ratio']:.3f} "
+                    f"[{ci[0]:.3f}, {ci[1]:.3f}])")
 
-        print(f"  {concept:<24} base {row.get('share_before') or 0:.3f}  decoder {fmt(row['decoder']):<34} rules {fmt(row['rules'])}")
+        print(f"  {concept:<24} base {row.get('share_before') or 0:.3f}  decoder {fmt(row['decoder']):<52} rules {fmt(row.get('rules'))}")
     reach = [r["concept"] for r in rows
              if r["decoder"] and r["decoder"]["share_ratio"] >= 3.0 and r["decoder"]["within_tolerance"]]
     print(f"  x3 within tolerance (decoder latents): {', '.join(reach) or 'none'}")
@@ -195,7 +200,9 @@ def main() -> None:
     ap.add_argument("--n-concepts", type=int, default=1, help="concepts chosen automatically")
     ap.add_argument("--sweep", default=None, help="also steer toward every value of this item attribute (e.g. genre)")
     ap.add_argument("--sweep-users", type=int, default=1000, help="users measured in the sweep")
+    ap.add_argument("--sweep-sources", default="decoder,rules", help="latent sources steered through in the sweep")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=RESULT, help="where the JSON figures go")
     args = ap.parse_args()
     seed_everything(args.seed)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -263,9 +270,10 @@ def main() -> None:
     print(f"\nsteer stage: {steer_s:.1f} s on {result.n_users} users (setup {build_s:.1f} s)")
     sweep = attribute_sweep(model, sae, split, table, items, cfg, args) if args.sweep else None
     write_json(
-        RESULT,
+        args.out,
         {
             "benchmark": "steer",
+            "command": " ".join(sys.argv),
             "source": source,
             "targets": "ablation beats random latents (paired Wilcoxon); steering raises the concept's top-10 "
             "share >= 3x with NDCG@10 within 5 %; peer x2.3 at unchanged accuracy (ML-25M)",
@@ -280,7 +288,7 @@ def main() -> None:
             "environment": environment_info(),
         },
     )
-    print(f"wrote {RESULT}")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

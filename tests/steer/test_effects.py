@@ -15,6 +15,7 @@ from recsae.steer.effects import (
     dose_response,
     measure,
     paired_test,
+    ratio_interval,
 )
 
 
@@ -124,3 +125,23 @@ def test_concept_rank_sum_matches_ranks_from_a_full_sort() -> None:
 def test_ablation_study_skips_concepts_with_too_few_items(world, ctx) -> None:
     study = ablation_study(ctx, world.interpretation, world.items, n_latents=5, n_random=1, min_users=3, min_items=11)
     assert study.rows == [] and study.n_latents == 0 and math.isnan(study.statistic)
+
+
+def test_ratio_interval_is_a_point_when_every_user_scales_alike_and_widens_with_noise() -> None:
+    before = np.random.default_rng(0).uniform(0.1, 1.0, size=500)
+    assert ratio_interval(0.9 * before, before) == pytest.approx([0.9, 0.9])
+    noisy = 0.9 * before * np.random.default_rng(1).uniform(0.5, 1.5, size=500)
+    lo, hi = ratio_interval(noisy, before)
+    ratio = noisy.mean() / before.mean()
+    assert lo < ratio < hi and hi - lo > 0.02
+    few_lo, few_hi = ratio_interval(noisy[:50], before[:50])
+    assert few_hi - few_lo > hi - lo  # fewer users, wider interval
+    assert ratio_interval(None, before) is None and ratio_interval(before, before[:0]) is None
+
+
+def test_steering_curve_rows_carry_an_interval_around_their_ndcg_ratio(world, ctx) -> None:
+    concepts = "genre=A"
+    rows = dose_response(ctx, lambda a: AddDirection((0,), a), [0.0, 0.5], concepts, world.items.mask(concepts), n_random=1)
+    assert rows[0]["ndcg_ratio_ci"] == pytest.approx([1.0, 1.0])  # unedited: identical per user
+    lo, hi = rows[1]["ndcg_ratio_ci"]
+    assert lo <= rows[1]["ndcg_ratio"] <= hi

@@ -32,6 +32,8 @@ def test_run_steer_results_are_json_and_summary_has_the_stable_keys(world, tmp_p
         assert isinstance(entry[key], float)
     assert entry["share_after"] > entry["share_before"]
     assert entry["ndcg_after"] >= (1 - SMALL.ndcg_tolerance) * entry["ndcg_before"]
+    lo, hi = entry["ndcg_ratio_ci"]
+    assert lo <= entry["ndcg_after"] / entry["ndcg_before"] <= hi
 
 
 @pytest.mark.slow

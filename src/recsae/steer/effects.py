@@ -142,9 +142,11 @@ class EditEffect(NamedTuple):
     long_tail_share: float
     """Share of top-k slots taken by long-tail items."""
     n_users: int
+    ndcg_per_user: np.ndarray | None = None
+    """NDCG@k per measured user (None when accuracy was not measured); not in ``to_dict``."""
 
     def to_dict(self) -> dict[str, Any]:
-        return self._asdict()
+        return {k: v for k, v in self._asdict().items() if k != "ndcg_per_user"}
 
 
 class _Pass(NamedTuple):
@@ -204,6 +206,7 @@ def measure(
     p = _top_lists(ctx, edit, rows, concepts, ranks)
     share = {c: float(concept_share(p.top, m).mean()) if len(p.top) else math.nan for c, m in concepts.items()}
     hr = ndcg = math.nan
+    per_user = None
     if accuracy:
         users = ctx.users if rows is None else ctx.users[rows]
         res = evaluate(
@@ -211,6 +214,7 @@ def measure(
             batch_size=ctx.batch_size, max_len=ctx.max_len, device=ctx.device,
         )  # fmt: skip
         hr, ndcg = res.metrics[f"hr@{ctx.k}"], res.metrics[f"ndcg@{ctx.k}"]
+        per_user = res.per_user[f"ndcg@{ctx.k}"]
     return EditEffect(
         share=share,
         mean_rank=p.mean_rank,
@@ -220,6 +224,7 @@ def measure(
         gini=gini(recommendation_counts(p.top, ctx.n_items)),
         long_tail_share=long_tail_share(p.top, ctx.tail),
         n_users=len(p.top),
+        ndcg_per_user=per_user if accuracy else None,
     )
 
 
@@ -232,6 +237,7 @@ def mean_effect(effects: Sequence[EditEffect]) -> EditEffect:
         return float(np.mean(values))
 
     first = effects[0]
+    per_user = [e.ndcg_per_user for e in effects if e.ndcg_per_user is not None]
     return EditEffect(
         share={c: avg([e.share[c] for e in effects]) for c in first.share},
         mean_rank={c: avg([e.mean_rank[c] for e in effects]) for c in first.mean_rank},
@@ -241,6 +247,7 @@ def mean_effect(effects: Sequence[EditEffect]) -> EditEffect:
         gini=avg([e.gini for e in effects]),
         long_tail_share=avg([e.long_tail_share for e in effects]),
         n_users=first.n_users,
+        ndcg_per_user=np.mean(per_user, axis=0) if len(per_user) == len(effects) else None,
     )
 
 
@@ -342,6 +349,7 @@ def dose_response(
                 "ndcg_before": base.ndcg,
                 "share_ratio": _ratio(eff.share[concept], base.share[concept]),
                 "ndcg_ratio": _ratio(eff.ndcg, base.ndcg),
+                "ndcg_ratio_ci": ratio_interval(eff.ndcg_per_user, base.ndcg_per_user, seed),
                 "mean_rank_before": base.mean_rank[concept],
                 "mean_rank": eff.mean_rank[concept],
                 "mean_rank_random": rand.mean_rank[concept],
@@ -356,6 +364,21 @@ def dose_response(
             }
         )
     return table
+
+
+def ratio_interval(
+    after: np.ndarray | None, before: np.ndarray | None, seed: int = 0, n_boot: int = 2000, level: float = 0.95
+) -> list[float] | None:
+    """Paired bootstrap interval (percentile, over users) of mean(after) / mean(before): how
+    sure a measured NDCG ratio is. With 1,000 users one run's NDCG@10 varies by several
+    percent, as much as the tolerance it is judged against. None without per-user values."""
+    if after is None or before is None or len(before) == 0:
+        return None
+    idx = np.random.default_rng(seed).integers(0, len(before), size=(n_boot, len(before)))
+    num, den = after[idx].mean(axis=1), before[idx].mean(axis=1)
+    ratios = np.divide(num, den, out=np.full(n_boot, np.nan), where=den > 0)
+    tail = 100 * (1 - level) / 2
+    return [float(x) for x in np.nanpercentile(ratios, [tail, 100 - tail])]
 
 
 def _ratio(a: float, b: float) -> float:

@@ -363,6 +363,7 @@ def steer_summary(result: SteerResult) -> dict[str, Any]:
             "random_control_share_after": chosen["share_random"],
             "ndcg_before": chosen["ndcg_before"],
             "ndcg_after": chosen["ndcg"],
+            "ndcg_ratio_ci": chosen.get("ndcg_ratio_ci"),
             "random_control_ndcg_after": chosen["ndcg_random"],
             "share_ratio": chosen["share_ratio"],
             "method": chosen["method"],
