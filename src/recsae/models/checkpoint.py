@@ -110,7 +110,7 @@ def split_for_checkpoint(checkpoint: Path, config: dict[str, Any], data_root: Pa
 
     src = config.get("data", {}).get("source", {})
     if not src:
-        raise ConfigError(f"{checkpoint} does not record its dataset (config.json data.source)")
+        raise ConfigError(f"{checkpoint} does not record its dataset (config.json data.source); recsae evaluate takes it as --dataset")
     root = data_root or (Path(src["data_root"]) if src.get("data_root") else None)
     opts = DatasetOptions(src["dataset"], root, src.get("format"), src.get("min_rating"), src.get("k_core"))
     seed = int(src.get("seed", config.get("seed", 0)))
