@@ -115,7 +115,7 @@ def _metrics(nd: float) -> dict:
 def summary(layout: str = "stages") -> dict:
     steer_concepts = {
         "genre=Horror": {"share_before": 0.05, "share_after": 0.3, "random_control_share_after": 0.05,
-                         "ndcg_before": 0.18, "ndcg_after": 0.175},
+                         "ndcg_before": 0.18, "ndcg_after": 0.175, "ndcg_ratio_ci": [0.93, 1.01]},
         EVIL_CONCEPT: {"share_before": 0.1, "share_after": 0.2, "random_control_share_after": float("nan"),
                        "ndcg_before": 0.18, "ndcg_after": 0.17},
     }

@@ -221,3 +221,9 @@ def test_examples_without_activations_are_flagged_as_having_no_histograms(fake_r
     data = json.loads(parse(render_report(load_run(run))).scripts[0][1])
     assert data["hasExamples"] and not data["hasHistograms"]
     assert all(lat["hist"] is None and lat["ex"] for lat in data["latents"])
+
+
+def test_steering_table_shows_the_ndcg_change_with_its_interval_when_the_run_has_one(fake_run):
+    page = render_report(load_run(fake_run()))
+    assert "-2.8 % [-7.0, +1.0]" in page  # 0.175 / 0.18, interval 0.93-1.01
+    assert "-5.6 %</td>" in page  # the concept without an interval shows the change alone

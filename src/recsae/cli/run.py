@@ -91,7 +91,8 @@ def _headline(summary: dict) -> str:
         lines += summary_lines(summary["interpret"])
     for concept, s in summary.get("steer", {}).items():
         lines.append(f"steer {concept}: top-10 share {s['share_before']:.3f} -> {s['share_after']:.3f} "
-                     f"(random {s['random_control_share_after']:.3f}), NDCG@10 {s['ndcg_before']:.4f} -> {s['ndcg_after']:.4f}")
+                     f"(random {s['random_control_share_after']:.3f}), NDCG@10 {s['ndcg_before']:.4f} -> {s['ndcg_after']:.4f}"
+                     + (" (ratio 95 % interval {:.3f}-{:.3f})".format(*s["ndcg_ratio_ci"]) if s.get("ndcg_ratio_ci") else ""))
     return "\n".join(lines)
 
 

@@ -474,6 +474,9 @@ def _steering(run: RunData) -> str:
             lift = _lift(r)
             nb, na = number(get(r, "ndcg_before")), number(get(r, "ndcg_after"))
             change = f"{100 * (na - nb) / nb:+.1f} %" if nb and na is not None else "—"
+            ci = get(r, "ndcg_ratio_ci")
+            if isinstance(ci, list) and len(ci) == 2 and all(number(x) is not None for x in ci):
+                change += f" [{100 * (ci[0] - 1):+.1f}, {100 * (ci[1] - 1):+.1f}]"
             rows.append(
                 f"<tr><th>{escape(str(concept))}</th><td class=\"num\">{pct(get(r, 'share_before'))}</td>"
                 f"<td class=\"num\">{pct(get(r, 'share_after'))}</td>"
@@ -485,7 +488,8 @@ def _steering(run: RunData) -> str:
             "<table><thead><tr><th>concept</th><th class=\"num\">share before</th>"
             "<th class=\"num\">share after</th><th class=\"num\">lift</th>"
             "<th class=\"num\">random control after</th><th class=\"num\">NDCG@10 before</th>"
-            "<th class=\"num\">NDCG@10 after</th><th class=\"num\">NDCG change</th></tr></thead>"
+            "<th class=\"num\">NDCG@10 after</th><th class=\"num\" title=\"95 % paired bootstrap interval over "
+            "the measured users in brackets\">NDCG change [95 % interval]</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
         cats = list(st)[:6]
         parts.append('<div class="charts">' + svg.bar_chart(
