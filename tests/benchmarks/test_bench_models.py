@@ -1,8 +1,11 @@
-"""The benchmark's parser of RecBole's console log (RecBole itself is not installed in CI)."""
+"""bench_models.py: the parser of RecBole's console log (RecBole itself is not installed in CI) and the
+checks of a --merge file, which must fail before any data is loaded or model trained."""
 
 import importlib.util
 import sys
 from pathlib import Path
+
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))  # as when run as a script: its helpers import from the folder
@@ -32,3 +35,27 @@ def test_recbole_log_parses_every_epoch_with_colour_codes_stripped() -> None:
 
 def test_recbole_log_without_epoch_lines_gives_no_rows() -> None:
     assert bench_models.parse_recbole_log("Traceback (most recent call last):\n  ...\nValueError: x\n") == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"datasets": ', "line 1: not valid JSON"),
+        ('{"results": []}', "no 'datasets' object"),
+        ('{"datasets": {"ml-1m": 3}}', "field datasets.ml-1m"),
+        ('{"datasets": {"ml-1m": {"models": []}}}', "field datasets.ml-1m"),
+    ],
+)
+def test_a_bad_merge_file_is_a_usage_error_naming_it_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    out = tmp_path / "results.json"
+    out.write_text(content)
+    monkeypatch.setattr(bench_models, "load_dataset", lambda *a, **k: pytest.fail("data loaded before the check"))
+    monkeypatch.setattr(sys, "argv", ["bench_models.py", "--merge", "--out", str(out), "--data-root", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        bench_models.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and message in err
+    assert out.read_text() == content  # left as it was
