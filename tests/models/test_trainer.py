@@ -14,7 +14,7 @@ from recsae.errors import ConfigError, DataError
 from recsae.io import read_json
 from recsae.models import trainer
 from recsae.models.base import DotProductModel, HiddenStates
-from recsae.models.checkpoint import load_checkpoint
+from recsae.models.checkpoint import check_split_fits, load_checkpoint
 from recsae.models.registry import model_config
 from recsae.models.trainer import TrainConfig, evaluate_model, train_model
 
@@ -230,3 +230,10 @@ def test_wrapping_a_custom_sequential_model_needs_and_uses_its_hidden_states(spl
 def test_a_time_limit_stops_after_the_epoch_that_passes_it(split: SplitData) -> None:
     result = train_model("bpr", split, small("bpr", dim=8), train_cfg=TrainConfig(epochs=50, max_seconds=0.0))
     assert result.epochs == 1 and result.best_epoch == 1
+
+
+def test_a_split_of_another_size_than_the_model_is_refused_naming_the_checkpoint(split: SplitData, tmp_path: Path) -> None:
+    check_split_fits(split, split.n_users, split.n_items, tmp_path)  # same size: accepted
+    with pytest.raises(DataError, match="the model was trained on") as err:
+        check_split_fits(split, split.n_users, split.n_items + 1, tmp_path)
+    assert str(tmp_path / "config.json") in str(err.value)

@@ -92,8 +92,8 @@ def evaluate(
 ) -> None:
     """Full-ranking metrics of a checkpoint on its dataset (or another one with the same ids)."""
     from recsae.data.registry import dataset_fingerprint
-    from recsae.errors import ConfigError, DataError
-    from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
+    from recsae.errors import ConfigError
+    from recsae.models.checkpoint import check_split_fits, load_checkpoint, split_for_checkpoint
     from recsae.models.trainer import evaluate_model
     from recsae.utils import default_device
 
@@ -106,9 +106,7 @@ def evaluate(
         src = config.get("data", {}).get("source", {})
         opts = dataset_options(dataset, data_root, fmt, min_rating, k_core)
         split = _load_split(opts, src.get("protocol", "auto"), int(src.get("seed", config.get("seed", 0))))
-        if (split.n_users, split.n_items) != (model.n_users, model.n_items):
-            raise DataError(f"the data has {split.n_users} users and {split.n_items} items; the model was trained "
-                            f"on {model.n_users} and {model.n_items}", path=checkpoint / "config.json", field="data")
+        check_split_fits(split, model.n_users, model.n_items, checkpoint)
     recorded = config.get("data", {}).get("fingerprint")
     same = recorded == dataset_fingerprint(split.dataset)
     result = evaluate_model(model, split, "valid" if split_name == "valid" else "test")

@@ -106,7 +106,7 @@ def split_for_checkpoint(checkpoint: Path, config: dict[str, Any], data_root: Pa
     """Reload the dataset and split recorded in a model checkpoint, checking its size."""
     from recsae.data.registry import DatasetOptions
     from recsae.data.split import make_split
-    from recsae.errors import ConfigError, DataError
+    from recsae.errors import ConfigError
 
     src = config.get("data", {}).get("source", {})
     if not src:
@@ -116,12 +116,16 @@ def split_for_checkpoint(checkpoint: Path, config: dict[str, Any], data_root: Pa
     seed = int(src.get("seed", config.get("seed", 0)))
     split = make_split(opts.load(seed, **src.get("options", {})), src.get("protocol", "auto"))
     model_spec = config.get("model", {})
-    want = (model_spec.get("n_users"), model_spec.get("n_items"))
-    if (split.n_users, split.n_items) != want:
+    check_split_fits(split, model_spec.get("n_users"), model_spec.get("n_items"), checkpoint)
+    return split
+
+
+def check_split_fits(split: SplitData, n_users: int | None, n_items: int | None, checkpoint: Path) -> None:
+    """DataError naming the checkpoint unless ``split`` has the users and items the model was trained on."""
+    if (split.n_users, split.n_items) != (n_users, n_items):
         raise DataError(
-            f"the recorded dataset now has {split.n_users} users and {split.n_items} items; the model "
-            f"was trained on {want[0]} and {want[1]}",
+            f"the data has {split.n_users} users and {split.n_items} items; the model was trained on "
+            f"{n_users} and {n_items}",
             path=checkpoint / "config.json",
             field="data",
         )
-    return split
