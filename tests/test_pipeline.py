@@ -50,7 +50,19 @@ def test_run_writes_every_documented_summary_key(tiny_run: Path) -> None:
     assert "share_interpretable" in interp["neurons"] and "share_interpretable" in interp["random_sae"]
     for unit, share in interp["explained_by_interpretable"].items():  # floats: every decoder bias reached it
         assert isinstance(share, float) and share <= 1.0, unit
-    assert set(interp["explained_by_interpretable"]) == {"sae", "neurons", "random_sae"}
+    families = {"sae", "neurons", "random_sae", "random_model_sae"}
+    assert set(interp["explained_by_interpretable"]) == families
+    assert "planted_recovered" in interp["random_sae"] and "planted_recovered" in interp["random_model_sae"]
+    assert set(interp["faithful"]) == families
+    for family, faithful in interp["faithful"].items():
+        assert 0 <= faithful["n"] and 0.0 <= faithful["share"] <= 1.0, family
+    assert 0.0 <= interp["shuffled_control"]["median_confidence"] <= 1.0
+    stability = interp["seed_stability"]
+    assert 0.0 <= stability["trained"]["share"] <= 1.0 and 0.0 <= stability["floor"]["share"] <= 1.0
+    assert (tiny_run / "controls" / "random_model" / "sae" / "cfg.json").is_file()
+    assert (tiny_run / "controls" / "seed_sae" / "sae" / "cfg.json").is_file()
+    probing = read_json(tiny_run / "interpret.json")["sparse_probing"]
+    assert families | {"dense", "gap_k1"} <= set(probing)
     assert s["steer"], "the steering stage studied no concept"
     for concept in s["steer"].values():
         assert {"share_before", "share_after", "random_control_share_after", "ndcg_before", "ndcg_after"} <= set(concept)

@@ -66,6 +66,11 @@ class RunConfig:
     """Load balancing of latent usage (``SaeTrainConfig.balance_rate``; 0: plain TopK). Without
     it most latents of a 2,048-latent SAE on a 64-d representation fire on almost no rows and
     cannot be interpreted or validated."""
+    controls: bool = True
+    """Train the controls beside the SAE (an SAE on the untrained model's representations, and
+    the SAE again with another seed) and interpret them through the same pipeline."""
+    causal: bool = True
+    """Test every validated unit's causal faithfulness (SAE, neurons and every control)."""
     steer_concepts: tuple[str, ...] = ()
     """Concepts to steer toward; empty: chosen automatically from the interpretation."""
     stages: tuple[str, ...] = ("model", "sae", "interpret", "steer", "report")
@@ -203,10 +208,11 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
         return run.summary
     with run.stage("sae"):
         sae, store = _sae_stage(run, model, split, device, force)
+        controls = _controls(run, split, store, sae, device) if run.cfg.controls else None
     table, codes = None, None
     if last >= STAGES.index("interpret"):
         with run.stage("interpret"):
-            table, codes = _interpret_stage(run, model, sae, store, split, force)
+            table, codes = _interpret_stage(run, model, sae, store, split, force, controls)
     if "steer" in cfg.stages and table is not None:
         with run.stage("steer"):
             _steer_stage(run, model, sae, split, table, force)
@@ -288,15 +294,26 @@ def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, for
     return result.trained.sae, result.store
 
 
-def _interpret_stage(run: Run, model: Any, sae: Any, store: Any, split: SplitData, force: bool) -> tuple[Any, Any]:
+def _controls(run: Run, split: SplitData, store: Any, sae: Any, device: torch.device) -> Any:
+    """The trained controls (reused when trained from the same inputs)."""
+    from recsae.controls import train_controls
+
+    model_opts, _ = model_settings(run.cfg)
+    return train_controls(run.out, run.cfg.model, model_opts, split, store, sae.cfg, _sae_train_config(run.cfg), device)
+
+
+def _interpret_stage(
+    run: Run, model: Any, sae: Any, store: Any, split: SplitData, force: bool, controls: Any = None,
+) -> tuple[Any, Any]:
     """The interpretation table, and the SAE's codes of every row when they were computed."""
     from recsae.interpret.api import (
         TABLE_FILE,
+        InterpretConfig,
         interpret,
         read_interpretation,
         write_interpretation,
     )
-    from recsae.interpret.from_run import run_inputs
+    from recsae.interpret.from_run import run_inputs, seed_stability
     from recsae.sae.model import TopKSAE
     from recsae.sae.splice import RANDOM_SAE_DIR
 
@@ -306,15 +323,26 @@ def _interpret_stage(run: Run, model: Any, sae: Any, store: Any, split: SplitDat
         return read_interpretation(run.out), None
     baseline = run.out / RANDOM_SAE_DIR
     random_sae = TopKSAE.load(baseline, sae.device) if (baseline / "cfg.json").is_file() else None
-    inputs = run_inputs(model, sae, store, split, seed=run.cfg.seed, random_sae=random_sae)
-    result = interpret(**inputs)
+    random_model = None
+    if controls is not None and controls.random_model_sae is not None:
+        random_model = (controls.random_model, controls.random_model_store, controls.random_model_sae)
+    inputs = run_inputs(model, sae, store, split, seed=run.cfg.seed, random_sae=random_sae,
+                        random_model=random_model, causal=run.cfg.causal)
+    cfg = InterpretConfig(seed=run.cfg.seed)
+    result = interpret(**inputs, cfg=cfg)
+    if controls is not None and controls.seed_sae is not None:
+        result.summary["seed_stability"] = seed_stability(sae, controls.seed_sae, inputs["reps"], run.cfg.seed)
     write_interpretation(result, run.out)
     keys = ("n_alive", "n_interpretable", "share_interpretable", "coherence", "explained_by_interpretable",
-            "planted_recovered")
+            "planted_recovered", "faithful", "shuffled_control", "seed_stability")
     summary = {k: result.summary[k] for k in keys if k in result.summary}
-    for base in ("neurons", "random_sae"):
+    if "faithful" in summary:
+        summary["faithful"] = {k: {"n": v["n"], "share": v["share"]} for k, v in summary["faithful"].items()}
+    summary["shuffled_control"] = {k: v for k, v in summary.get("shuffled_control", {}).items() if k != "by_family"}
+    for base in ("neurons", "random_sae", "random_model_sae"):
         if base in result.summary:
-            summary[base] = {"share_interpretable": result.summary[base]["share_interpretable"]}
+            summary[base] = {k: result.summary[base][k] for k in ("share_interpretable", "planted_recovered")
+                             if k in result.summary[base]}
     run.summary["interpret"] = summary
     return result.table, inputs["sae_acts"]
 

@@ -32,8 +32,16 @@ from recsae.interpret.dictionary import (
     neuron_states,
     sae_states,
 )
+from recsae.interpret.faithfulness import (
+    FaithConfig,
+    ScoreFn,
+    UnitEdits,
+    causal_faithfulness,
+    faithful_summary,
+)
 from recsae.interpret.features import FeatureConfig, FeatureSpace, RowContext, row_features
-from recsae.interpret.validate import split_users, validate_rules
+from recsae.interpret.probing import ProbeConfig
+from recsae.interpret.validate import shuffled_rules, split_users, validate_rules
 
 TABLE_FILE = "interpretation.parquet"
 SUMMARY_FILE = "interpret.json"
@@ -77,6 +85,15 @@ class InterpretConfig:
     """Multi-valued attribute holding planted concepts (synthetic data)."""
     recovery_f1: float = 0.8
     """A planted concept is recovered when a latent whose rule names it has this validated F1."""
+    causal: bool = True
+    """Test every validated unit's causal faithfulness when the model's scores are given."""
+    faith: FaithConfig = field(default_factory=FaithConfig)
+    """How the causal tests run."""
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    """k-sparse probing of the next item's concepts (every unit family, and a dense probe on the
+    representations as the ceiling); its ``ks`` empty turns it off."""
+    probe_kinds: tuple[str, ...] = ("value", "band")
+    """Concept kinds probed: attribute values (genres, categories, decades) and popularity bands."""
 
 
 class Prepared(NamedTuple):
@@ -93,6 +110,24 @@ class UnitResult(NamedTuple):
 
     table: pd.DataFrame
     summary: dict[str, Any]
+
+
+class ControlModel(NamedTuple):
+    """The untrained-model control: an SAE trained with the same recipe on the representations
+    of the same architecture with random, untrained weights, read through that model."""
+
+    ctx: RowContext
+    """Rows as in the trained model's store, with the untrained model's own top-K recommendations."""
+    acts: sp.spmatrix
+    """rows x m top-k activations of the control SAE."""
+    reps: np.ndarray
+    """rows x d representations of the untrained model."""
+    decoder: np.ndarray
+    decoder_bias: np.ndarray
+    item_emb: np.ndarray
+    """The untrained model's item embeddings."""
+    score_fn: ScoreFn | None
+    """The untrained model's scoring (for the causal tests)."""
 
 
 class InterpretationResult(NamedTuple):
@@ -157,6 +192,7 @@ def interpret_units(
     decoder_bias: np.ndarray | None = None,
     item_emb: np.ndarray | None = None,
     titles: list[str] | None = None,
+    score_fn: ScoreFn | None = None,
 ) -> UnitResult:
     """Fit, validate and describe every unit of ``acts`` (rows x units).
 
@@ -164,6 +200,9 @@ def interpret_units(
     latents (``acts`` a CSR matrix of non-zero activations). With ``reps`` (the rows'
     representations), ``decoder`` and ``decoder_bias`` (SAE latents; neurons need neither), the
     summary also says how much of the representations the interpretable units reconstruct.
+    Every family gets the shuffled-explanation control; with ``score_fn`` (the model's scores of
+    representations) and ``reps`` (and ``decoder`` for SAE latents), each validated unit's
+    causal faithfulness is tested too.
     """
     n_rows = prep.feats.shape[0]
     if acts.shape[0] != n_rows:
@@ -190,6 +229,8 @@ def interpret_units(
     ).ravel()
     alive = n_firing > 0
     interpretable = alive & (val.confidence >= cfg.min_confidence) & (val.n_band >= cfg.min_firing_rows)
+    with_rule = np.flatnonzero(alive & (rules.feature_a >= 0))
+    shuffled = validate_rules(prep.feats[val_idx], val_states, shuffled_rules(rules, with_rule, cfg.seed))
     n_keep = max(cfg.n_top_rows, cfg.coherence_rows if reps is not None else 0)
     top = top_rows(acts, n_keep)
     coh = np.full(m, np.nan)
@@ -223,6 +264,14 @@ def interpret_units(
     rule_concepts = [
         [int(prep.space.concept[f]) for f in (rules.feature_a[j], rules.feature_b[j]) if f >= 0] for j in range(m)
     ]
+    faith = None
+    if cfg.causal and score_fn is not None and reps is not None and (dense or decoder is not None):
+        faith = causal_faithfulness(
+            score_fn, reps, _unit_edits(acts, states, decoder, dense),
+            np.array([cs[0] if cs else -1 for cs in rule_concepts], dtype=np.int64), interpretable,
+            ~prep.fit_mask, users, positions, ctx.histories, prep.vocab.matrix, prep.vocab.attribute,
+            prep.vocab.kind, cfg.faith,
+        )
     table = pd.DataFrame(
         {
             "latent": np.arange(m, dtype=np.int64),
@@ -260,7 +309,17 @@ def interpret_units(
             "top_item_titles": title_list(dec_items),
         }
     )
+    if faith is not None:
+        table = table.assign(
+            faithful=faith.faithful, faith_rows=faith.n_rows, faith_effect=faith.effect,
+            faith_low=faith.ci_low, faith_high=faith.ci_high, faith_p=faith.p_value, faith_q=faith.q_value,
+            faith_swing=faith.swing, faith_control_swing=faith.control_swing, faith_selectivity=faith.selectivity,
+            ablate_share_drop=faith.ablate_share_drop, amplify_share_rise=faith.amplify_share_rise,
+        )
     summary = _summary(table, cfg)
+    summary["shuffled_control"] = _shuffled_summary(shuffled, with_rule, cfg)
+    if faith is not None:
+        summary["faithful"] = faithful_summary(faith, alive, interpretable)
     summary["explained_by_interpretable"] = _explained_by(acts, reps, decoder, decoder_bias, interpretable, dense)
     if cfg.planted_attribute:
         planted = [c for c, a in enumerate(prep.vocab.attribute) if a == cfg.planted_attribute and prep.vocab.kind[c] == "value"]
@@ -269,6 +328,61 @@ def interpret_units(
             summary["planted_recovered"] = share
             summary["planted"] = per
     return UnitResult(table, summary)
+
+
+def _sparse_probing(ctx: RowContext, prep: Prepared, acts: dict[str, Any], reps: np.ndarray | None,
+                    cfg: InterpretConfig) -> dict[str, Any]:
+    """k-sparse probing (METHOD.md §7): per concept of ``cfg.probe_kinds``, does the row's next
+    item carry it? Every family's top-k units by mean difference on the fit users feed a logistic
+    probe scored on the validation users; the dense probe on the representations is the
+    ceiling; ``gap_k1`` is the SAE's mean AUC minus each control's at k = 1, over the concepts
+    both probed, with a 95 % bootstrap interval."""
+    from recsae.interpret.probing import (
+        auc_gap,
+        dense_probe,
+        next_item_labels,
+        probe_summary,
+        sparse_probe,
+    )
+
+    labels = next_item_labels(np.asarray(ctx.users), np.asarray(ctx.positions), ctx.histories, prep.vocab.matrix)
+    concepts = np.flatnonzero(np.isin(np.asarray(prep.vocab.kind, dtype=object), list(cfg.probe_kinds)))
+    results = {name: sparse_probe(a, labels.matrix, prep.fit_mask, concepts, cfg.probe, keep=labels.has_next)
+               for name, a in acts.items()}
+    out: dict[str, Any] = {name: probe_summary(r, prep.vocab.names, cfg.seed) for name, r in results.items()}
+    if reps is not None:
+        out["dense"] = probe_summary(dense_probe(reps, labels.matrix, prep.fit_mask, concepts, cfg.probe,
+                                                 keep=labels.has_next), prep.vocab.names, cfg.seed)
+    k = min(cfg.probe.ks)
+    out["gap_k1"] = {name: auc_gap(results["sae"], r, k, cfg.seed) for name, r in results.items() if name != "sae"}
+    return out
+
+
+def _unit_edits(acts: sp.spmatrix | np.ndarray, states: LatentStates, decoder: np.ndarray | None, dense: bool) -> UnitEdits:
+    """What an edit of each unit changes: SAE latents their activation along the decoder row;
+    neurons their deviation from the mean along their axis, on the rows where they are active
+    (ablation sets them to the mean)."""
+    if not dense:
+        assert decoder is not None
+        return UnitEdits(sp.csr_matrix(acts), np.asarray(decoder, dtype=np.float32))
+    x = np.asarray(acts, dtype=np.float32)
+    active = sp.csr_matrix(states.active)
+    rows = np.repeat(np.arange(x.shape[0]), np.diff(active.indptr))
+    values = x[rows, active.indices] - x.mean(axis=0)[active.indices]
+    coef = sp.csr_matrix((values, active.indices, active.indptr), shape=x.shape)
+    return UnitEdits(coef, np.eye(x.shape[1], dtype=np.float32))
+
+
+def _shuffled_summary(val: Any, units: np.ndarray, cfg: InterpretConfig) -> dict[str, Any]:
+    """The shuffled-explanation control: confidences of units validated with another unit's rule."""
+    conf = val.confidence[units]
+    conf = conf[np.isfinite(conf)]
+    passing = (val.confidence[units] >= cfg.min_confidence) & (val.n_band[units] >= cfg.min_firing_rows)
+    return {
+        "n_units": len(units),
+        "median_confidence": float(np.median(conf)) if len(conf) else None,
+        "share_interpretable": float(passing.mean()) if len(units) else 0.0,
+    }
 
 
 def _explained_by(
@@ -332,22 +446,29 @@ def interpret(
     sae_decoder_bias: np.ndarray | None = None,
     random_decoder_bias: np.ndarray | None = None,
     item_emb: np.ndarray | None = None,
+    score_fn: ScoreFn | None = None,
+    random_model: ControlModel | None = None,
     cfg: InterpretConfig | None = None,
 ) -> InterpretationResult:
-    """Interpret an SAE's latents and, when given, the two baselines through the same pipeline.
+    """Interpret an SAE's latents and, when given, the controls through the same pipeline.
 
     ``sae_acts``/``random_acts``: rows x m sparse activations (the SAE's top-k per row);
     ``neuron_acts``: rows x d dense (usually the representations themselves); ``reps``: rows x d
     representations for coherence; decoders (m x d) and ``item_emb`` ((n_items + 1) x d) give
     each latent's top items; with the decoder biases (d) as well, ``explained_by_interpretable``
-    is the share of the representations' variance the interpretable latents rebuild. Rows follow ``ctx`` (users, prefix positions, top-K recs).
+    is the share of the representations' variance the interpretable latents rebuild. With
+    ``score_fn`` (the model's item scores of representations) every validated unit's causal
+    faithfulness is tested. ``random_model``: the untrained-model control, interpreted with its
+    own recommendations and tested through its own model. Rows follow ``ctx`` (users, prefix
+    positions, top-K recs).
     """
     from recsae.io import FORMAT_VERSION
-    from recsae.utils import environment_info
+    from recsae.utils import environment_info, log
 
     cfg = cfg or InterpretConfig()
     prep = prepare(ctx, item_meta, item_counts, cfg)
-    kw = {"reps": reps, "item_emb": item_emb, "titles": item_meta.title}
+    kw = {"reps": reps, "item_emb": item_emb, "titles": item_meta.title, "score_fn": score_fn}
+    log.info("interpret: %d rows, %d concepts, %d features", len(ctx.users), prep.vocab.n_concepts, prep.space.n_features)
     sae = interpret_units(sae_acts, prep, ctx, cfg, decoder=sae_decoder, decoder_bias=sae_decoder_bias, **kw)  # type: ignore[arg-type]
     users = np.asarray(ctx.users)
     summary: dict[str, Any] = {
@@ -365,25 +486,40 @@ def interpret(
         **sae.summary,
     }
     baselines: dict[str, pd.DataFrame] = {}
-    coh: dict[str, float | None] = {"sae": sae.summary["coherence"]}
+    results: dict[str, UnitResult] = {"sae": sae}
     if neuron_acts is not None:
         d = np.asarray(neuron_acts).shape[1]
-        res = interpret_units(neuron_acts, prep, ctx, cfg, dense=True, decoder=np.eye(d, dtype=np.float32), **kw)  # type: ignore[arg-type]
-        baselines["neurons"] = res.table
-        summary["neurons"] = {k: v for k, v in res.summary.items() if k not in ("planted",)}
-        coh["neurons"] = res.summary["coherence"]
+        log.info("interpret: neurons")
+        results["neurons"] = interpret_units(neuron_acts, prep, ctx, cfg, dense=True, decoder=np.eye(d, dtype=np.float32), **kw)  # type: ignore[arg-type]
     if random_acts is not None:
-        res = interpret_units(random_acts, prep, ctx, cfg, decoder=random_decoder, decoder_bias=random_decoder_bias, **kw)  # type: ignore[arg-type]
-        baselines["random_sae"] = res.table
-        summary["random_sae"] = {k: v for k, v in res.summary.items() if k not in ("planted",)}
-        coh["random_sae"] = res.summary["coherence"]
-    summary["coherence"] = coh
-    summary["coherence_all"] = {"sae": sae.summary["coherence_all"]} | {
-        k: summary[k]["coherence_all"] for k in baselines
-    }
-    summary["explained_by_interpretable"] = {"sae": sae.summary["explained_by_interpretable"]} | {
-        k: summary[k]["explained_by_interpretable"] for k in baselines
-    }
+        log.info("interpret: untrained SAE")
+        results["random_sae"] = interpret_units(random_acts, prep, ctx, cfg, decoder=random_decoder, decoder_bias=random_decoder_bias, **kw)  # type: ignore[arg-type]
+    if random_model is not None:
+        log.info("interpret: SAE of the untrained model")
+        rm = random_model
+        # the same users, concepts and fit/validation split; the output side from its own recommendations
+        feats, space = row_features(rm.ctx, prep.vocab, cfg.features)
+        rm_prep = Prepared(prep.vocab, space, feats, prep.fit_mask)
+        results["random_model_sae"] = interpret_units(
+            rm.acts, rm_prep, rm.ctx, cfg, reps=rm.reps, decoder=rm.decoder, decoder_bias=rm.decoder_bias,
+            item_emb=rm.item_emb, titles=item_meta.title, score_fn=rm.score_fn,
+        )
+    for name, res in results.items():
+        if name != "sae":
+            baselines[name] = res.table
+            summary[name] = {k: v for k, v in res.summary.items() if k not in ("planted",)}
+            if "planted_recovered" in res.summary:
+                summary[name]["planted_recovered"] = res.summary["planted_recovered"]
+    for key in ("coherence", "coherence_all", "explained_by_interpretable"):
+        summary[key] = {name: res.summary[key] for name, res in results.items()}
+    if cfg.probe.ks:
+        acts = {"sae": sae_acts, "neurons": neuron_acts, "random_sae": random_acts,
+                "random_model_sae": random_model.acts if random_model is not None else None}
+        summary["sparse_probing"] = _sparse_probing(ctx, prep, {k: v for k, v in acts.items() if v is not None}, reps, cfg)
+    controls = {name: res.summary["shuffled_control"] for name, res in results.items()}
+    summary["shuffled_control"] = controls["sae"] | {"by_family": controls}
+    if "faithful" in sae.summary:
+        summary["faithful"] = {name: res.summary["faithful"] for name, res in results.items() if "faithful" in res.summary}
     return InterpretationResult(sae.table, summary, baselines)
 
 

@@ -7,6 +7,7 @@ itself (raw neurons and coherence), and the model's top-10 recommendations for t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,8 @@ import scipy.sparse as sp
 import torch
 
 from recsae.data.dataset import Ragged, SplitData, item_popularity
+from recsae.errors import DataError
+from recsae.interpret.api import ControlModel
 from recsae.interpret.features import RowContext
 
 
@@ -52,17 +55,56 @@ def top_recommendations(
     return out
 
 
+def model_scores(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The frozen model's item scores of representations (for the causal tests): the model is
+    put in eval mode, and every call runs without gradients on the model's device."""
+    model.eval()
+    device = next(iter(model.parameters())).device if any(True for _ in model.parameters()) else torch.device("cpu")
+
+    def score(h: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model.score(h.to(device))
+
+    return score
+
+
+def _row_index(store: Any) -> tuple[np.ndarray, np.ndarray]:
+    index = store.index
+    return index["user"].to_numpy(dtype=np.int64), index["position"].to_numpy(dtype=np.int64)
+
+
+def control_model_inputs(model: Any, store: Any, sae: Any, split: SplitData, batch_size: int = 4096) -> ControlModel:
+    """The untrained-model control's inputs: its SAE's codes, its representations, and its own
+    recommendations and scores (``store`` harvested from ``model``, row for row like the run's)."""
+    users, positions = _row_index(store)
+    histories = split.history("test")
+    reps = np.array(store.load(), dtype=np.float32)
+    model.eval()
+    with torch.no_grad():
+        item_emb = model.item_embeddings().detach().float().cpu().numpy()
+    recs = top_recommendations(model, reps, users, positions, histories)
+    return ControlModel(
+        ctx=RowContext(users, positions, histories, recs),
+        acts=sparse_codes(sae, reps, batch_size),
+        reps=reps,
+        decoder=sae.W_dec.detach().float().cpu().numpy(),
+        decoder_bias=sae.b_dec.detach().float().cpu().numpy(),
+        item_emb=item_emb,
+        score_fn=model_scores(model),
+    )
+
+
 def run_inputs(
     model: Any, sae: Any, store: Any, split: SplitData, seed: int = 0, batch_size: int = 4096,
-    random_sae: Any = None,
+    random_sae: Any = None, random_model: tuple[Any, Any, Any] | None = None, causal: bool = True,
 ) -> dict[str, Any]:
     """Keyword arguments of ``recsae.interpret.interpret`` for a run's model, SAE and store.
-    ``random_sae``: the untrained baseline (default: the splice stage's recipe on these rows)."""
+    ``random_sae``: the untrained baseline (default: the splice stage's recipe on these rows);
+    ``random_model``: (untrained model, its store, its SAE) for the untrained-model control;
+    ``causal``: pass the model's scores, so that every validated unit's faithfulness is tested."""
     from recsae.sae.splice import untrained_baseline
 
-    index = store.index
-    users = index["user"].to_numpy(dtype=np.int64)
-    positions = index["position"].to_numpy(dtype=np.int64)
+    users, positions = _row_index(store)
     histories = split.history("test")
     reps = np.array(store.load(), dtype=np.float32)  # a writable copy (stores are memory-mapped)
     was_training = model.training
@@ -75,8 +117,17 @@ def run_inputs(
         model.train(was_training)
     if random_sae is None:
         random_sae = untrained_baseline(sae.cfg, reps, seed, sae.device)
+    control = None
+    if random_model is not None:
+        rm_users, rm_positions = _row_index(random_model[1])
+        if not (np.array_equal(rm_users, users) and np.array_equal(rm_positions, positions)):
+            raise DataError("the untrained-model control's activation store does not hold the run's rows; rerun its SAE stage",
+                            path=getattr(random_model[1], "path", None))
+        control = control_model_inputs(*random_model, split, batch_size)
     counts = item_popularity(split.train.values, split.n_items)
     return {
+        "score_fn": model_scores(model) if causal else None,
+        "random_model": control,
         "ctx": RowContext(users, positions, histories, recs),
         "item_meta": split.dataset.item_meta,
         "item_counts": counts,
@@ -90,3 +141,25 @@ def run_inputs(
         "random_decoder_bias": random_sae.b_dec.detach().float().cpu().numpy(),
         "item_emb": item_emb,
     }
+
+
+def seed_stability(sae: Any, second: Any, reps: np.ndarray, seed: int, threshold: float = 0.7) -> dict[str, Any]:
+    """Seed stability (METHOD.md §7): the share of ``sae``'s alive latents matched one-to-one,
+    with decoder cosine ≥ ``threshold``, by a latent of ``second`` (the same recipe, another
+    seed), beside the floor of two untrained SAEs of the same shape (seeds ``seed`` and
+    ``second``'s). Alive: in some row's top-k on ``reps``."""
+    from recsae.controls import SEED_OFFSET
+    from recsae.interpret.stability import match_dictionaries, stability_summary
+    from recsae.sae.splice import untrained_baseline
+
+    def alive(model: Any) -> np.ndarray:
+        return np.asarray((sparse_codes(model, reps) != 0).sum(axis=0)).ravel() > 0
+
+    def decoder(model: Any) -> np.ndarray:
+        return model.W_dec.detach().float().cpu().numpy()
+
+    floor_a = untrained_baseline(sae.cfg, reps, seed, sae.device)
+    floor_b = untrained_baseline(sae.cfg, reps, seed + SEED_OFFSET, sae.device)
+    trained = match_dictionaries(decoder(sae), decoder(second), threshold, alive(sae), alive(second))
+    floor = match_dictionaries(decoder(floor_a), decoder(floor_b), threshold, alive(floor_a), alive(floor_b))
+    return stability_summary(trained, floor)

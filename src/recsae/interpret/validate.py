@@ -101,3 +101,19 @@ def validate_rules(feats: sp.csr_matrix, states: LatentStates, rules: Rules) -> 
     undefined = np.isnan(confidence)
     lo, hi = np.where(undefined, np.nan, lo), np.where(undefined, np.nan, hi)
     return Validation(n, n_band, n_inactive, n_active, support, tpr, tnr, confidence, lo, hi, precision, recall, f1)
+
+
+def shuffled_rules(rules: Rules, units: np.ndarray, seed: int) -> Rules:
+    """The shuffled-explanation control: each of ``units`` (indices of units with a rule) gets
+    the rule of another of them (a seeded derangement: a random cyclic order, each unit taking
+    its successor's rule); every other unit keeps no rule. Validated like the real rules, these
+    must score at chance: otherwise the confidence rewards something other than the match
+    between a unit and its own explanation."""
+    units = np.asarray(units, dtype=np.int64)
+    none = np.full_like(rules.feature_a, -1)
+    a, b, op = none.copy(), none.copy(), np.zeros_like(rules.op)
+    if len(units) >= 2:
+        order = units[np.random.default_rng(seed).permutation(len(units))]
+        donor = np.roll(order, -1)
+        a[order], b[order], op[order] = rules.feature_a[donor], rules.feature_b[donor], rules.op[donor]
+    return rules._replace(feature_a=a, feature_b=b, op=op)

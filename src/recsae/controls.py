@@ -1,0 +1,129 @@
+"""The controls a learned decomposition must beat (METHOD.md §7), trained beside the run's SAE.
+
+- **untrained-model SAE**: the same architecture with seeded random, untrained weights; its
+  representations are harvested exactly like the trained model's, and an SAE is trained on
+  them with the same recipe. Does a finding depend on what the model learned?
+- **second-seed SAE**: the run's SAE recipe with another seed on the same activations; with two
+  untrained SAEs as the floor, it gives the seed stability of the dictionary.
+
+The untrained SAE and the raw neurons need no training (``recsae.sae.splice.untrained_baseline``;
+the representations themselves). Everything lives under ``OUT/controls/``; each trained control
+is reused only when the record of what it was trained from (``source.json``) is unchanged.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from recsae.data.dataset import SplitData
+from recsae.io import read_json, write_json
+from recsae.models.base import Recommender
+from recsae.probe.harvest import harvest
+from recsae.probe.store import ActivationStore
+from recsae.sae.config import SaeConfig, SaeTrainConfig
+from recsae.sae.model import TopKSAE
+from recsae.sae.train import train_sae
+from recsae.utils import log, seed_everything
+
+CONTROLS_DIR = "controls"
+RANDOM_MODEL_DIR = "random_model"
+SEED_SAE_DIR = "seed_sae"
+SOURCE_FILE = "source.json"
+SEED_OFFSET = 1
+"""The second-seed SAE (and the second untrained SAE of the stability floor) uses seed + this."""
+
+
+class Controls(NamedTuple):
+    """Trained controls of a run (None where not asked for)."""
+
+    random_model: Recommender | None
+    """The untrained model (eval mode)."""
+    random_model_store: ActivationStore | None
+    random_model_sae: TopKSAE | None
+    seed_sae: TopKSAE | None
+
+
+def untrained_model(name: str, model_opts: dict[str, Any], split: SplitData, seed: int,
+                    device: torch.device | str = "cpu") -> Recommender:
+    """Model ``name`` with options ``model_opts``, initialised from ``seed`` exactly as training
+    would start, never trained (eval mode)."""
+    from recsae.models.registry import model_class, model_config
+
+    cls = model_class(name)
+    seed_everything(seed)
+    model = cls.build(model_config(name, **model_opts), split.n_users, split.n_items, split.train).to(device)
+    model.eval()
+    return model
+
+
+def _train_rows(store: ActivationStore) -> tuple[np.ndarray, np.ndarray | None]:
+    train_rows, valid_rows = store.rows("train"), store.rows("valid")
+    if len(train_rows) == 0:  # general models: one row per user, no validation rows
+        return store.load(np.arange(store.n_rows)), None
+    return store.load(train_rows), store.load(valid_rows) if len(valid_rows) else None
+
+
+def _fresh(folder: Path, source: dict[str, Any]) -> bool:
+    """True when ``folder`` holds a finished control trained from ``source``; otherwise the
+    folder is emptied so that nothing stale is resumed."""
+    path = folder / SOURCE_FILE
+    if path.is_file() and read_json(path) == source and (folder / "sae" / "cfg.json").is_file():
+        return True
+    if folder.exists():
+        shutil.rmtree(folder)
+    return False
+
+
+def _train(x: np.ndarray, valid: np.ndarray | None, sae_cfg: SaeConfig, train_cfg: SaeTrainConfig, folder: Path,
+           source: dict[str, Any], device: torch.device | str) -> TopKSAE:
+    sae = train_sae(x, sae_cfg, train_cfg, valid=valid, out_dir=folder / "sae", device=device).sae
+    write_json(folder / SOURCE_FILE, source)
+    return sae
+
+
+def train_controls(
+    out: str | Path,
+    model_name: str,
+    model_opts: dict[str, Any],
+    split: SplitData,
+    store: ActivationStore,
+    sae_cfg: SaeConfig,
+    train_cfg: SaeTrainConfig,
+    device: torch.device | str = "cpu",
+    random_model: bool = True,
+    seed_sae: bool = True,
+) -> Controls:
+    """Train (or reuse) the controls of a run folder ``out`` whose SAE was trained on ``store``
+    with ``sae_cfg`` and ``train_cfg``."""
+    root = Path(out) / CONTROLS_DIR
+    base = {"sae": sae_cfg.to_dict(), "train": train_cfg.to_dict(), "store": store.meta.get("dataset"),
+            "rows": store.n_rows}
+    rm = rm_store = rm_sae = second = None
+    if random_model:
+        folder = root / RANDOM_MODEL_DIR
+        rm = untrained_model(model_name, model_opts, split, train_cfg.seed, device)
+        source = base | {"model": model_name, "model_opts": model_opts, "model_seed": train_cfg.seed}
+        if _fresh(folder, source):
+            rm_store = ActivationStore.open(folder / "activations")
+            rm_sae = TopKSAE.load(folder / "sae", device)
+        else:
+            log.info("controls: harvesting and training an SAE on the untrained %s", model_name)
+            rm_store = harvest(rm, split, folder / "activations", device=device)
+            x, valid = _train_rows(rm_store)
+            rm_sae = _train(x, valid, sae_cfg, train_cfg, folder, source, device)
+    if seed_sae:
+        folder = root / SEED_SAE_DIR
+        cfg2 = SaeTrainConfig.from_dict(train_cfg.to_dict() | {"seed": train_cfg.seed + SEED_OFFSET})
+        source = base | {"train": cfg2.to_dict()}
+        if _fresh(folder, source):
+            second = TopKSAE.load(folder / "sae", device)
+        else:
+            log.info("controls: training the SAE again with seed %d (seed stability)", cfg2.seed)
+            x, valid = _train_rows(store)
+            second = _train(x, valid, sae_cfg, cfg2, folder, source, device)
+    return Controls(rm, rm_store, rm_sae, second)
