@@ -55,7 +55,7 @@ def test_run_writes_every_documented_summary_key(tiny_run: Path) -> None:
     assert "planted_recovered" in interp["random_sae"] and "planted_recovered" in interp["random_model_sae"]
     assert set(interp["faithful"]) == families
     for family, faithful in interp["faithful"].items():
-        assert 0 <= faithful["n"] and 0.0 <= faithful["share"] <= 1.0, family
+        assert faithful["n"] >= 0 and 0.0 <= faithful["share"] <= 1.0, family
     assert 0.0 <= interp["shuffled_control"]["median_confidence"] <= 1.0
     stability = interp["seed_stability"]
     assert 0.0 <= stability["trained"]["share"] <= 1.0 and 0.0 <= stability["floor"]["share"] <= 1.0

@@ -14,14 +14,15 @@ from recsae.sae.train import Adam
 def _dense_reference(sae: TopKSAE, x: torch.Tensor, dead: torch.Tensor | None) -> torch.Tensor:
     """METHOD.md §2 written densely with autograd: FVU + α·AuxK."""
     cfg = sae.cfg
-    a = torch.relu((x - sae.b_dec) @ sae.W_enc.T + sae.b_enc)
+    pre = (x - sae.b_dec) @ sae.W_enc.T + sae.b_enc
+    a = torch.relu(pre)
     v, i = a.topk(cfg.k, dim=1)
     z = torch.zeros_like(a).scatter(1, i, v)
     x_hat = z @ sae.W_dec + sae.b_dec
     loss = ((x - x_hat) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
     if dead is not None and dead.any():
         e = (x - x_hat).detach()
-        a_dead = a.masked_fill(~dead, -torch.inf)
+        a_dead = (a if cfg.aux_relu else pre).masked_fill(~dead, -torch.inf)
         av, ai = a_dead.topk(min(cfg.k_aux, int(dead.sum())), dim=1)
         z_aux = torch.zeros_like(a).scatter(1, ai, av)
         e_hat = z_aux @ sae.W_dec
@@ -122,9 +123,32 @@ def test_auxk_zero_without_dead_latents() -> None:
     assert sae(x).auxk_loss.item() == 0.0
 
 
+def test_auxk_without_relu_gives_a_never_firing_dead_latent_a_gradient() -> None:
+    """The case of test_auxk_hand_computed with latent 3 pointing away from every input: its
+    pre-activation is -2.6, so through the ReLU AuxK has nothing to train; on the raw
+    pre-activation it reconstructs e with -2.6 · w₃ and its encoder row gets a gradient."""
+    grads = {}
+    for relu in (True, False):
+        sae = TopKSAE(SaeConfig(d_in=2, n_latents=4, k=1, aux_k=1, aux_relu=relu))
+        w = torch.tensor([[1.0, 0.0], [0.0, -1.0], [-1.0, 0.0], [-0.6, -0.8]])
+        with torch.no_grad():
+            sae.W_enc.copy_(w)
+            sae.W_dec.copy_(w)
+            sae.b_dec.copy_(torch.tensor([1.0, 1.0]))
+        out = sae(torch.tensor([[4.0, 2.0]]), torch.tensor([False, False, True, True]))
+        out.auxk_loss.backward()
+        grads[relu] = sae.W_enc.grad[3].clone()
+        if not relu:
+            # ê = −2.6 · (−0.6, −0.8) = (1.56, 2.08): the same loss as in the hand-computed case
+            assert out.auxk_loss.item() == pytest.approx(1.56**2 + 1.08**2, rel=1e-6)
+    assert torch.equal(grads[True], torch.zeros(2))
+    assert grads[False].abs().sum() > 0
+
+
+@pytest.mark.parametrize("aux_relu", [True, False])
 @pytest.mark.parametrize("with_dead", [False, True])
-def test_sparse_gradients_equal_dense_autograd(with_dead: bool) -> None:
-    sae = _random_sae(m=64, d=8, k=4, aux_k=3)
+def test_sparse_gradients_equal_dense_autograd(with_dead: bool, aux_relu: bool) -> None:
+    sae = _random_sae(m=64, d=8, k=4, aux_k=3, aux_relu=aux_relu)
     x = torch.randn(20, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * 2 + 1
     dead = (torch.arange(64) % 3 == 0) if with_dead else None
     out = sae(x, dead)

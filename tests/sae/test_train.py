@@ -274,3 +274,38 @@ def test_epoch_log_explains_an_auxk_of_exactly_one_only_when_latents_are_dead() 
     assert "dead latents never pre-activate" in train_mod._format_record(rec)
     assert "never pre-activate" not in train_mod._format_record(rec | {"auxk": 0.93})
     assert "never pre-activate" not in train_mod._format_record(rec | {"dead_fraction": 0.0})
+
+
+def test_annealed_balancing_ends_with_a_zero_selection_bias_and_kept_balancing_does_not() -> None:
+    x = _planted(2000)
+    kept = train_sae(x, CFG, SaeTrainConfig(**{**TC.to_dict(), "balance_rate": 0.03}), device="cpu").sae
+    annealed = train_sae(x, CFG, SaeTrainConfig(**{**TC.to_dict(), "balance_rate": 0.03, "balance_until": 0.5}),
+                         device="cpu").sae
+    assert kept.selection_bias.abs().sum() > 0
+    assert torch.equal(annealed.selection_bias, torch.zeros(CFG.m))
+
+
+def test_prediction_kl_is_zero_for_an_exact_reconstruction_and_closed_form_for_a_flat_one() -> None:
+    g = torch.Generator().manual_seed(0)
+    items = torch.randn(50, 8, generator=g)
+    x = torch.randn(6, 8, generator=g)
+    assert train_mod.prediction_kl(x, x, items).item() == pytest.approx(0.0, abs=1e-6)
+    # x̂ = 0 scores every item equally: KL(p ‖ uniform) = log n − H(p)
+    logp = torch.log_softmax(x @ items.T, dim=1)
+    expected = (np.log(50) + (logp.exp() * logp).sum(1)).mean().item()
+    assert train_mod.prediction_kl(x, torch.zeros_like(x), items).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_prediction_aware_loss_needs_item_embeddings_and_lowers_the_kl() -> None:
+    x = _planted(2000)
+    tc = SaeTrainConfig(**{**TC.to_dict(), "kl_weight": 1.0})
+    with pytest.raises(ConfigError, match="item embeddings"):
+        train_sae(x, CFG, tc, device="cpu")
+    items = np.random.default_rng(1).normal(size=(41, 8)).astype(np.float32)
+    plain = train_sae(x, CFG, TC, device="cpu").sae
+    aware = train_sae(x, CFG, SaeTrainConfig(**{**tc.to_dict(), "kl_weight": 10.0}), device="cpu", item_emb=items).sae
+    xt, it = torch.from_numpy(x), torch.from_numpy(items[1:])
+    with torch.no_grad():
+        kl_plain = train_mod.prediction_kl(xt, plain(xt).x_hat, it).item()
+        kl_aware = train_mod.prediction_kl(xt, aware(xt).x_hat, it).item()
+    assert kl_aware < kl_plain

@@ -26,6 +26,10 @@ class SaeConfig:
     """Weight of the AuxK loss in the total loss (0 disables it)."""
     dead_window: int = 50_000
     """A latent is dead when it was in no row's top-k over the last ``dead_window`` training rows."""
+    aux_relu: bool = True
+    """AuxK reads the dead latents' pre-activations through the ReLU (as the TopK path does).
+    False: their raw pre-activations, so a latent whose pre-activation is negative on every row
+    still gets a gradient toward the residual (with the ReLU it never does, and stays dead)."""
 
     def __post_init__(self) -> None:
         if self.d_in < 1:
@@ -115,6 +119,16 @@ class SaeTrainConfig:
     """``mean`` or ``median`` (geometric median) of the sampled rows."""
     scale_encoder_init: bool = True
     """Scale the tied encoder init to the data (``TopKSAE.scale_encoder_to_data``)."""
+    balance_until: float = 1.0
+    """Share of the training rows after which load balancing stops and the selection bias decays
+    linearly to zero by the end, so the last steps train the plain TopK selection the SAE is
+    then used with (1.0: balancing throughout, the bias kept)."""
+    kl_weight: float = 0.0
+    """Prediction-aware loss: add this times KL(softmax(x·Eᵀ/τ) ‖ softmax(x̂·Eᵀ/τ)), the
+    divergence of the model's item distribution from x to its reconstruction (needs the item
+    embeddings E; 0: plain reconstruction)."""
+    kl_temperature: float = 1.0
+    """τ of the prediction-aware loss."""
     balance_rate: float = 0.0
     """Load balancing of latent usage: after each step, the selection bias of every latent chosen
     less often than the uniform share k/m moves up (others down) by this rate times the batch's
@@ -146,6 +160,10 @@ class SaeTrainConfig:
             raise ConfigError(f"sae train: b_dec_init must be mean or median, got {self.b_dec_init!r}")
         if self.balance_rate < 0:
             raise ConfigError(f"sae train: balance_rate must be >= 0, got {self.balance_rate}")
+        if not 0.0 <= self.balance_until <= 1.0:
+            raise ConfigError(f"sae train: balance_until must be in [0, 1], got {self.balance_until}")
+        if self.kl_weight < 0 or not self.kl_temperature > 0:
+            raise ConfigError(f"sae train: kl_weight must be >= 0 and kl_temperature > 0, got {self.kl_weight}, {self.kl_temperature}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("sae train: checkpoint_every and log_every must be >= 1")
 

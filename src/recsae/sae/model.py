@@ -141,6 +141,7 @@ class _SparseEncode(torch.autograd.Function):
         dead_idx: Tensor | None,
         k_aux: int,
         selection_bias: Tensor | None,
+        aux_relu: bool = True,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         pre = torch.addmm(b_enc, xc, W_enc.t())
         # TopK of the pre-activations then ReLU = TopK of ReLU(pre) (ReLU is monotone); cheaper.
@@ -153,11 +154,13 @@ class _SparseEncode(torch.autograd.Function):
         if dead_idx is not None and dead_idx.numel() > 0 and k_aux > 0:
             kk = min(k_aux, dead_idx.numel())
             a_vals, a_local = pre.index_select(1, dead_idx).topk(kk, dim=1, sorted=False)
-            a_vals = a_vals.relu_()
+            if aux_relu:
+                a_vals = a_vals.relu_()
             a_idx = dead_idx[a_local]
         else:
             a_vals = xc.new_zeros(xc.shape[0], 0)
             a_idx = idx.new_zeros(xc.shape[0], 0)
+        ctx.aux_relu = aux_relu
         ctx.save_for_backward(xc, W_enc, vals, idx, a_vals, a_idx)
         ctx.mark_non_differentiable(idx, a_idx)
         return vals, idx, a_vals, a_idx
@@ -172,7 +175,7 @@ class _SparseEncode(torch.autograd.Function):
         g = g_vals * (vals > 0)  # ReLU gate
         sel = idx
         if a_idx.shape[1] > 0 and g_aux is not None:
-            g = torch.cat([g, g_aux * (a_vals > 0)], dim=1)
+            g = torch.cat([g, g_aux * (a_vals > 0) if ctx.aux_relu else g_aux], dim=1)
             sel = torch.cat([idx, a_idx], dim=1)
         grad_xc = grad_W = grad_b = None
         if ctx.needs_input_grad[0]:
@@ -181,7 +184,7 @@ class _SparseEncode(torch.autograd.Function):
             grad_W = scatter_rows(sel, g, xc, W_enc.shape[0])
         if ctx.needs_input_grad[2]:
             grad_b = W_enc.new_zeros(W_enc.shape[0]).index_add_(0, sel.reshape(-1), g.reshape(-1))
-        return grad_xc, grad_W, grad_b, None, None, None, None
+        return grad_xc, grad_W, grad_b, None, None, None, None, None
 
 
 class _SparseDecode(torch.autograd.Function):
@@ -305,7 +308,7 @@ class TopKSAE(nn.Module):
         if dead_mask is not None and cfg.aux_alpha > 0:
             dead_idx = dead_mask.nonzero().squeeze(1)
         vals, idx, a_vals, a_idx = _SparseEncode.apply(
-            x - self.b_dec, self.W_enc, self.b_enc, cfg.k, dead_idx, cfg.k_aux, self._selection_bias()
+            x - self.b_dec, self.W_enc, self.b_enc, cfg.k, dead_idx, cfg.k_aux, self._selection_bias(), cfg.aux_relu
         )
         x_hat = self.decode(vals, idx)
         err = x - x_hat

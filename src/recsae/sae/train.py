@@ -188,11 +188,21 @@ def train_sae(
     device: str | torch.device | None = None,
     callback: Callback | None = None,
     resume: bool = True,
+    item_emb: np.ndarray | Tensor | None = None,
 ) -> SaeTrainResult:
     """Train a TopK SAE on ``train`` (rows x d). With ``valid``, evaluate FVU after each epoch,
     stop early after ``patience`` epochs without improvement and return the best epoch. With
-    ``out_dir``, write checkpoints there and (``resume``) continue a run interrupted there."""
+    ``out_dir``, write checkpoints there and (``resume``) continue a run interrupted there.
+    ``item_emb`` ((n_items + 1) x d, row 0 padding): the item table of the prediction-aware loss
+    (``train_cfg.kl_weight``)."""
     dev = default_device(None if device is None else str(device))
+    items = None
+    if train_cfg.kl_weight > 0:
+        if item_emb is None:
+            raise ConfigError("sae train: kl_weight > 0 needs the model's item embeddings (item_emb)")
+        items = torch.as_tensor(np.asarray(item_emb, dtype=np.float32)[1:]).to(dev)
+        if items.shape[1] != cfg.d_in:
+            raise ConfigError(f"sae train: item embeddings have {items.shape[1]} dims, the SAE reads {cfg.d_in}")
     rows = _Rows(train, cfg.d_in, dev)
     total_rows = train_cfg.max_rows if train_cfg.max_rows is not None else max(
         train_cfg.epochs * rows.n, min(train_cfg.min_rows, MIN_ROWS_MAX_EPOCHS * rows.n)
@@ -220,7 +230,7 @@ def train_sae(
     while state["epoch"] < n_epochs and state["rows_done"] < total_rows and not stopped:
         epoch = state["epoch"]
         t0 = time.perf_counter()
-        rec = _train_epoch(sae, opt, tracker, rows, train_cfg, epoch, state, total_rows)
+        rec = _train_epoch(sae, opt, tracker, rows, train_cfg, epoch, state, total_rows, items)
         rec["seconds"] = time.perf_counter() - t0
         rec["rows_per_s"] = rec["rows"] / max(rec["seconds"], 1e-9)
         if valid is not None:
@@ -263,13 +273,15 @@ def _train_epoch(
     epoch: int,
     state: dict[str, Any],
     total_rows: int,
+    items: Tensor | None = None,
 ) -> dict[str, Any]:
     cfg = sae.cfg
+    balance_end = train_cfg.balance_until * total_rows
     perm = _epoch_perm(rows.n, train_cfg.seed, epoch)
     n_rows = min(rows.n, total_rows - state["rows_done"])
     bs = train_cfg.batch_size
     starts = range(0, n_rows, bs)
-    sums = {"loss": 0.0, "fvu": 0.0, "auxk": 0.0, "l0": 0.0}
+    sums = {"loss": 0.0, "fvu": 0.0, "auxk": 0.0, "kl": 0.0, "l0": 0.0}
     n_done = 0
     lr = train_cfg.lr
     for s in progress(starts, desc=f"sae epoch {epoch + 1}", total=len(starts)):
@@ -278,18 +290,26 @@ def _train_epoch(
         dead = tracker.dead_mask if cfg.aux_alpha > 0 else None
         out = sae(x, dead)
         loss = out.fvu + cfg.aux_alpha * out.auxk_loss
+        kl = prediction_kl(x, out.x_hat, items, train_cfg.kl_temperature) if items is not None else out.fvu.new_zeros(())
+        if items is not None:
+            loss = loss + train_cfg.kl_weight * kl
         opt.zero_grad()
         loss.backward()
         sae.remove_parallel_grad()
         opt.step(lr)
         sae.normalize_decoder()
-        if train_cfg.balance_rate > 0:
-            sae.balance_step(out.top_indices, out.top_acts.detach(), train_cfg.balance_rate)
-        tracker.update(out.top_acts, out.top_indices)
         b = x.shape[0]
+        if train_cfg.balance_rate > 0:
+            done = state["rows_done"] + b
+            if done <= balance_end:
+                sae.balance_step(out.top_indices, out.top_acts.detach(), train_cfg.balance_rate)
+            else:  # the bias decays linearly to zero at the last row
+                left = total_rows - max(state["rows_done"], balance_end)
+                sae.selection_bias.mul_(max(total_rows - done, 0) / left if left > 0 else 0.0)
+        tracker.update(out.top_acts, out.top_indices)
         state["rows_done"] += b
         n_done += b
-        for key, val in (("loss", loss), ("fvu", out.fvu), ("auxk", out.auxk_loss)):
+        for key, val in (("loss", loss), ("fvu", out.fvu), ("auxk", out.auxk_loss), ("kl", kl)):
             sums[key] += float(val.detach()) * b
         sums["l0"] += l0(out.top_acts) * b
     rec: dict[str, Any] = {"epoch": epoch + 1, "rows": n_done, "rows_total": state["rows_done"], "lr": lr}
@@ -298,11 +318,21 @@ def _train_epoch(
     return rec
 
 
+def prediction_kl(x: Tensor, x_hat: Tensor, items: Tensor, temperature: float = 1.0) -> Tensor:
+    """Mean over rows of KL(softmax(x·Eᵀ/τ) ‖ softmax(x̂·Eᵀ/τ)): how far the reconstruction moves
+    the model's distribution over items (``items`` = E without the padding row)."""
+    logp = torch.log_softmax(x @ items.T / temperature, dim=1)
+    logq = torch.log_softmax(x_hat @ items.T / temperature, dim=1)
+    return (logp.exp() * (logp - logq)).sum(1).mean()
+
+
 def _format_record(rec: dict[str, Any]) -> str:
     line = (
         f"sae epoch {rec['epoch']}: loss {rec['loss']:.4f} fvu {rec['fvu']:.4f} auxk {rec['auxk']:.4f} "
         f"dead {rec['dead_fraction']:.3f} l0 {rec['l0']:.1f} ({rec['rows_per_s']:.0f} rows/s)"
     )
+    if rec.get("kl"):
+        line += f" kl {rec['kl']:.4f}"
     if "valid_fvu" in rec:
         line += f" | valid fvu {rec['valid_fvu']:.4f} silent {rec['valid_dead_fraction']:.3f}"
     if rec["dead_fraction"] > 0 and rec["auxk"] >= 1.0 - 1e-6:
