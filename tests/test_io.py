@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +13,7 @@ from recsae.errors import DataError
 from recsae.io import (
     FORMAT_VERSION,
     check_format_version,
+    json_text,
     read_json,
     read_tensors,
     write_json,
@@ -77,3 +80,27 @@ def test_other_format_versions_name_found_and_supported_version_and_file(found: 
 
 def test_the_current_format_version_passes() -> None:
     check_format_version({"format_version": FORMAT_VERSION}, "x.json")
+
+
+def _no_constants(name: str) -> None:
+    raise AssertionError(f"non-standard JSON literal {name} written")
+
+
+def test_written_json_is_strict_with_non_finite_numbers_as_null(tmp_path: Path) -> None:
+    write_json(tmp_path / "a.json", {"a": float("nan"), "b": [np.float32("inf")], "c": np.array([1.0, np.nan]),
+                                     "d": torch.tensor([-np.inf, 2.0]), "e": np.float64(0.5), "f": (np.int64(3), True)})
+    text = (tmp_path / "a.json").read_text()
+    assert json.loads(text, parse_constant=_no_constants) == {
+        "a": None, "b": [None], "c": [1.0, None], "d": [None, 2.0], "e": 0.5, "f": [3, True]
+    }
+
+
+def test_json_text_is_strict_json_on_one_line_without_indent() -> None:
+    text = json_text({"x": [np.nan, 1]}, indent=None)
+    assert "\n" not in text and json.loads(text, parse_constant=_no_constants) == {"x": [None, 1]}
+
+
+def test_an_unserialisable_value_leaves_no_file_behind(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="not JSON serialisable: object"):
+        write_json(tmp_path / "a.json", {"x": object()})
+    assert list(tmp_path.iterdir()) == []

@@ -4,7 +4,9 @@ in the target folder, then renamed, so an interrupted run never leaves a half-wr
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,22 +38,38 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().cpu().tolist()
+def _plain(obj: Any) -> Any:
+    """``obj`` as plain JSON values: NumPy values, tensors and paths converted, and every
+    non-finite float (NaN, infinities) as None, since strict JSON has no literal for them."""
+    if isinstance(obj, dict):
+        return {k.item() if isinstance(k, np.generic) else k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (bool, int, str)) or obj is None:
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return _plain(obj.tolist())
     if isinstance(obj, Path):
         return str(obj)
+    torch_module = sys.modules.get("torch")  # a tensor implies torch is loaded: never import it here
+    if torch_module is not None and isinstance(obj, torch_module.Tensor):
+        return _plain(obj.detach().cpu().tolist())
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def json_text(data: Any, indent: int | None = 2) -> str:
+    """Strict JSON text of ``data`` (see ``_plain``): any JSON parser reads it, NaN becomes null."""
+    return json.dumps(_plain(data), indent=indent, allow_nan=False)
+
+
 def write_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented JSON (NumPy values, tensors and paths converted), atomically."""
+    """Write ``data`` as indented strict JSON (NumPy values, tensors and paths converted,
+    NaN and infinities as null), atomically."""
+    text = json_text(data) + "\n"
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=_json_default, allow_nan=True) + "\n")
+        tmp.write_text(text)
 
 
 def read_json(path: str | Path) -> dict[str, Any]:

@@ -63,3 +63,17 @@ def test_headline_and_interpret_command_print_the_same_interpretation_lines() ->
     assert "coherence: SAE 0.70, neurons 0.60, random SAE 0.50" in summary_lines(interp, coherence=True)
     # a summary missing figures prints placeholders instead of failing
     assert summary_lines({}) == ["interpretable latents: ?/? alive (?; neurons ?, random SAE ?)"]
+
+
+def test_headline_prints_a_dash_for_figures_stored_as_null() -> None:
+    from recsae.cli.run import _headline
+
+    # NaN figures (e.g. an NDCG retention with a zero baseline) read back from strict JSON as null
+    summary = {"model": {"name": "sasrec", "test": {"ndcg@10": None}},
+               "sae": {"fvu": 0.1, "retention": None, "top10_overlap": float("nan"), "random_sae": {"top10_overlap": 0.2}},
+               "steer": {"genre=X": {"share_before": 0.1, "share_after": None, "random_control_share_after": 0.1,
+                                     "ndcg_before": 0.2, "ndcg_after": 0.2, "ndcg_ratio_ci": [None, 1.0]}}}
+    lines = _headline(summary).splitlines()
+    assert lines[0] == "sasrec: test NDCG@10 - (most popular -)"
+    assert lines[1] == "SAE: FVU 0.1000, NDCG@10 retention -, top-10 overlap - (random SAE 0.200)"
+    assert "0.100 -> - " in lines[2] and lines[2].endswith("(ratio 95 % interval --1.000)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -274,3 +275,12 @@ def test_epoch_log_explains_an_auxk_of_exactly_one_only_when_latents_are_dead() 
     assert "dead latents never pre-activate" in train_mod._format_record(rec)
     assert "never pre-activate" not in train_mod._format_record(rec | {"auxk": 0.93})
     assert "never pre-activate" not in train_mod._format_record(rec | {"dead_fraction": 0.0})
+
+
+def test_resume_of_a_state_without_a_validation_fvu_yet_continues(tmp_path) -> None:
+    # no validation rows in the first session: the initial best FVU (inf) is stored as null
+    x = _planted(1200)
+    train_sae(x[:1000], CFG, SaeTrainConfig(**{**TC.to_dict(), "epochs": 1}), out_dir=tmp_path, device="cpu")
+    assert json.loads((tmp_path / "train_state" / "state.json").read_text())["state"]["best_fvu"] is None
+    resumed = train_sae(x[:1000], CFG, TC, valid=x[1000:], out_dir=tmp_path, device="cpu")
+    assert len(resumed.history) == 2 and math.isfinite(resumed.history[1]["valid_fvu"])

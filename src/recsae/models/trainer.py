@@ -180,6 +180,8 @@ def train_model(
             torch.cuda.set_rng_state(saved["rng.cuda"], dev)
         history = [EpochLog(*h) for h in st["history"]]
         best_value, best_epoch, seconds = st["best_value"], st["best_epoch"], st["seconds"]
+        if best_value is None:  # no finite validation score yet: strict JSON wrote -inf as null
+            best_value = float("-inf")
         done = _finished(len(history), best_epoch, seconds, tcfg)
         best_state = read_tensors(out / WEIGHTS_FILE) if best_epoch else None
         log.info(f"resuming {out} after epoch {len(history)} (best epoch {best_epoch})")
