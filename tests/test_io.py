@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from recsae.io import (
     FORMAT_VERSION,
     check_format_version,
     json_text,
+    make_temp_dir,
     read_json,
     read_tensors,
     write_json,
@@ -104,3 +107,17 @@ def test_an_unserialisable_value_leaves_no_file_behind(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="not JSON serialisable: object"):
         write_json(tmp_path / "a.json", {"x": object()})
     assert list(tmp_path.iterdir()) == []
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_written_files_and_temp_folders_follow_the_umask(tmp_path: Path, umask_022: None) -> None:
+    write_json(tmp_path / "a.json", {"x": 1})
+    write_tensors(tmp_path / "w.safetensors", {"w": torch.zeros(2)})
+    folder = make_temp_dir(tmp_path, ".store.partial-")
+    assert (_mode(tmp_path / "a.json"), _mode(tmp_path / "w.safetensors"), _mode(folder)) == (0o644, 0o644, 0o755)
+    os.umask(0o077)
+    write_json(tmp_path / "a.json", {"x": 2})  # replaced by a new file: the mode follows the umask now
+    assert (_mode(tmp_path / "a.json"), _mode(make_temp_dir(tmp_path, "x"))) == (0o600, 0o700)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
+import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,16 +23,43 @@ FORMAT_VERSION = 1
 """Version of recsae's on-disk formats (checkpoints, activation stores, run folders)."""
 
 
+def _create_new(parent: Path, prefix: str, suffix: str, directory: bool) -> Path:
+    """A new, uniquely named file or folder in ``parent`` with the default permissions: 0o666
+    (folders 0o777) less the umask, as for any file the user creates. ``tempfile.mkstemp`` and
+    ``mkdtemp`` make them private (0o600, 0o700), and being renamed into place they would make
+    every output private. Creating with the mode (not chmod after) also keeps default ACLs."""
+    for _ in range(100):
+        path = parent / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        try:
+            if directory:
+                os.mkdir(path, 0o777)
+            else:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free temporary name {prefix}*{suffix} in {parent}")
+
+
+def make_temp_dir(parent: str | Path, prefix: str) -> Path:
+    """A new empty folder ``parent/<prefix><random>`` with the default permissions (0o777 less
+    the umask), for outputs built in place and then renamed."""
+    return _create_new(Path(parent), prefix, "", directory=True)
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it to ``path``, else delete it."""
+    """Yield a temporary path beside ``path``; on success rename it to ``path``, else delete it.
+    The file gets the default permissions (0o666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_new(path.parent, f".{path.name}.", ".tmp", directory=False)
+    mode = stat.S_IMODE(tmp_path.stat().st_mode)
     try:
         yield tmp_path
+        # some writers (safetensors) replace the file with a private one of their own
+        if stat.S_IMODE(tmp_path.stat().st_mode) != mode:
+            os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
