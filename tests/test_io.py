@@ -19,6 +19,7 @@ from recsae.io import (
     make_temp_dir,
     read_json,
     read_tensors,
+    remove_stale_partials,
     write_json,
     write_tensors,
 )
@@ -121,3 +122,31 @@ def test_written_files_and_temp_folders_follow_the_umask(tmp_path: Path, umask_0
     os.umask(0o077)
     write_json(tmp_path / "a.json", {"x": 2})  # replaced by a new file: the mode follows the umask now
     assert (_mode(tmp_path / "a.json"), _mode(make_temp_dir(tmp_path, "x"))) == (0o600, 0o700)
+
+
+def test_remove_stale_partials_deletes_only_temporaries_recsae_leaves(tmp_path: Path) -> None:
+    debris = [".summary.json.k3_9x0qa.tmp", ".activations.partial-ab12cd34/", ".activations.old-ab12cd34/",
+              "sae/.cfg.json.0a1b2c3d.tmp", "sae/train_state/.state.json.zz99aa00.tmp", "model/.model.safetensors.abcdefgh.tmp"]
+    kept = ["summary.json", "sae/cfg.json", "notes.tmp", ".editor.tmp", ".config/.a.json.ab12cd34.tmp",
+            "sae/train_state/state.json", "a/b/c/.deep.json.ab12cd34.tmp", ".x.partial-toolong123"]
+    for name in debris + kept:
+        path = tmp_path / name.rstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith("/"):
+            path.mkdir()
+            (path / "shard-00000.npy").write_bytes(b"x")
+        else:
+            path.write_text(f"content of {name}")
+    removed = remove_stale_partials(tmp_path)
+    assert sorted(str(p.relative_to(tmp_path)) for p in removed) == sorted(d.rstrip("/") for d in debris)
+    assert not any((tmp_path / d.rstrip("/")).exists() for d in debris)
+    assert all((tmp_path / k).read_text() == f"content of {k}" for k in kept)
+
+
+def test_remove_stale_partials_of_one_target_and_of_a_missing_folder(tmp_path: Path) -> None:
+    (tmp_path / ".s.partial-ab12cd34").mkdir()
+    (tmp_path / ".t.partial-ab12cd34").mkdir()
+    assert remove_stale_partials(tmp_path, depth=0, target="s") == [tmp_path / ".s.partial-ab12cd34"]
+    assert [p.name for p in tmp_path.iterdir()] == [".t.partial-ab12cd34"]
+    assert remove_stale_partials(tmp_path / "missing") == []
+    assert not (tmp_path / "missing").exists()

@@ -157,3 +157,12 @@ def test_steer_alone_reuses_the_finished_interpretation_and_runs(tmp_path: Path)
                                                  steer_concepts=("concept=jazz",)))
     assert summary["steer"]["concept=jazz"]["share_before"] >= 0 and (tmp_path / "steer.json").is_file()
     assert (tmp_path / "interpretation.parquet").stat().st_mtime_ns == table
+
+
+def test_a_run_removes_temporaries_a_killed_run_left_in_its_folder(tmp_path: Path) -> None:
+    (tmp_path / ".activations.partial-ab12cd34").mkdir()
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / ".model.safetensors.ab12cd34.tmp").touch()
+    run_pipeline(tmp_path, tiny_config(stages=("model",), epochs=1))
+    assert not (tmp_path / ".activations.partial-ab12cd34").exists()
+    assert not list((tmp_path / "model").glob(".*"))

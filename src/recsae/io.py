@@ -4,9 +4,12 @@ in the target folder, then renamed, so an interrupted run never leaves a half-wr
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 import secrets
+import shutil
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -64,6 +67,42 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?:[a-z0-9_]{8}\.tmp|partial-[a-z0-9_]{8}|old-[a-z0-9_]{8})")
+"""Names of the temporaries recsae writes beside an output (``atomic_path``'s files, activation
+stores' partial and replaced folders; the 8 characters are random)."""
+
+
+def _stale_temporaries(folder: Path, depth: int, target: str | None) -> Iterator[Path]:
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        match = _TEMP_NAME.fullmatch(entry.name)
+        if match and (target is None or match["target"] == target):
+            yield Path(entry.path)
+        elif depth > 0 and not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False):
+            yield from _stale_temporaries(Path(entry.path), depth - 1, target)
+
+
+def remove_stale_partials(folder: str | Path, depth: int = 2, target: str | None = None) -> list[Path]:
+    """Delete the temporaries a killed recsae left in ``folder`` and its subfolders down to
+    ``depth`` levels (a run folder's ``sae/train_state`` is two down), and return them. With
+    ``target``, only those of the output of that name. Only names recsae makes are touched.
+
+    Call it before writing into a folder, never while another recsae writes there."""
+    stale = list(_stale_temporaries(Path(folder), depth, target))
+    for path in stale:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    if stale:
+        logging.getLogger("recsae").info("removed %d stale temporary file(s) of an interrupted run in %s",
+                                         len(stale), folder)
+    return stale
 
 
 def _plain(obj: Any) -> Any:

@@ -20,7 +20,7 @@ import torch
 from recsae.data.dataset import SplitData
 from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
-from recsae.io import FORMAT_VERSION, read_json, write_json
+from recsae.io import FORMAT_VERSION, read_json, remove_stale_partials, write_json
 from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeTrainConfig
 from recsae.utils import default_device, environment_info, log, seed_everything
 
@@ -177,6 +177,7 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
         raise ConfigError(f"unknown stage(s) {sorted(unknown)}: expected some of {', '.join(STAGES)}")
     _check_sae_options(cfg)
     out = Path(out)
+    remove_stale_partials(out)  # temporaries of a killed earlier run in this folder
     seed_everything(cfg.seed)
     device = default_device(cfg.device)
     run = Run(out, cfg)

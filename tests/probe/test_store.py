@@ -124,3 +124,11 @@ def test_a_published_store_follows_the_umask(tmp_path, umask_022) -> None:
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in store.path.iterdir()} == {
         "meta.json": 0o644, "index.parquet": 0o644, "shard-00000.npy": 0o644
     }
+
+
+def test_a_new_store_removes_partial_folders_a_killed_writer_left(tmp_path) -> None:
+    for name in (".s.partial-ab12cd34", ".s.old-ab12cd34", ".other.partial-ab12cd34"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "shard-00000.npy").write_bytes(b"x")
+    _write(tmp_path / "s", np.ones((10, 4), dtype=np.float32))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.partial-ab12cd34", "s"]

@@ -28,6 +28,7 @@ from recsae.io import (
     check_format_version,
     make_temp_dir,
     read_json,
+    remove_stale_partials,
     write_json,
     write_parquet,
 )
@@ -191,6 +192,7 @@ class StoreWriter:
         self.meta = dict(meta)
         self.shard_rows = max(1, shard_rows or DEFAULT_SHARD_BYTES // (4 * d))
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(self.out_dir.parent, depth=0, target=self.out_dir.name)  # of a killed writer
         self.tmp = make_temp_dir(self.out_dir.parent, f".{self.out_dir.name}.partial-")
         self._buf = np.empty((min(self.shard_rows, 65536), d), dtype=np.float32)
         self._fill = 0
