@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def recsae(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "recsae", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
@@ -77,3 +79,48 @@ def test_headline_prints_a_dash_for_figures_stored_as_null() -> None:
     assert lines[0] == "sasrec: test NDCG@10 - (most popular -)"
     assert lines[1] == "SAE: FVU 0.1000, NDCG@10 retention -, top-10 overlap - (random SAE 0.200)"
     assert "0.100 -> - " in lines[2] and lines[2].endswith("(ratio 95 % interval --1.000)")
+
+
+def _exit_code_and_stderr(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[object, str]:
+    from recsae.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+BAD_RUN_OPTIONS = [
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--lr", "-1"], "lr must be a finite number > 0"),
+    (["--lr", "nan"], "lr must be a finite number > 0"),
+    (["--lr", "inf"], "lr must be a finite number > 0"),
+    (["--batch-size", "0"], "batch_size must be >= 1"),
+    (["--model", "foo"], "unknown model 'foo'"),
+    (["--k", "0"], "k and expansion must be >= 1"),
+    (["--k", "5000", "--expansion", "1"], "k must be in [1, 64]"),  # the default model has d = 64
+    (["--sae-balance", "nan"], "balance_rate must be a finite number"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_RUN_OPTIONS)
+def test_bad_run_options_fail_in_one_line_before_the_run_folder_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    code, err = _exit_code_and_stderr(["run", "--out", str(tmp_path / "out"), *options], capsys)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_run_options_leave_a_finished_run_folder_byte_for_byte_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    for name in ("summary.json", "config.json", "model/model.safetensors", "sae/cfg.json", ".x.json.ab12cd34.tmp"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(f"content of {name}")
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()}
+    for options, _ in BAD_RUN_OPTIONS:
+        code, _ = _exit_code_and_stderr(["run", "--out", str(run), *options], capsys)
+        assert code == 2, options
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()} == before

@@ -10,6 +10,7 @@ and gives the same result as an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +57,9 @@ class TrainConfig:
         checks = [
             ("epochs", self.epochs >= 1, ">= 1"),
             ("patience", self.patience >= 1, ">= 1"),
-            ("lr", self.lr > 0, "> 0"),
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "a finite number > 0"),
             ("batch_size", self.batch_size is None or self.batch_size >= 1, ">= 1 (or None)"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
             ("max_seconds", self.max_seconds is None or self.max_seconds >= 0, ">= 0 (or None)"),
         ]
