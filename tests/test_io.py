@@ -15,6 +15,7 @@ from recsae.errors import DataError
 from recsae.io import (
     FORMAT_VERSION,
     check_format_version,
+    check_writable_folder,
     json_text,
     make_temp_dir,
     read_json,
@@ -150,3 +151,16 @@ def test_remove_stale_partials_of_one_target_and_of_a_missing_folder(tmp_path: P
     assert [p.name for p in tmp_path.iterdir()] == [".t.partial-ab12cd34"]
     assert remove_stale_partials(tmp_path / "missing") == []
     assert not (tmp_path / "missing").exists()
+
+
+def test_check_writable_folder_names_the_place_that_blocks_writing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    check_writable_folder(tmp_path / "new" / "run")  # can be made: fine, and nothing is made
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "f").touch()
+    with pytest.raises(DataError, match=r"f: exists and is not a folder \(so .*f/run cannot be made\)$"):
+        check_writable_folder(tmp_path / "f" / "run")
+    # what a read-only folder looks like to a user who is not root
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)
+    with pytest.raises(DataError, match="permission denied") as err:
+        check_writable_folder(tmp_path / "new" / "run")
+    assert err.value.path == str(tmp_path)

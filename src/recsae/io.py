@@ -69,6 +69,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def check_writable_folder(folder: str | Path) -> None:
+    """DataError naming the path unless ``folder`` is a folder this process can write into, or
+    can be created as one. Creates nothing: meant for the start of a long command, so that it
+    does not fail at its first write."""
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:  # exists() is False below a file
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == folder else f" (so {folder} cannot be made)"
+        raise DataError(f"exists and is not a folder{where}", path=existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError("permission denied: cannot write into this folder", path=existing)
+
+
 _TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?:[a-z0-9_]{8}\.tmp|partial-[a-z0-9_]{8}|old-[a-z0-9_]{8})")
 """Names of the temporaries recsae writes beside an output (``atomic_path``'s files, activation
 stores' partial and replaced folders; the 8 characters are random)."""

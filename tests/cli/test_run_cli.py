@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,28 @@ def test_bad_run_options_leave_a_finished_run_folder_byte_for_byte_alone(
         code, _ = _exit_code_and_stderr(["run", "--out", str(run), *options], capsys)
         assert code == 2, options
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_an_out_that_is_a_file_or_lies_below_one_fails_in_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "notes.txt"
+    file.write_text("keep me")
+    code, err = _exit_code_and_stderr(["run", "--out", str(file), "--stages", "model"], capsys)
+    assert (code, err) == (2, f"error: {file}: exists and is not a folder\n")
+    code, err = _exit_code_and_stderr(["run", "--out", str(file / "run"), "--stages", "model"], capsys)
+    assert (code, err) == (2, f"error: {file}: exists and is not a folder (so {file / 'run'} cannot be made)\n")
+    assert file.read_text() == "keep me"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_an_out_in_a_read_only_folder_fails_in_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        code, err = _exit_code_and_stderr(["run", "--out", str(locked / "run"), "--stages", "model"], capsys)
+    finally:
+        locked.chmod(0o700)
+    assert (code, err) == (2, f"error: {locked}: permission denied: cannot write into this folder\n")

@@ -1,9 +1,10 @@
 """The ``recsae`` command line: a thin layer over the Python API.
 
 Each stage registers its commands from its own module; user errors (``RecsaeError``) are
-printed as one line and exit with code 2, without a traceback. Ctrl-C (SIGINT) prints that the
-finished stages are kept and exits with code 130, SIGTERM likewise with code 143 (128 + the
-signal number, as shells report a process the signal ended).
+printed as one line and exit with code 2, without a traceback, and so are operating-system
+errors naming a file (a file where a folder should be, no permission, a full disk). Ctrl-C
+(SIGINT) prints that the finished stages are kept and exits with code 130, SIGTERM likewise
+with code 143 (128 + the signal number, as shells report a process the signal ended).
 """
 
 from __future__ import annotations
@@ -76,6 +77,12 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, standalone_mode=True)
     except RecsaeError as err:
         typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+    except OSError as err:
+        if err.filename is None:
+            raise
+        # a place that cannot be written (a file where a folder should be, no permission, full disk)
+        typer.echo(f"error: {err.filename}: {err.strerror or err}", err=True)
         sys.exit(2)
     except KeyboardInterrupt as err:  # outside a command, e.g. while parsing
         typer.echo(INTERRUPTED, err=True)

@@ -47,6 +47,7 @@ def run(
 ) -> None:
     """Train a recommender, train a TopK SAE on its representation, splice it back, interpret
     and steer the latents, and write OUT/summary.json and OUT/report/index.html."""
+    from recsae.io import check_writable_folder
     from recsae.pipeline import RunConfig, run_pipeline
 
     cfg = RunConfig(
@@ -67,6 +68,7 @@ def run(
         seed=seed,
         device=device,
     )
+    check_writable_folder(out)
     summary = run_pipeline(out, cfg, force=force)
     typer.echo(_headline(summary))
     typer.echo(f"wrote {out / 'summary.json'}" + (f" and {out / 'report' / 'index.html'}" if (out / "report" / "index.html").is_file() else ""))

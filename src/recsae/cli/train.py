@@ -57,7 +57,7 @@ def train(
 
     On a named dataset with a tuned preset (the one `recsae run` uses, e.g. SASRec on ml-1m or
     ml-100k), options left unset take the preset's values."""
-    from recsae.io import json_text
+    from recsae.io import check_writable_folder, json_text
     from recsae.models.registry import model_class, model_config
     from recsae.models.trainer import TrainConfig, train_model
     from recsae.pipeline import preset
@@ -73,6 +73,7 @@ def train(
     )
     cfg = model_config(model, **model_opts)
     tcfg = TrainConfig(epochs=epochs, max_seconds=max_seconds, **train_opts)
+    check_writable_folder(out)
     split = _load_split(opts, protocol, seed)
     source = opts.to_dict() | {"protocol": protocol, "seed": seed}
     result = train_model(model, split, cfg, out, seed, device, tcfg, data_source=source)
