@@ -15,12 +15,14 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from recsae.errors import DataError
+
+if TYPE_CHECKING:  # imported by the writers that need it: the CLI starts without torch
+    import torch
 
 FORMAT_VERSION = 1
 """Version of recsae's on-disk formats (checkpoints, activation stores, run folders)."""

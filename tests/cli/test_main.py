@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,3 +18,14 @@ def test_an_os_error_naming_a_file_is_one_line_with_exit_code_2(tmp_path: Path, 
         main(["data", "fetch", "ml-100k", "--cache-dir", str(file)])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == f"error: {file}: File exists\n"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["data", "list"], ["run", "--help"]])
+def test_help_and_data_list_do_not_import_torch(args: list[str]) -> None:
+    # torch takes seconds to import: commands that need no model must start without it
+    code = ("import sys\nfrom recsae.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    assert e.code == 0, e.code\nprint(sorted(m for m in ('torch', 'pandas', 'pyarrow', 'scipy') if m in sys.modules),"
+            " file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "[]"
