@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,3 +18,13 @@ def data_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"real datasets not found at {root} (set RECSAE_DATA to run this test)")
     return root
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The process umask set to 0o022 for the test (restored after), so file modes are known."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)

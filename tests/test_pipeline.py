@@ -169,3 +169,23 @@ def test_steer_alone_reuses_the_finished_interpretation_and_runs(tmp_path: Path)
                                                  steer_concepts=("concept=jazz",)))
     assert summary["steer"]["concept=jazz"]["share_before"] >= 0 and (tmp_path / "steer.json").is_file()
     assert (tmp_path / "interpretation.parquet").stat().st_mtime_ns == table
+
+
+def test_a_run_removes_temporaries_a_killed_run_left_in_its_folder(tmp_path: Path) -> None:
+    (tmp_path / ".activations.partial-ab12cd34").mkdir()
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / ".model.safetensors.ab12cd34.tmp").touch()
+    run_pipeline(tmp_path, tiny_config(stages=("model",), epochs=1))
+    assert not (tmp_path / ".activations.partial-ab12cd34").exists()
+    assert not list((tmp_path / "model").glob(".*"))
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"epochs": 0}, "epochs must be >= 1"), ({"lr": float("nan")}, "lr must be a finite number"),
+    ({"batch_size": 0}, "batch_size"), ({"model": "foo"}, "unknown model 'foo'"), ({"max_len": 0}, "max_len"),
+    ({"sae_k": 65, "sae_expansion": 1}, r"k must be in \[1, 64\]"), ({"sae_balance": float("inf")}, "balance_rate"),
+])
+def test_run_config_rejects_bad_options_when_it_is_built(options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        RunConfig(**options)
+

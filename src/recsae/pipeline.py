@@ -20,7 +20,7 @@ import torch
 from recsae.data.dataset import SplitData
 from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
-from recsae.io import FORMAT_VERSION, read_json, write_json
+from recsae.io import FORMAT_VERSION, read_json, remove_stale_partials, write_json
 from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeTrainConfig
 from recsae.utils import default_device, environment_info, log, seed_everything
 
@@ -80,6 +80,9 @@ class RunConfig:
     """Seed of data generation, initialisations and samples."""
     device: str = "auto"
     """auto (CUDA when available), cpu, cuda, ..."""
+
+    def __post_init__(self) -> None:
+        _check_options(self)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -167,12 +170,19 @@ def _sae_train_config(cfg: RunConfig) -> SaeTrainConfig:
     return SaeTrainConfig(epochs=cfg.sae_epochs, min_rows=cfg.sae_min_rows, seed=cfg.seed, balance_rate=cfg.sae_balance)
 
 
-def _check_sae_options(cfg: RunConfig) -> None:
-    """Fail before any training on SAE options that could never work (k <= latents is checked
-    once the model's width is known)."""
+def _check_options(cfg: RunConfig) -> None:
+    """Build every config the run will build, so that a bad option fails before any data is
+    loaded or file written. The built-in models' width d comes from their config, which bounds k."""
+    from recsae.models.registry import model_config
+    from recsae.models.trainer import TrainConfig
+    from recsae.sae.config import SaeConfig
+
     if cfg.sae_k < 1 or cfg.sae_expansion < 1:
         raise ConfigError(f"sae: k and expansion must be >= 1, got k={cfg.sae_k}, expansion={cfg.sae_expansion}")
     _sae_train_config(cfg)
+    model_opts, train_opts = model_settings(cfg)
+    TrainConfig(**train_opts)
+    SaeConfig(d_in=model_config(cfg.model, **model_opts).dim, expansion=cfg.sae_expansion, k=cfg.sae_k)
 
 
 def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = False) -> dict[str, Any]:
@@ -180,8 +190,8 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
     unknown = set(cfg.stages) - set(STAGES)
     if unknown:
         raise ConfigError(f"unknown stage(s) {sorted(unknown)}: expected some of {', '.join(STAGES)}")
-    _check_sae_options(cfg)
     out = Path(out)
+    remove_stale_partials(out)  # temporaries of a killed earlier run in this folder
     seed_everything(cfg.seed)
     device = default_device(cfg.device)
     run = Run(out, cfg)

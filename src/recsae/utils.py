@@ -7,12 +7,14 @@ import platform
 import random
 import sys
 from collections.abc import Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
 
 from recsae.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where used: the CLI starts without torch
+    import torch
 
 T = TypeVar("T")
 
@@ -21,6 +23,8 @@ log = logging.getLogger("recsae")
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a torch generator seeded with ``seed``."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -32,6 +36,8 @@ def seed_everything(seed: int) -> torch.Generator:
 def default_device(requested: str | None = None) -> torch.device:
     """The requested device, else (None or 'auto') CUDA when available, else CPU. ConfigError
     for a device string torch does not know, or for CUDA on a machine without it."""
+    import torch
+
     if not requested or requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -47,6 +53,8 @@ def default_device(requested: str | None = None) -> torch.device:
 
 def environment_info() -> dict[str, Any]:
     """Versions recorded next to every result, so a run can be reproduced."""
+    import torch
+
     import recsae
 
     info: dict[str, Any] = {

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 
 def recsae(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -63,3 +66,87 @@ def test_headline_and_interpret_command_print_the_same_interpretation_lines() ->
     assert "coherence: SAE 0.70, neurons 0.60, random SAE 0.50" in summary_lines(interp, coherence=True)
     # a summary missing figures prints placeholders instead of failing
     assert summary_lines({}) == ["interpretable latents: ?/? alive (?; neurons ?, random SAE ?)"]
+
+
+def test_headline_prints_a_dash_for_figures_stored_as_null() -> None:
+    from recsae.cli.run import _headline
+
+    # NaN figures (e.g. an NDCG retention with a zero baseline) read back from strict JSON as null
+    summary = {"model": {"name": "sasrec", "test": {"ndcg@10": None}},
+               "sae": {"fvu": 0.1, "retention": None, "top10_overlap": float("nan"), "random_sae": {"top10_overlap": 0.2}},
+               "steer": {"genre=X": {"share_before": 0.1, "share_after": None, "random_control_share_after": 0.1,
+                                     "ndcg_before": 0.2, "ndcg_after": 0.2, "ndcg_ratio_ci": [None, 1.0]}}}
+    lines = _headline(summary).splitlines()
+    assert lines[0] == "sasrec: test NDCG@10 - (most popular -)"
+    assert lines[1] == "SAE: FVU 0.1000, NDCG@10 retention -, top-10 overlap - (random SAE 0.200)"
+    assert "0.100 -> - " in lines[2] and lines[2].endswith("(ratio 95 % interval --1.000)")
+
+
+def _exit_code_and_stderr(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[object, str]:
+    from recsae.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+BAD_RUN_OPTIONS = [
+    (["--epochs", "0"], "epochs must be >= 1"),
+    (["--lr", "-1"], "lr must be a finite number > 0"),
+    (["--lr", "nan"], "lr must be a finite number > 0"),
+    (["--lr", "inf"], "lr must be a finite number > 0"),
+    (["--batch-size", "0"], "batch_size must be >= 1"),
+    (["--model", "foo"], "unknown model 'foo'"),
+    (["--k", "0"], "k and expansion must be >= 1"),
+    (["--k", "5000", "--expansion", "1"], "k must be in [1, 64]"),  # the default model has d = 64
+    (["--sae-balance", "nan"], "balance_rate must be a finite number"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_RUN_OPTIONS)
+def test_bad_run_options_fail_in_one_line_before_the_run_folder_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], options: list[str], message: str
+) -> None:
+    code, err = _exit_code_and_stderr(["run", "--out", str(tmp_path / "out"), *options], capsys)
+    assert code == 2
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_run_options_leave_a_finished_run_folder_byte_for_byte_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    for name in ("summary.json", "config.json", "model/model.safetensors", "sae/cfg.json", ".x.json.ab12cd34.tmp"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(f"content of {name}")
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()}
+    for options, _ in BAD_RUN_OPTIONS:
+        code, _ = _exit_code_and_stderr(["run", "--out", str(run), *options], capsys)
+        assert code == 2, options
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_an_out_that_is_a_file_or_lies_below_one_fails_in_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    file = tmp_path / "notes.txt"
+    file.write_text("keep me")
+    code, err = _exit_code_and_stderr(["run", "--out", str(file), "--stages", "model"], capsys)
+    assert (code, err) == (2, f"error: {file}: exists and is not a folder\n")
+    code, err = _exit_code_and_stderr(["run", "--out", str(file / "run"), "--stages", "model"], capsys)
+    assert (code, err) == (2, f"error: {file}: exists and is not a folder (so {file / 'run'} cannot be made)\n")
+    assert file.read_text() == "keep me"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_an_out_in_a_read_only_folder_fails_in_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        code, err = _exit_code_and_stderr(["run", "--out", str(locked / "run"), "--stages", "model"], capsys)
+    finally:
+        locked.chmod(0o700)
+    assert (code, err) == (2, f"error: {locked}: permission denied: cannot write into this folder\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import stat
 import threading
 import zipfile
 from functools import partial
@@ -125,3 +126,14 @@ def test_fetch_refuses_archive_paths_outside_the_target(tmp_path):
     with pytest.raises(DataError, match="unsafe path"):
         fetch("evil", cache, url=(site / "evil.zip").as_uri(), checksum=digest)
     assert list(cache.iterdir()) == [] and not (tmp_path / "evil.txt").exists()
+
+
+def test_a_fetched_archive_without_a_top_folder_follows_the_umask(tmp_path, umask_022):
+    # the extracted content is the staging folder itself, renamed into place
+    site = tmp_path / "site"
+    site.mkdir()
+    with zipfile.ZipFile(site / "flat.zip", "w") as zf:
+        zf.writestr("u.data", "1\t1\t5\t100\n")
+    digest = hashlib.sha256((site / "flat.zip").read_bytes()).hexdigest()
+    target = fetch("flat", tmp_path / "cache", url=(site / "flat.zip").as_uri(), checksum=digest)
+    assert (target / "u.data").is_file() and stat.S_IMODE(target.stat().st_mode) == 0o755

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -237,3 +238,22 @@ def test_a_split_of_another_size_than_the_model_is_refused_naming_the_checkpoint
     with pytest.raises(DataError, match="the model was trained on") as err:
         check_split_fits(split, split.n_users, split.n_items + 1, tmp_path)
     assert str(tmp_path / "config.json") in str(err.value)
+
+
+def test_resume_of_a_state_without_a_finite_validation_score_continues(
+    split: SplitData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a NaN validation score leaves the best score at -inf, which strict JSON stores as null
+    real = trainer.evaluate_model
+
+    def nan_valid(model, split, which, *args, **kw):  # type: ignore[no-untyped-def]
+        result = real(model, split, which, *args, **kw)
+        return result._replace(metrics={k: math.nan for k in result.metrics}) if which == "valid" else result
+
+    monkeypatch.setattr(trainer, "evaluate_model", nan_valid)
+    cfg = small("bpr", dim=8)
+    train_model("bpr", split, cfg, out_dir=tmp_path, train_cfg=TrainConfig(epochs=1, lr=1e-2, batch_size=32))
+    assert read_json(tmp_path / "train_state.json")["best_value"] is None
+    monkeypatch.setattr(trainer, "evaluate_model", real)
+    resumed = train_model("bpr", split, cfg, out_dir=tmp_path, train_cfg=TrainConfig(epochs=2, lr=1e-2, batch_size=32))
+    assert len(resumed.history) == 2 and resumed.best_epoch == 2

@@ -4,6 +4,7 @@ missing, partial, corrupt or newer stores."""
 from __future__ import annotations
 
 import json
+import stat
 
 import numpy as np
 import pytest
@@ -115,3 +116,19 @@ def test_shard_with_wrong_width_is_a_data_error(x, tmp_path):
     np.save(tmp_path / "s" / "shard-00000.npy", np.zeros((17, 4), np.float32))
     with pytest.raises(DataError, match=r"expected float32 \(17, 5\)"):
         ActivationStore.open(tmp_path / "s")
+
+
+def test_a_published_store_follows_the_umask(tmp_path, umask_022) -> None:
+    store = _write(tmp_path / "s", np.ones((10, 4), dtype=np.float32))
+    assert stat.S_IMODE(store.path.stat().st_mode) == 0o755
+    assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in store.path.iterdir()} == {
+        "meta.json": 0o644, "index.parquet": 0o644, "shard-00000.npy": 0o644
+    }
+
+
+def test_a_new_store_removes_partial_folders_a_killed_writer_left(tmp_path) -> None:
+    for name in (".s.partial-ab12cd34", ".s.old-ab12cd34", ".other.partial-ab12cd34"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "shard-00000.npy").write_bytes(b"x")
+    _write(tmp_path / "s", np.ones((10, 4), dtype=np.float32))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.partial-ab12cd34", "s"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -309,3 +310,12 @@ def test_prediction_aware_loss_needs_item_embeddings_and_lowers_the_kl() -> None
         kl_plain = train_mod.prediction_kl(xt, plain(xt).x_hat, it).item()
         kl_aware = train_mod.prediction_kl(xt, aware(xt).x_hat, it).item()
     assert kl_aware < kl_plain
+
+
+def test_resume_of_a_state_without_a_validation_fvu_yet_continues(tmp_path) -> None:
+    # no validation rows in the first session: the initial best FVU (inf) is stored as null
+    x = _planted(1200)
+    train_sae(x[:1000], CFG, SaeTrainConfig(**{**TC.to_dict(), "epochs": 1}), out_dir=tmp_path, device="cpu")
+    assert json.loads((tmp_path / "train_state" / "state.json").read_text())["state"]["best_fvu"] is None
+    resumed = train_sae(x[:1000], CFG, TC, valid=x[1000:], out_dir=tmp_path, device="cpu")
+    assert len(resumed.history) == 2 and math.isfinite(resumed.history[1]["valid_fvu"])

@@ -130,3 +130,17 @@ def test_help_says_which_options_go_together() -> None:
     assert res.exit_code == 0
     assert "only applies with --concept" in text
     assert text.count("Give exactly one of --alpha, --scale and --clamp.") == 3
+
+
+@pytest.mark.parametrize("option", ["--alpha", "--scale", "--clamp"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_non_finite_strength_exits_2_with_one_line_before_the_run_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    from recsae.cli import main
+
+    # the run folder does not exist: the strength is checked first
+    with pytest.raises(SystemExit) as exit_info:
+        main(["steer", "--run", str(tmp_path / "none"), "--latent", "0", option, value])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {option} must be a finite number, got {float(value)}\n"

@@ -120,6 +120,14 @@ def test_unknown_latent_or_bad_strength_is_a_config_error(world) -> None:
     with pytest.raises(ConfigError, match="distinct"):
         Ablate((1, 1))
 
+
+@pytest.mark.parametrize("edit", [Scale, Clamp, AddDirection, Mix])
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_strength_is_a_config_error(edit: type, strength: float) -> None:
+    # NaN or infinite strengths would make every score NaN and give all users one arbitrary list
+    with pytest.raises(ConfigError, match=r"finite|alpha must be in"):
+        edit((0,), strength)
+
 def test_apply_is_batched_row_independent(world) -> None:
     _, _, h = _batch(world)
     edit = AddDirection((0, 1), 0.2)

@@ -10,7 +10,6 @@ here once as annotated types; other commands reuse them::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -99,10 +98,11 @@ def stats_command(
 ) -> None:
     """Users, items, interactions, density and sequence-length percentiles, raw and after filters."""
     from recsae.data.stats import dataset_stats, format_stats
+    from recsae.io import json_text
 
     ds = dataset_options(dataset, data_root, fmt, min_rating, k_core).load(seed=seed)
     stats = dataset_stats(ds)
-    typer.echo(json.dumps(stats.to_dict(), indent=2) if as_json else format_stats(stats))
+    typer.echo(json_text(stats.to_dict()) if as_json else format_stats(stats))
 
 
 @data_app.command("fetch")

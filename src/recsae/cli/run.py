@@ -47,6 +47,7 @@ def run(
 ) -> None:
     """Train a recommender, train a TopK SAE on its representation, splice it back, interpret
     and steer the latents, and write OUT/summary.json and OUT/report/index.html."""
+    from recsae.io import check_writable_folder
     from recsae.pipeline import RunConfig, run_pipeline
 
     cfg = RunConfig(
@@ -67,9 +68,16 @@ def run(
         seed=seed,
         device=device,
     )
+    check_writable_folder(out)
     summary = run_pipeline(out, cfg, force=force)
     typer.echo(_headline(summary))
     typer.echo(f"wrote {out / 'summary.json'}" + (f" and {out / 'report' / 'index.html'}" if (out / "report" / "index.html").is_file() else ""))
+
+
+def _num(x: float | None, spec: str) -> str:
+    """``x`` formatted, or "-" where a figure could not be computed (NaN in memory, null once
+    read back from summary.json)."""
+    return "-" if x is None or x != x else format(x, spec)
 
 
 def _headline(summary: dict) -> str:
@@ -82,17 +90,20 @@ def _headline(summary: dict) -> str:
     if "model" in summary:
         m = summary["model"]
         pop = summary.get("baseline", {}).get("most_popular", {}).get("test", {})
-        lines.append(f"{m['name']}: test NDCG@10 {m['test']['ndcg@10']:.4f} (most popular {pop.get('ndcg@10', float('nan')):.4f})")
+        lines.append(f"{m['name']}: test NDCG@10 {_num(m['test']['ndcg@10'], '.4f')} "
+                     f"(most popular {_num(pop.get('ndcg@10'), '.4f')})")
     if "sae" in summary:
         s = summary["sae"]
-        lines.append(f"SAE: FVU {s['fvu']:.4f}, NDCG@10 retention {s['retention']:.1%}, top-10 overlap "
-                     f"{s['top10_overlap']:.3f} (random SAE {s['random_sae']['top10_overlap']:.3f})")
+        lines.append(f"SAE: FVU {_num(s['fvu'], '.4f')}, NDCG@10 retention {_num(s['retention'], '.1%')}, top-10 overlap "
+                     f"{_num(s['top10_overlap'], '.3f')} (random SAE {_num(s['random_sae']['top10_overlap'], '.3f')})")
     if "interpret" in summary:
         lines += summary_lines(summary["interpret"])
     for concept, s in summary.get("steer", {}).items():
-        lines.append(f"steer {concept}: top-10 share {s['share_before']:.3f} -> {s['share_after']:.3f} "
-                     f"(random {s['random_control_share_after']:.3f}), NDCG@10 {s['ndcg_before']:.4f} -> {s['ndcg_after']:.4f}"
-                     + (" (ratio 95 % interval {:.3f}-{:.3f})".format(*s["ndcg_ratio_ci"]) if s.get("ndcg_ratio_ci") else ""))
+        ci = s.get("ndcg_ratio_ci")
+        lines.append(f"steer {concept}: top-10 share {_num(s['share_before'], '.3f')} -> {_num(s['share_after'], '.3f')} "
+                     f"(random {_num(s['random_control_share_after'], '.3f')}), NDCG@10 {_num(s['ndcg_before'], '.4f')} "
+                     f"-> {_num(s['ndcg_after'], '.4f')}"
+                     + (f" (ratio 95 % interval {_num(ci[0], '.3f')}-{_num(ci[1], '.3f')})" if ci else ""))
     return "\n".join(lines)
 
 

@@ -46,11 +46,13 @@ def train_command(
     force: Annotated[bool, typer.Option(help="Harvest and train again even if outputs exist.")] = False,
 ) -> None:
     """Harvest a model's activations, train a TopK SAE on them and print the splice table."""
+    from recsae.io import check_writable_folder
     from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
     from recsae.sae.config import SaeConfig
     from recsae.sae.splice import format_splice_table, run_sae_stage
     from recsae.utils import default_device, seed_everything
 
+    check_writable_folder(out)
     seed_everything(seed)
     dev = default_device(device)
     model, config = load_checkpoint(checkpoint, dev)

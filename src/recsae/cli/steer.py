@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -96,6 +97,9 @@ def _check_strength(alpha: float | None, scale: float | None, clamp: float | Non
     given = [name for name, v in (("--alpha", alpha), ("--scale", scale), ("--clamp", clamp)) if v is not None]
     if len(given) != 1:
         raise ConfigError(f"give exactly one of --alpha (steer), --scale (0 ablates) or --clamp; got {given or 'none'}")
+    for name, v in (("--alpha", alpha), ("--scale", scale), ("--clamp", clamp)):
+        if v is not None and not math.isfinite(v):  # checked here too: before the run is loaded
+            raise ConfigError(f"{name} must be a finite number, got {v}")
     if method not in METHODS:
         raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {method!r}")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -58,6 +57,7 @@ def train(
 
     On a named dataset with a tuned preset (the one `recsae run` uses, e.g. SASRec on ml-1m or
     ml-100k), options left unset take the preset's values."""
+    from recsae.io import check_writable_folder, json_text
     from recsae.models.registry import model_class, model_config
     from recsae.models.trainer import TrainConfig, train_model
     from recsae.pipeline import preset
@@ -73,11 +73,12 @@ def train(
     )
     cfg = model_config(model, **model_opts)
     tcfg = TrainConfig(epochs=epochs, max_seconds=max_seconds, **train_opts)
+    check_writable_folder(out)
     split = _load_split(opts, protocol, seed)
     source = opts.to_dict() | {"protocol": protocol, "seed": seed}
     result = train_model(model, split, cfg, out, seed, device, tcfg, data_source=source)
-    typer.echo(json.dumps({"checkpoint": str(out), "best_epoch": result.best_epoch, "epochs": result.epochs,
-                           "seconds": round(result.seconds, 1), "valid": result.valid, "test": result.test}, indent=2))
+    typer.echo(json_text({"checkpoint": str(out), "best_epoch": result.best_epoch, "epochs": result.epochs,
+                          "seconds": round(result.seconds, 1), "valid": result.valid, "test": result.test}))
 
 
 def evaluate(
@@ -93,6 +94,7 @@ def evaluate(
     """Full-ranking metrics of a checkpoint on its dataset (or another one with the same ids)."""
     from recsae.data.registry import dataset_fingerprint
     from recsae.errors import ConfigError
+    from recsae.io import json_text
     from recsae.models.checkpoint import check_split_fits, load_checkpoint, split_for_checkpoint
     from recsae.models.trainer import evaluate_model
     from recsae.utils import default_device
@@ -110,8 +112,8 @@ def evaluate(
     recorded = config.get("data", {}).get("fingerprint")
     same = recorded == dataset_fingerprint(split.dataset)
     result = evaluate_model(model, split, "valid" if split_name == "valid" else "test")
-    typer.echo(json.dumps({"checkpoint": str(checkpoint), "split": split_name, "same_data": same,
-                           "protocol": result.protocol, "metrics": result.metrics}, indent=2))
+    typer.echo(json_text({"checkpoint": str(checkpoint), "split": split_name, "same_data": same,
+                          "protocol": result.protocol, "metrics": result.metrics}))
 
 
 def register(app: typer.Typer) -> None:

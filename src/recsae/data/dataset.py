@@ -11,10 +11,12 @@ Conventions used everywhere in recsae:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where it is used: the CLI starts without it
+    import torch
 
 SplitName = Literal["train", "valid", "test"]
 
@@ -223,6 +225,8 @@ def item_popularity(train_items: np.ndarray, n_items: int) -> np.ndarray:
 def input_sequences(history: Ragged, users: np.ndarray, max_len: int) -> torch.Tensor:
     """The model input (B x max_len) for ``users``: the last ``max_len`` items of each user's
     ``history`` row, left-padded with 0 so that the latest item is last."""
+    import torch
+
     users = np.asarray(users, dtype=np.int64)
     ends = history.indptr[users + 1]
     lens = np.minimum(ends - history.indptr[users], max_len)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recsae.errors import ConfigError, DataError
+from recsae.io import make_temp_dir
 
 DEFAULT_CACHE = Path("~/.cache/recsae/data")
 """Default cache folder; use it as ``--data-root`` afterwards."""
@@ -76,7 +77,7 @@ def _download(url: str, dest: Path, algo: str, timeout: float) -> str:
 
 def _extract(archive: Path, folder: str, target: Path) -> None:
     """Extract ``archive`` so that ``target`` holds the content of its ``folder`` (or of its root)."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = make_temp_dir(target.parent, f".{target.name}.")
     try:
         with zipfile.ZipFile(archive) as zf:
             for member in zf.namelist():

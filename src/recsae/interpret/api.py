@@ -3,7 +3,7 @@ evidence for the SAE latents and the two baselines (raw neurons, a random-init S
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -347,14 +347,20 @@ def _sparse_probing(ctx: RowContext, prep: Prepared, acts: dict[str, Any], reps:
 
     labels = next_item_labels(np.asarray(ctx.users), np.asarray(ctx.positions), ctx.histories, prep.vocab.matrix)
     concepts = np.flatnonzero(np.isin(np.asarray(prep.vocab.kind, dtype=object), list(cfg.probe_kinds)))
-    results = {name: sparse_probe(a, labels.matrix, prep.fit_mask, concepts, cfg.probe, keep=labels.has_next)
-               for name, a in acts.items()}
+    results = {}
+    for name, a in acts.items():  # a family probes only the ks it has units for
+        ks = tuple(k for k in cfg.probe.ks if k <= a.shape[1])
+        if ks:
+            probe_cfg = replace(cfg.probe, ks=ks)
+            results[name] = sparse_probe(a, labels.matrix, prep.fit_mask, concepts, probe_cfg, keep=labels.has_next)
     out: dict[str, Any] = {name: probe_summary(r, prep.vocab.names, cfg.seed) for name, r in results.items()}
     if reps is not None:
         out["dense"] = probe_summary(dense_probe(reps, labels.matrix, prep.fit_mask, concepts, cfg.probe,
                                                  keep=labels.has_next), prep.vocab.names, cfg.seed)
     k = min(cfg.probe.ks)
-    out["gap_k1"] = {name: auc_gap(results["sae"], r, k, cfg.seed) for name, r in results.items() if name != "sae"}
+    if "sae" in results:
+        out["gap_k1"] = {name: auc_gap(results["sae"], r, k, cfg.seed) for name, r in results.items()
+                         if name != "sae" and k in r.auc}
     return out
 
 

@@ -10,6 +10,7 @@ and gives the same result as an uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,9 +57,9 @@ class TrainConfig:
         checks = [
             ("epochs", self.epochs >= 1, ">= 1"),
             ("patience", self.patience >= 1, ">= 1"),
-            ("lr", self.lr > 0, "> 0"),
+            ("lr", math.isfinite(self.lr) and self.lr > 0, "a finite number > 0"),
             ("batch_size", self.batch_size is None or self.batch_size >= 1, ">= 1 (or None)"),
-            ("weight_decay", self.weight_decay >= 0, ">= 0"),
+            ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
             ("max_seconds", self.max_seconds is None or self.max_seconds >= 0, ">= 0 (or None)"),
         ]
@@ -180,6 +181,8 @@ def train_model(
             torch.cuda.set_rng_state(saved["rng.cuda"], dev)
         history = [EpochLog(*h) for h in st["history"]]
         best_value, best_epoch, seconds = st["best_value"], st["best_epoch"], st["seconds"]
+        if best_value is None:  # no finite validation score yet: strict JSON wrote -inf as null
+            best_value = float("-inf")
         done = _finished(len(history), best_epoch, seconds, tcfg)
         best_state = read_tensors(out / WEIGHTS_FILE) if best_epoch else None
         log.info(f"resuming {out} after epoch {len(history)} (best epoch {best_epoch})")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,15 @@ import numpy as np
 import pandas as pd
 
 from recsae.errors import DataError
-from recsae.io import FORMAT_VERSION, check_format_version, read_json, write_json, write_parquet
+from recsae.io import (
+    FORMAT_VERSION,
+    check_format_version,
+    make_temp_dir,
+    read_json,
+    remove_stale_partials,
+    write_json,
+    write_parquet,
+)
 
 SPLITS = ("train", "valid", "test")
 """Values of the index's ``split`` column; the writer takes their codes 0, 1, 2."""
@@ -185,7 +192,8 @@ class StoreWriter:
         self.meta = dict(meta)
         self.shard_rows = max(1, shard_rows or DEFAULT_SHARD_BYTES // (4 * d))
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.partial-", dir=self.out_dir.parent))
+        remove_stale_partials(self.out_dir.parent, depth=0, target=self.out_dir.name)  # of a killed writer
+        self.tmp = make_temp_dir(self.out_dir.parent, f".{self.out_dir.name}.partial-")
         self._buf = np.empty((min(self.shard_rows, 65536), d), dtype=np.float32)
         self._fill = 0
         self._shards: list[dict[str, Any]] = []
@@ -291,7 +299,7 @@ def _replace_dir(src: Path, dest: Path) -> None:
     """Move ``src`` to ``dest``; an existing ``dest`` is moved aside first, then deleted."""
     old = None
     if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        old = make_temp_dir(dest.parent, f".{dest.name}.old-")
         os.replace(dest, old / dest.name)
     os.replace(src, dest)
     if old is not None:

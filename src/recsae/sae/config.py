@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -140,8 +141,8 @@ class SaeTrainConfig:
     """One log line every this many epochs."""
 
     def __post_init__(self) -> None:
-        if self.lr <= 0:
-            raise ConfigError(f"sae train: lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"sae train: lr must be a finite number > 0, got {self.lr}")
         if self.warmup_rows < 0:
             raise ConfigError(f"sae train: warmup_rows must be >= 0, got {self.warmup_rows}")
         if self.decay not in ("linear", "cosine", "none"):
@@ -158,12 +159,14 @@ class SaeTrainConfig:
             raise ConfigError(f"sae train: patience must be >= 1, got {self.patience}")
         if self.b_dec_init not in ("mean", "median"):
             raise ConfigError(f"sae train: b_dec_init must be mean or median, got {self.b_dec_init!r}")
-        if self.balance_rate < 0:
-            raise ConfigError(f"sae train: balance_rate must be >= 0, got {self.balance_rate}")
+        if not (math.isfinite(self.balance_rate) and self.balance_rate >= 0):
+            raise ConfigError(f"sae train: balance_rate must be a finite number >= 0, got {self.balance_rate}")
         if not 0.0 <= self.balance_until <= 1.0:
             raise ConfigError(f"sae train: balance_until must be in [0, 1], got {self.balance_until}")
-        if self.kl_weight < 0 or not self.kl_temperature > 0:
-            raise ConfigError(f"sae train: kl_weight must be >= 0 and kl_temperature > 0, got {self.kl_weight}, {self.kl_temperature}")
+        if not (math.isfinite(self.kl_weight) and self.kl_weight >= 0 and math.isfinite(self.kl_temperature)
+                and self.kl_temperature > 0):
+            raise ConfigError("sae train: kl_weight must be a finite number >= 0 and kl_temperature finite and > 0, "
+                              f"got {self.kl_weight}, {self.kl_temperature}")
         if self.checkpoint_every < 1 or self.log_every < 1:
             raise ConfigError("sae train: checkpoint_every and log_every must be >= 1")
 

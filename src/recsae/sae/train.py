@@ -11,7 +11,6 @@ resuming after a kill; all written atomically, no pickle.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from recsae.errors import ConfigError, DataError
 from recsae.io import (
     FORMAT_VERSION,
     check_format_version,
+    json_text,
     read_json,
     read_tensors,
     write_json,
@@ -350,7 +350,7 @@ def _run_info(cfg: SaeConfig, train_cfg: SaeTrainConfig) -> dict[str, Any]:
 
 
 def _write_log(out: Path, history: list[dict[str, Any]]) -> None:
-    text = "".join(json.dumps(r) + "\n" for r in history)
+    text = "".join(json_text(r, indent=None) + "\n" for r in history)
 
     def write(path: Path) -> None:
         path.write_text(text)
@@ -416,7 +416,10 @@ def _load_state(
     best = None
     if any(k.startswith("best.") for k in tensors):
         best = {n: tensors[f"best.{n}"] for n in sae.state_dict()}
-    return dict(meta["state"]), list(meta["history"]), best
+    state = dict(meta["state"])
+    if state["best_fvu"] is None:  # no validation FVU yet: strict JSON wrote the initial inf as null
+        state["best_fvu"] = math.inf
+    return state, list(meta["history"]), best
 
 
 def _save_final(

@@ -12,6 +12,7 @@ unchanged come back bit for bit, so an edit that changes nothing returns the ori
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -51,6 +52,12 @@ def _index(latents: tuple[int, ...], z: Tensor) -> Tensor:
     return torch.tensor(latents, dtype=torch.long, device=z.device)
 
 
+def _check_finite(value: float, what: str, name: str) -> None:
+    # a NaN or infinite strength makes every score NaN: all users get the same arbitrary list
+    if not math.isfinite(value):
+        raise ConfigError(f"{what}: {name} must be a finite number, got {value}")
+
+
 @dataclass(frozen=True)
 class Ablate:
     """Switch latents off: z'_j = 0."""
@@ -79,6 +86,7 @@ class Scale:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "latents", _latent_ids(self.latents, "scale"))
+        _check_finite(self.factor, "scale", "factor")
 
     def edit_latents(self, z: Tensor, h: Tensor) -> Tensor:
         _check_range(self.latents, z.shape[1], "scale")
@@ -99,6 +107,7 @@ class Clamp:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "latents", _latent_ids(self.latents, "clamp"))
+        _check_finite(self.value, "clamp", "value")
 
     def edit_latents(self, z: Tensor, h: Tensor) -> Tensor:
         _check_range(self.latents, z.shape[1], "clamp")
@@ -122,6 +131,7 @@ class AddDirection:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "latents", _latent_ids(self.latents, "add-direction"))
+        _check_finite(self.alpha, "add-direction", "alpha")
 
     def edit_latents(self, z: Tensor, h: Tensor) -> Tensor:
         _check_range(self.latents, z.shape[1], "add-direction")
