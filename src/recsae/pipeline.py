@@ -349,6 +349,11 @@ def _interpret_stage(
     if "faithful" in summary:
         summary["faithful"] = {k: {"n": v["n"], "share": v["share"]} for k, v in summary["faithful"].items()}
     summary["shuffled_control"] = {k: v for k, v in summary.get("shuffled_control", {}).items() if k != "by_family"}
+    probing = result.summary.get("sparse_probing")
+    if probing:
+        summary["sparse_probing"] = {
+            name: {str(b["k"]): b["mean_auc"] for b in v["by_k"]} for name, v in probing.items() if name != "gap_k1"
+        } | {"gap_k1": probing.get("gap_k1", {}), "n_concepts": probing.get("sae", {}).get("n_concepts")}
     for base in ("neurons", "random_sae", "random_model_sae"):
         if base in result.summary:
             summary[base] = {k: result.summary[base][k] for k in ("share_interpretable", "planted_recovered")

@@ -113,7 +113,7 @@ def test_full_run_has_every_section_chart_and_no_missing_note(fake_run, layout):
     assert page.count('<tr data-latent="') == 30
     assert "How often each latent fires" in body  # activation-frequency histogram
     assert "Validated confidence per unit" in body
-    assert "Share interpretable" in body and "Concept share in the top 10" in body
+    assert "Share of alive units: interpretable and faithful" in body and "Concept share in the top 10" in body
     assert "<polyline" in body  # a dose-response curve
     splice = body[body.index('<section id="splice">') : body.index('<section id="interpretability">')]
     for label in ("original model", "spliced: SAE reconstruction", "spliced + error term",

@@ -380,33 +380,62 @@ def _confidence_histograms(run: RunData) -> dict[str, list[float]]:
     return out
 
 
+FAMILIES = {"sae": "SAE latents", "neurons": "raw neurons", "random_sae": "untrained SAE",
+            "random_model_sae": "SAE of the untrained model"}
+
+
+def _family(it: dict[str, Any], family: str, *keys: str) -> Any:
+    return get(it, *keys) if family == "sae" else get(it, family, *keys)
+
+
 def _interpretability(run: RunData) -> str:
-    title = "Interpretability: latents vs neurons vs random SAE"
+    title = "Interpretability: latents against their controls"
     lead = ("A latent is interpretable when its rule, fitted on some users, predicts on other "
             "users when the latent fires strongly (confidence = balanced accuracy, threshold "
-            "usually 0.8). The same test runs on the model's raw neurons and on an untrained "
-            "SAE: trained latents should win clearly.")
+            "usually 0.8). An untrained SAE passes that test often, so every figure stands beside "
+            "its controls: the raw neurons, the untrained SAE, and an SAE trained on an untrained "
+            "model. A latent is <em>faithful</em> when, in addition, ablating and amplifying it "
+            "moves its concept in the model's rankings more than a matched unit active on the same "
+            "users (false discovery rate 5 %).")
     it = get(run.summary, "interpret")
     if not isinstance(it, dict):
         it = run.interpret
     parts = []
     if isinstance(it, dict):
-        shares = [number(it.get("share_interpretable")),
-                  number(get(it, "neurons", "share_interpretable")),
-                  number(get(it, "random_sae", "share_interpretable"))]
-        cats = ["SAE latents", "raw neurons", "random SAE"]
-        charts = [svg.bar_chart(cats, {"share interpretable": shares},
-                                title="Share interpretable (confidence ≥ threshold)",
+        fams = [f for f in FAMILIES if f == "sae" or isinstance(it.get(f), dict)]
+        cats = [FAMILIES[f] for f in fams]
+        series = {"share interpretable": [number(_family(it, f, "share_interpretable")) for f in fams]}
+        faithful = it.get("faithful")
+        if isinstance(faithful, dict):
+            series["share faithful"] = [number(get(faithful, f, "share")) for f in fams]
+        charts = [svg.bar_chart(cats, series, title="Share of alive units: interpretable and faithful",
                                 value_format="{:.1%}")]
         coh = it.get("coherence")
         if isinstance(coh, dict):
             charts.append(svg.bar_chart(
-                cats, {"coherence": [number(coh.get(k)) for k in ("sae", "neurons", "random_sae")]},
+                cats, {"coherence": [number(coh.get(k)) for k in fams]},
                 title="Coherence of top-activating users", y_label="mean cosine"))
         parts.append('<div class="charts">' + "".join(charts) + "</div>")
         pairs = [("alive latents", it.get("n_alive")), ("interpretable latents", it.get("n_interpretable"))]
+        if isinstance(faithful, dict):
+            pairs.append(("faithful latents", get(faithful, "sae", "n")))
         if "planted_recovered" in it:
-            pairs.append(("planted concepts recovered", it.get("planted_recovered")))
+            pairs.append(("planted concepts recovered", " · ".join(
+                f"{FAMILIES[f]} {pct(_family(it, f, 'planted_recovered'))}" for f in fams
+                if _family(it, f, "planted_recovered") is not None)))
+        shuffled = it.get("shuffled_control")
+        if isinstance(shuffled, dict):
+            pairs.append(("shuffled explanations: median confidence (chance 0.5)",
+                          fmt(shuffled.get("median_confidence"), 3)))
+        probing = it.get("sparse_probing")
+        if isinstance(probing, dict):
+            pairs.append(("next-item concept probe, 1 unit: mean AUC", " · ".join(
+                f"{FAMILIES[f]} {fmt(get(probing, f, '1'), 3)}" for f in fams if get(probing, f, "1") is not None)))
+        stability = it.get("seed_stability")
+        if isinstance(stability, dict):
+            pairs.append(("latents found again with another seed (cosine ≥ 0.7)",
+                          f"{pct(get(stability, 'trained', 'share'))} (two untrained SAEs: "
+                          f"{pct(get(stability, 'floor', 'share'))})"))
         parts.append(_kv_table(pairs))
     hist = _confidence_histograms(run)
     if hist:

@@ -179,6 +179,10 @@ def latent_payload(run: RunData) -> dict[str, Any]:
             "r": _round(row.get("recall")),
             "f1": _round(row.get("f1")),
             "freq": _round(row.get("frequency")),
+            "fe": _round(row.get("faith_effect")),
+            "flo": _round(row.get("faith_low")),
+            "fhi": _round(row.get("faith_high")),
+            "faith": None if _scalar(row.get("faithful")) is None else bool(row.get("faithful")),
             "interp": None if interp is None or _scalar(interp) is None else bool(interp),
             "extra": extra,
             "top": [strings(t) for t in _titles(row)[:VIEW_TOP_ITEMS]],
@@ -254,6 +258,9 @@ def latent_table(payload: dict[str, Any]) -> str:
         '<th class="num" data-sort="f1" data-dir="desc"><button type="button">F1</button></th>'
         '<th class="num" data-sort="freq" data-dir="desc"><button type="button">Frequency</button>'
         '</th>'
+        '<th class="num" data-sort="fe" data-dir="desc" title="ablate vs amplify: how much the latent '
+        'moves its concept in the rankings beyond a matched control (rank share), 95 % interval">'
+        '<button type="button">Causal effect</button></th>'
         "<th>Top items (decoder)</th></tr></thead><tbody>"
     )
     rows = []
@@ -267,12 +274,17 @@ def latent_table(payload: dict[str, Any]) -> str:
             rule += '<span class="tag yes" title="confidence ≥ threshold">✓</span>'
         ci = (f' <span class="ci">[{lat["lo"]:.2f}–{lat["hi"]:.2f}]</span>'
               if lat["lo"] is not None and lat["hi"] is not None else "")
+        if lat["faith"]:
+            rule += '<span class="tag yes" title="faithful: its causal effect beats the matched control">causal</span>'
+        fci = (f' <span class="ci">[{lat["flo"]:.3f}–{lat["fhi"]:.3f}]</span>'
+               if lat["flo"] is not None and lat["fhi"] is not None else "")
         items = escape(" · ".join(strings[s] for s in lat["top"][:TABLE_TOP_ITEMS]))
         rows.append(
             f'<tr data-latent="{j}"><td class="num"><a href="#latent-{j}">{j}</a></td>'
             f"<td>{rule}</td><td class=\"num\">{_cell_num(lat['conf'])}{ci}</td>"
             f"<td class=\"num\">{_cell_num(lat['f1'])}</td>"
             f"<td class=\"num\">{_cell_num(lat['freq'], percent=True)}</td>"
+            f"<td class=\"num\">{_cell_num(lat['fe'])}{fci}</td>"
             f'<td class="items" title="{items}">{items}</td></tr>'
         )
     return head + "".join(rows) + "</tbody></table></div>"
