@@ -38,7 +38,7 @@ from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeConfig, SaeTrainConfi
 from recsae.sae.metrics import evaluate_sae
 from recsae.sae.splice import evaluate_splice, untrained_baseline
 from recsae.sae.train import train_sae
-from recsae.utils import environment_info
+from recsae.utils import environment_info, setup_logging
 
 RESULT = Path(__file__).parent / "results" / "bench_sae_defaults.json"
 
@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULT)
     args = ap.parse_args(argv)
+    setup_logging()
     names = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:

@@ -53,6 +53,8 @@ def test_sae_train_then_eval(checkpoint, tmp_path):
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["conditions"]["spliced"]["metrics"] == splice["conditions"]["spliced"]["metrics"]
     assert again["config"]["mean_source"].endswith("activations train rows")
+    # one random-SAE recipe: sae eval reports exactly the row that sae train (and recsae run) wrote
+    assert again["conditions"]["random_sae"] == splice["conditions"]["random_sae"]
 
 
 def test_sae_eval_rejects_a_missing_sae_folder(checkpoint, tmp_path):

@@ -85,7 +85,7 @@ def eval_command(
     from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
     from recsae.probe.store import ActivationStore
     from recsae.sae.model import TopKSAE
-    from recsae.sae.splice import evaluate_splice, format_splice_table
+    from recsae.sae.splice import evaluate_splice, format_splice_table, untrained_baseline
     from recsae.utils import default_device
 
     if which not in ("valid", "test"):
@@ -97,13 +97,15 @@ def eval_command(
     if trained.cfg.d_in != model.dim:
         raise ConfigError(f"the SAE reads d = {trained.cfg.d_in}, the model's representation has d = {model.dim}")
     store_dir = activations or (sae.parent / "activations")
-    mean, source = None, None
+    mean, source, random_sae = None, None, None
     if activations is not None or (store_dir / "meta.json").is_file():
         store = ActivationStore.open(store_dir)
         rows = store.rows("train")
         x = store.load(rows if len(rows) else None)
         mean, source = torch.from_numpy(np.asarray(x).mean(0, dtype=np.float64).astype(np.float32)), f"{store_dir} train rows"
-    result = evaluate_splice(model, trained, split, which, mean=mean, mean_source=source, seed=seed)  # type: ignore[arg-type]
+        # the random-SAE row of recsae run and recsae sae train: the same recipe on the same rows
+        random_sae = untrained_baseline(trained.cfg, x, seed, dev)
+    result = evaluate_splice(model, trained, split, which, random_sae=random_sae, mean=mean, mean_source=source, seed=seed)  # type: ignore[arg-type]
     typer.echo(format_splice_table(result))
     if out is not None:
         result.save(out)

@@ -168,7 +168,7 @@ def evaluate_splice(
 ) -> SpliceResult:
     """The splice table of ``sae`` on ``model`` (see the module doc).
 
-    ``random_sae``: the untrained baseline (default: ``TopKSAE.random_like(sae.cfg, seed, b_dec=μ)``).
+    ``random_sae``: the untrained baseline (default: ``untrained_baseline`` on the evaluated rows).
     ``mean``: μ for the mean-ablated row (default: the mean over the evaluated rows), described
     by ``mean_source`` in the output. ``users``: default, every user the evaluator evaluates.
     """
@@ -195,8 +195,8 @@ def evaluate_splice(
         row_of[torch.from_numpy(users).to(h_all.device)] = torch.arange(len(users), device=h_all.device)
         mu = h_all.mean(0) if mean is None else torch.as_tensor(mean).to(h_all)
         random_given = random_sae is not None
-        if random_sae is None:
-            random_sae = TopKSAE.random_like(sae.cfg, seed=seed, b_dec=mu.float(), device=sae.device)
+        if random_sae is None:  # the same recipe as on a store's rows, on the evaluated rows
+            random_sae = untrained_baseline(sae.cfg, h_all.float().cpu().numpy(), seed, sae.device)
         transforms: dict[str, Transform] = {
             "original": lambda h: h,
             "spliced": _sae_transform(sae),
@@ -233,7 +233,7 @@ def evaluate_splice(
         "max_len": max_len,
         "seed": seed,
         "mean_source": mean_source or ("evaluated rows" if mean is None else "given"),
-        "random_sae": "given" if random_given else "TopKSAE.random_like(sae.cfg, seed, b_dec=mu)",
+        "random_sae": "given" if random_given else "untrained_baseline(sae.cfg, evaluated rows, seed)",
         "sae": sae.cfg.to_dict(),
     }
     return SpliceResult(which, users, conditions, original.protocol, config)
