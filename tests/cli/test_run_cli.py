@@ -44,9 +44,9 @@ def test_headline_reports_each_interpretation_figure_the_summary_has() -> None:
               "neurons": {"share_interpretable": 0.25}, "random_sae": {"share_interpretable": 0.4},
               "explained_by_interpretable": {"sae": 0.8, "neurons": 0.125, "random_sae": None}}
     text = _headline({"interpret": interp})
-    assert "interpretable latents: 5/10 alive (50.0%; neurons 25.0%, random SAE 40.0%)" in text
+    assert "interpretable latents: 5/10 alive (50.0%; neurons 25.0%, untrained SAE 40.0%)" in text
     assert "variance rebuilt from the interpretable units alone: SAE 80.0%, neurons 12.5%" in text
-    assert "random SAE" not in text.splitlines()[-1]  # a figure that could not be computed is left out
+    assert "untrained SAE" not in text.splitlines()[-1]  # a figure that could not be computed is left out
     del interp["explained_by_interpretable"]  # summaries written before the key existed
     assert "variance rebuilt" not in _headline({"interpret": interp})
 
@@ -63,9 +63,9 @@ def test_headline_and_interpret_command_print_the_same_interpretation_lines() ->
     shared = summary_lines(interp)
     assert shared == [ln for ln in summary_lines(interp, coherence=True) if not ln.startswith("coherence")]
     assert _headline({"interpret": interp}).splitlines() == shared
-    assert "coherence: SAE 0.70, neurons 0.60, random SAE 0.50" in summary_lines(interp, coherence=True)
+    assert "coherence: SAE 0.70, neurons 0.60, untrained SAE 0.50" in summary_lines(interp, coherence=True)
     # a summary missing figures prints placeholders instead of failing
-    assert summary_lines({}) == ["interpretable latents: ?/? alive (?; neurons ?, random SAE ?)"]
+    assert summary_lines({}) == ["interpretable latents: ?/? alive (?; neurons ?, untrained SAE ?)"]
 
 
 def test_headline_prints_a_dash_for_figures_stored_as_null() -> None:
@@ -150,3 +150,21 @@ def test_an_out_in_a_read_only_folder_fails_in_one_line_naming_it(
     finally:
         locked.chmod(0o700)
     assert (code, err) == (2, f"error: {locked}: permission denied: cannot write into this folder\n")
+
+
+def test_headline_puts_faithful_shares_shuffled_explanations_and_stability_beside_the_controls() -> None:
+    from recsae.cli.interpret import summary_lines
+
+    interp = {"n_interpretable": 5, "n_alive": 10, "share_interpretable": 0.5,
+              "neurons": {"share_interpretable": 0.25}, "random_sae": {"share_interpretable": 0.4},
+              "random_model_sae": {"share_interpretable": 0.1},
+              "faithful": {"sae": {"n": 4, "share": 0.4}, "neurons": {"n": 1, "share": 0.1},
+                           "random_sae": {"n": 1, "share": 0.1}, "random_model_sae": {"n": 0, "share": 0.0}},
+              "shuffled_control": {"median_confidence": 0.51},
+              "seed_stability": {"trained": {"share": 0.6}, "floor": {"share": 0.0}}}
+    lines = summary_lines(interp)
+    assert lines[0].endswith("untrained SAE 40.0%, untrained-model SAE 10.0%)")
+    assert ("causally faithful latents: 4 (40.0%; neurons 10.0%, untrained SAE 10.0%, untrained-model SAE 0.0%)"
+            in lines)
+    assert "shuffled explanations: median confidence 0.51 (chance 0.50)" in lines
+    assert "latents found again with another seed: 60.0% (two untrained SAEs 0.0%)" in lines

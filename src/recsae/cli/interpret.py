@@ -12,7 +12,8 @@ def _fmt(x: object, digits: int = 2) -> str:
     return "-" if x is None or x != x else f"{float(x):.{digits}f}"  # type: ignore[arg-type]
 
 
-_UNIT_NAMES = {"sae": "SAE", "neurons": "neurons", "random_sae": "random SAE"}
+_UNIT_NAMES = {"sae": "SAE", "neurons": "neurons", "random_sae": "untrained SAE",
+               "random_model_sae": "untrained-model SAE"}
 
 
 def _share(x: object) -> str:
@@ -22,11 +23,27 @@ def _share(x: object) -> str:
 def summary_lines(s: dict, coherence: bool = False) -> list[str]:
     """The interpretation's headline figures (the ``interpret`` part of ``summary.json``), as
     printed by both ``recsae interpret`` and ``recsae run``; keys a summary lacks are skipped."""
+    # the two baselines always (a placeholder when missing), the untrained-model SAE when run
+    controls = ["neurons", "random_sae"] + (["random_model_sae"] if isinstance(s.get("random_model_sae"), dict) else [])
     lines = [
         f"interpretable latents: {s.get('n_interpretable', '?')}/{s.get('n_alive', '?')} alive "
-        f"({_share(s.get('share_interpretable'))}; neurons {_share((s.get('neurons') or {}).get('share_interpretable'))}, "
-        f"random SAE {_share((s.get('random_sae') or {}).get('share_interpretable'))})"
+        f"({_share(s.get('share_interpretable'))}; "
+        + ", ".join(f"{_UNIT_NAMES[k]} {_share((s.get(k) or {}).get('share_interpretable'))}" for k in controls) + ")"
     ]
+    faithful = s.get("faithful") or {}
+    if faithful:
+        lines.append(
+            f"causally faithful latents: {(faithful.get('sae') or {}).get('n', '?')} "
+            f"({_share((faithful.get('sae') or {}).get('share'))}; "
+            + ", ".join(f"{_UNIT_NAMES[k]} {_share(v.get('share'))}" for k, v in faithful.items() if k != "sae") + ")"
+        )
+    shuffled = s.get("shuffled_control") or {}
+    if shuffled.get("median_confidence") is not None:
+        lines.append(f"shuffled explanations: median confidence {_fmt(shuffled['median_confidence'])} (chance 0.50)")
+    stability = s.get("seed_stability") or {}
+    if stability.get("trained"):
+        lines.append(f"latents found again with another seed: {_share(stability['trained'].get('share'))} "
+                     f"(two untrained SAEs {_share((stability.get('floor') or {}).get('share'))})")
     if coherence and s.get("coherence"):
         lines.append("coherence: " + ", ".join(f"{_UNIT_NAMES.get(k, k)} {_fmt(v)}" for k, v in s["coherence"].items()))
     rebuilt = {k: v for k, v in (s.get("explained_by_interpretable") or {}).items() if v is not None}
@@ -34,7 +51,10 @@ def summary_lines(s: dict, coherence: bool = False) -> list[str]:
         lines.append("variance rebuilt from the interpretable units alone: "
                      + ", ".join(f"{_UNIT_NAMES.get(k, k)} {_share(v)}" for k, v in rebuilt.items()))
     if s.get("planted_recovered") is not None:
-        lines.append(f"planted concepts recovered: {_share(s['planted_recovered'])}")
+        by_control = [f"{_UNIT_NAMES[k]} {_share(s[k]['planted_recovered'])}" for k in controls
+                      if (s.get(k) or {}).get("planted_recovered") is not None]
+        lines.append(f"planted concepts recovered: {_share(s['planted_recovered'])}"
+                     + (f" ({', '.join(by_control)})" if by_control else ""))
     return lines
 
 
