@@ -189,3 +189,17 @@ def test_run_config_rejects_bad_options_when_it_is_built(options: dict, message:
     with pytest.raises(ConfigError, match=message):
         RunConfig(**options)
 
+
+
+@pytest.mark.parametrize(("model", "protocol"), [("bpr", "random"),
+                                                 ("sasrec", "leave-one-out (random order: no timestamps)")])
+def test_data_without_timestamps_is_never_split_by_file_order(tmp_path: Path, model: str, protocol: str) -> None:
+    # a play-count table: no time column, each user's items listed in increasing order
+    lines = ["user_id,item_id,plays"] + [f"u{u},i{(u + t) % 20:02d},{t + 1}" for u in range(30) for t in range(6)]
+    (tmp_path / "plays.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "plays.json").write_text('{"interactions": "plays.csv", "mapping": {"time": null}}')
+    cfg = RunConfig(data=DatasetOptions(str(tmp_path / "plays.json")), model=model, stages=())
+    summary = run_pipeline(tmp_path / "run", cfg)
+    assert summary["dataset"]["protocol"] == protocol
+    assert summary["dataset"]["split"]["test_users"] == 30 and summary["dataset"]["split"]["order"] == "random"
+    assert read_json(tmp_path / "run" / "summary.json")["dataset"]["protocol"] == protocol

@@ -36,7 +36,8 @@ class RunConfig:
     data_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra options of the dataset's loader (e.g. the synthetic generator's ``n_users``)."""
     protocol: str = "auto"
-    """Split: auto (the source's own split, else leave-one-out), leave-one-out or time."""
+    """Split: auto (the source's own split, else leave-one-out; random for bpr and lightgcn on data
+    without timestamps), leave-one-out, random, time or given."""
     model: str = "sasrec"
     """Recommender to train (sasrec, gru4rec, bpr, lightgcn)."""
     epochs: int = 200
@@ -235,10 +236,12 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
 def _data_stage(run: Run) -> SplitData:
     from recsae.data.split import make_split
     from recsae.models.pop import MostPopular
+    from recsae.models.registry import model_class
     from recsae.models.trainer import evaluate_model
 
     ds = run.cfg.data.load(run.cfg.seed, **run.cfg.data_kwargs)
-    split = make_split(ds, run.cfg.protocol)  # type: ignore[arg-type]
+    sequential = model_class(run.cfg.model).sequential  # 'auto' holds out at random for general models without time
+    split = make_split(ds, run.cfg.protocol, seed=run.cfg.seed, sequential=sequential)  # type: ignore[arg-type]
     log.info("dataset %s: %d users, %d items, %d interactions (%s)", ds.name, ds.n_users, ds.n_items,
              ds.n_interactions, split.protocol)
     run.summary["dataset"] = {
@@ -247,6 +250,7 @@ def _data_stage(run: Run) -> SplitData:
         "n_items": ds.n_items,
         "n_interactions": ds.n_interactions,
         "protocol": split.protocol,
+        "split": split.info,
         "filters": ds.info.get("defaults"),
     }
     pop = evaluate_model(MostPopular.fit(split), split, "test")

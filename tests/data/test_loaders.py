@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 import numpy as np
 import pandas as pd
@@ -123,6 +124,24 @@ def test_rechorus_loads_unchanged_and_keeps_its_split(tmp_path):
     assert split.protocol == "given"
     assert split.train[1].tolist() == [1, 2] and split.valid[1].tolist() == [3] and split.test[1].tolist() == [4]
     assert split.train[3].tolist() == [1, 3] and split.valid[3].tolist() == [2] and split.test[3].tolist() == [4]
+
+
+@pytest.mark.parametrize("missing", [("dev.csv", "test.csv"), ("dev.csv",)])
+def test_rechorus_folder_missing_a_split_file_is_an_error_naming_it_unless_a_protocol_resplits(tmp_path, missing):
+    root = tmp_path / "rc"
+    _write_rechorus(root)
+    for name in missing:
+        (root / name).unlink()
+    with (root / "train.csv").open("a") as fh:  # a third row per user, so leave-one-out has targets
+        fh.write("1\t5\t50\n2\t5\t19\n3\t5\t9\n")
+    with pytest.raises(DataError, match=f"no validation part .missing {re.escape(str(root / 'dev.csv'))}"):
+        load_split(root, fmt="rechorus")
+    split = load_split(root, "leave-one-out", fmt="rechorus")
+    assert split.protocol == "leave-one-out"
+    # user 1's rows by time: 1 (10), 2 (20), 4 (40; in test.csv), 5 (50)
+    ids = split.dataset.item_ids
+    assert ids[split.test[1]].tolist() == ["5"]
+    assert ids[split.valid[1]].tolist() == (["2"] if "test.csv" in missing else ["4"])
 
 
 def test_rechorus_format_is_inferred_from_the_folder(tmp_path):

@@ -16,6 +16,7 @@ from recsae.cli.data import (
     dataset_options,
 )
 from recsae.cli.interpret import summary_lines
+from recsae.cli.train import ProtocolOpt
 
 
 def run(
@@ -24,6 +25,7 @@ def run(
     fmt: FormatOpt = None,
     min_rating: MinRatingOpt = None,
     k_core: KCoreOpt = None,
+    protocol: ProtocolOpt = "auto",
     out: Annotated[Path, typer.Option("--out", help="Run folder. Rerunning with the same folder resumes "
                                       "from the finished stages.")] = Path("runs/latest"),
     model: Annotated[str, typer.Option("--model", help="Recommender: sasrec, gru4rec, bpr or lightgcn.")] = "sasrec",
@@ -52,6 +54,7 @@ def run(
 
     cfg = RunConfig(
         data=dataset_options(dataset, data_root, fmt, min_rating, k_core),
+        protocol=protocol,
         model=model,
         epochs=epochs,
         patience=patience,

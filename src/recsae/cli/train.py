@@ -18,15 +18,18 @@ from recsae.cli.data import (
 
 ProtocolOpt = Annotated[
     str,
-    typer.Option("--protocol", help="Split: auto (the source's own split, else leave-one-out), leave-one-out, "
-                 "time, or given (the source's own split; an error when it ships none)."),
+    typer.Option("--protocol", help="Split: auto (the source's own split, else leave-one-out; random for bpr and "
+                 "lightgcn on data without timestamps), leave-one-out (a random held-out item where the data "
+                 "has no timestamps), random (one random validation and test item per user), time, or given "
+                 "(the source's own split; an error when it ships none or lacks a part)."),
 ]
 
 
-def _load_split(opts: Any, protocol: str, seed: int) -> Any:
+def _load_split(opts: Any, protocol: str, seed: int, model: str) -> Any:
     from recsae.data.split import make_split
+    from recsae.models.registry import model_class
 
-    return make_split(opts.load(seed), protocol)  # type: ignore[arg-type]
+    return make_split(opts.load(seed), protocol, seed=seed, sequential=model_class(model).sequential)  # type: ignore[arg-type]
 
 
 def train(
@@ -74,7 +77,7 @@ def train(
     cfg = model_config(model, **model_opts)
     tcfg = TrainConfig(epochs=epochs, max_seconds=max_seconds, **train_opts)
     check_writable_folder(out)
-    split = _load_split(opts, protocol, seed)
+    split = _load_split(opts, protocol, seed, model)
     source = opts.to_dict() | {"protocol": protocol, "seed": seed}
     result = train_model(model, split, cfg, out, seed, device, tcfg, data_source=source)
     typer.echo(json_text({"checkpoint": str(out), "best_epoch": result.best_epoch, "epochs": result.epochs,
@@ -107,7 +110,8 @@ def evaluate(
     else:
         src = config.get("data", {}).get("source", {})
         opts = dataset_options(dataset, data_root, fmt, min_rating, k_core)
-        split = _load_split(opts, src.get("protocol", "auto"), int(src.get("seed", config.get("seed", 0))))
+        split = _load_split(opts, src.get("protocol", "auto"), int(src.get("seed", config.get("seed", 0))),
+                            config["model"]["name"])
         check_split_fits(split, model.n_users, model.n_items, checkpoint)
     recorded = config.get("data", {}).get("fingerprint")
     same = recorded == dataset_fingerprint(split.dataset)

@@ -245,11 +245,14 @@ def load_split(
     protocol: Protocol = "auto",
     valid_frac: float = 0.1,
     test_frac: float = 0.1,
+    sequential: bool = True,
     **kwargs: Any,
 ) -> SplitData:
-    """``load_dataset(name_or_path, **kwargs)`` split by ``protocol`` ('auto': the source's own
-    split when it ships one (ReChorus), else leave-one-out)."""
-    return make_split(load_dataset(name_or_path, **kwargs), protocol, valid_frac, test_frac)
+    """``load_dataset(name_or_path, **kwargs)`` split by ``protocol`` (see ``make_split``: 'auto' is
+    the source's own split when it ships one (ReChorus), else leave-one-out, or the random holdout
+    for a general model, ``sequential`` False, on data without timestamps), seeded by ``seed``."""
+    ds = load_dataset(name_or_path, **kwargs)
+    return make_split(ds, protocol, valid_frac, test_frac, seed=kwargs.get("seed", 0), sequential=sequential)
 
 
 def dataset_fingerprint(ds: InteractionDataset) -> str:

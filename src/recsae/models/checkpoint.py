@@ -114,7 +114,9 @@ def split_for_checkpoint(checkpoint: Path, config: dict[str, Any], data_root: Pa
     root = data_root or (Path(src["data_root"]) if src.get("data_root") else None)
     opts = DatasetOptions(src["dataset"], root, src.get("format"), src.get("min_rating"), src.get("k_core"))
     seed = int(src.get("seed", config.get("seed", 0)))
-    split = make_split(opts.load(seed, **src.get("options", {})), src.get("protocol", "auto"))
+    sequential = model_class(config.get("model", {}).get("name", "sasrec")).sequential
+    split = make_split(opts.load(seed, **src.get("options", {})), src.get("protocol", "auto"), seed=seed,
+                       sequential=sequential)
     model_spec = config.get("model", {})
     check_split_fits(split, model_spec.get("n_users"), model_spec.get("n_items"), checkpoint)
     return split

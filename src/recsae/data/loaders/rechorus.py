@@ -45,7 +45,8 @@ def _read_item_meta(path: Path) -> tuple[ItemCatalog, list[str]]:
 
 
 def load(path: str | Path) -> InteractionDataset:
-    """Load a ReChorus dataset folder (``train.csv`` required, ``dev.csv``/``test.csv`` optional)."""
+    """Load a ReChorus dataset folder (``train.csv`` required, ``dev.csv``/``test.csv`` optional:
+    without them the given split is refused, and a declared protocol re-splits the rows)."""
     root = Path(path)
     if not (root / "train.csv").is_file():
         raise DataError("not a ReChorus folder: expected train.csv (and dev.csv, test.csv)", path=root)
@@ -80,5 +81,7 @@ def load(path: str | Path) -> InteractionDataset:
             "given_split": {n: int((data["part"] == k).sum()) for n, k in PARTS},
             "neg_items_ignored": negatives,
             "ignored_columns": ignored,
+            # a given split without them is refused unless a protocol re-splits the rows
+            "missing_files": [str(root / n) for n, _ in PARTS if not (root / n).is_file()],
         },
     )

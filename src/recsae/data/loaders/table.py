@@ -208,5 +208,6 @@ def load(
             "path": str(path),
             "files": [str(path)] + ([str(items)] if items is not None else []),
             "mapping": {k: v for k, v in vars(m).items()},
+            "has_time": m.time is not None,
         },
     )
