@@ -11,9 +11,18 @@ from recsae.cli.data import (
     DataRootOpt,
     DatasetOpt,
     FormatOpt,
+    ItemColOpt,
+    ItemTableOpt,
     KCoreOpt,
     MinRatingOpt,
+    MultiColOpt,
+    RatingColOpt,
+    SepOpt,
+    TimeColOpt,
+    TitleColOpt,
+    UserColOpt,
     dataset_options,
+    table_options,
 )
 from recsae.cli.interpret import summary_lines
 from recsae.cli.train import ProtocolOpt
@@ -26,6 +35,14 @@ def run(
     min_rating: MinRatingOpt = None,
     k_core: KCoreOpt = None,
     protocol: ProtocolOpt = "auto",
+    sep: SepOpt = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    time_col: TimeColOpt = None,
+    rating_col: RatingColOpt = None,
+    title_col: TitleColOpt = None,
+    multi_col: MultiColOpt = None,
+    item_table: ItemTableOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Run folder. Rerunning with the same folder resumes "
                                       "from the finished stages.")] = Path("runs/latest"),
     model: Annotated[str, typer.Option("--model", help="Recommender: sasrec, gru4rec, bpr or lightgcn.")] = "sasrec",
@@ -53,7 +70,8 @@ def run(
     from recsae.pipeline import RunConfig, run_pipeline
 
     cfg = RunConfig(
-        data=dataset_options(dataset, data_root, fmt, min_rating, k_core),
+        data=dataset_options(dataset, data_root, fmt, min_rating, k_core, table_options(
+            sep, user_col, item_col, time_col, rating_col, title_col, multi_col, item_table)),
         protocol=protocol,
         model=model,
         epochs=epochs,

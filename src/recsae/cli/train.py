@@ -11,9 +11,18 @@ from recsae.cli.data import (
     DataRootOpt,
     DatasetOpt,
     FormatOpt,
+    ItemColOpt,
+    ItemTableOpt,
     KCoreOpt,
     MinRatingOpt,
+    MultiColOpt,
+    RatingColOpt,
+    SepOpt,
+    TimeColOpt,
+    TitleColOpt,
+    UserColOpt,
     dataset_options,
+    table_options,
 )
 
 ProtocolOpt = Annotated[
@@ -42,6 +51,14 @@ def train(
     min_rating: MinRatingOpt = None,
     k_core: KCoreOpt = None,
     protocol: ProtocolOpt = "auto",
+    sep: SepOpt = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    time_col: TimeColOpt = None,
+    rating_col: RatingColOpt = None,
+    title_col: TitleColOpt = None,
+    multi_col: MultiColOpt = None,
+    item_table: ItemTableOpt = None,
     epochs: Annotated[int, typer.Option(help="Most epochs.")] = 200,
     patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience (epochs without a better valid NDCG@10). Default: the preset's, else 10.")] = None,  # noqa: UP045
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. Default: the preset's, else 1e-3.")] = None,  # noqa: UP045
@@ -65,7 +82,8 @@ def train(
     from recsae.models.trainer import TrainConfig, train_model
     from recsae.pipeline import preset
 
-    opts = dataset_options(dataset, data_root, fmt, min_rating, k_core)
+    table = table_options(sep, user_col, item_col, time_col, rating_col, title_col, multi_col, item_table)
+    opts = dataset_options(dataset, data_root, fmt, min_rating, k_core, table)
     name = model_class(model).name
     layer_field = {"sasrec": "n_blocks", "gru4rec": "n_layers", "lightgcn": "n_layers"}.get(name)
     model_opts, train_opts = preset(

@@ -111,8 +111,7 @@ def split_for_checkpoint(checkpoint: Path, config: dict[str, Any], data_root: Pa
     src = config.get("data", {}).get("source", {})
     if not src:
         raise ConfigError(f"{checkpoint} does not record its dataset (config.json data.source); recsae evaluate takes it as --dataset")
-    root = data_root or (Path(src["data_root"]) if src.get("data_root") else None)
-    opts = DatasetOptions(src["dataset"], root, src.get("format"), src.get("min_rating"), src.get("k_core"))
+    opts = DatasetOptions.from_dict(src, data_root)
     seed = int(src.get("seed", config.get("seed", 0)))
     sequential = model_class(config.get("model", {}).get("name", "sasrec")).sequential
     split = make_split(opts.load(seed, **src.get("options", {})), src.get("protocol", "auto"), seed=seed,
