@@ -22,7 +22,7 @@ from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
 from recsae.io import FORMAT_VERSION, read_json, remove_stale_partials, write_json
 from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeTrainConfig
-from recsae.utils import default_device, environment_info, log, seed_everything
+from recsae.utils import default_device, environment_info, heartbeat, log, seed_everything
 
 SUMMARY = "summary.json"
 
@@ -162,7 +162,8 @@ class Run:
     def stage(self, name: str) -> Iterator[None]:
         log.info("== %s", name)
         t0 = time.perf_counter()
-        yield
+        with heartbeat(name):  # off a terminal, a line every 30 s in steps without progress lines
+            yield
         self.summary["seconds"][name] = round(time.perf_counter() - t0, 2)
         self.save()
 

@@ -150,3 +150,10 @@ def test_an_out_in_a_read_only_folder_fails_in_one_line_naming_it(
     finally:
         locked.chmod(0o700)
     assert (code, err) == (2, f"error: {locked}: permission denied: cannot write into this folder\n")
+
+
+@pytest.mark.parametrize("command", [("run",), ("train",), ("sae", "train", "--checkpoint", "nowhere")])
+def test_threads_below_one_fail_in_one_line_before_any_write(tmp_path: Path, command: tuple[str, ...]) -> None:
+    result = recsae(*command, "--threads", "0", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stderr.strip() == "error: --threads must be >= 1, got 0"
+    assert not (tmp_path / "out").exists()

@@ -25,7 +25,7 @@ from recsae.cli.data import (
     table_options,
 )
 from recsae.cli.interpret import summary_lines
-from recsae.cli.train import ProtocolOpt
+from recsae.cli.train import ProtocolOpt, ThreadsOpt
 
 
 def run(
@@ -62,13 +62,16 @@ def run(
                                                      "stages always run (or resume) when a later stage is asked for.")] = "model,sae,interpret,steer,report",
     seed: Annotated[int, typer.Option(help="Random seed (data, initialisations, samples).")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, ...")] = "auto",
+    threads: ThreadsOpt = None,
     force: Annotated[bool, typer.Option(help="Redo every stage even if its outputs exist.")] = False,
 ) -> None:
     """Train a recommender, train a TopK SAE on its representation, splice it back, interpret
     and steer the latents, and write OUT/summary.json and OUT/report/index.html."""
     from recsae.io import check_writable_folder
     from recsae.pipeline import RunConfig, run_pipeline
+    from recsae.utils import set_threads
 
+    set_threads(threads)
     cfg = RunConfig(
         data=dataset_options(dataset, data_root, fmt, min_rating, k_core, table_options(
             sep, user_col, item_col, time_col, rating_col, title_col, multi_col, item_table)),

@@ -34,6 +34,13 @@ ProtocolOpt = Annotated[
 ]
 
 
+ThreadsOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--threads", help="CPU threads of torch. Default: all cores less the current load "
+                 "(logged as 'threads: N (load L)' and recorded with the versions in config.json)."),
+]
+
+
 def _load_split(opts: Any, protocol: str, seed: int, model: str) -> Any:
     from recsae.data.split import make_split
     from recsae.models.registry import model_class
@@ -72,6 +79,7 @@ def train(
     max_seconds: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many training seconds. Default: no limit.")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option(help="Random seed (data generation, initialisation, batches).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train a recommender with early stopping and write its checkpoint folder.
 
@@ -81,7 +89,9 @@ def train(
     from recsae.models.registry import model_class, model_config
     from recsae.models.trainer import TrainConfig, train_model
     from recsae.pipeline import preset
+    from recsae.utils import set_threads
 
+    set_threads(threads)
     table = table_options(sep, user_col, item_col, time_col, rating_col, title_col, multi_col, item_table)
     opts = dataset_options(dataset, data_root, fmt, min_rating, k_core, table)
     name = model_class(model).name
