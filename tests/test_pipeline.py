@@ -37,6 +37,7 @@ def test_run_writes_every_documented_summary_key(tiny_run: Path) -> None:
     assert {"name", "n_users", "n_items", "n_interactions"} <= set(s["dataset"])
     assert s["dataset"]["n_users"] == TINY["n_users"]
     assert {"name", "valid", "test", "train_seconds"} <= set(s["model"])
+    assert isinstance(s["model"]["below_most_popular"], bool)
     for key in ("ndcg@10", "hr@10", "mrr@10", "recall@10"):
         assert 0.0 <= s["model"]["test"][key] <= 1.0
     sae = s["sae"]
@@ -203,3 +204,19 @@ def test_data_without_timestamps_is_never_split_by_file_order(tmp_path: Path, mo
     assert summary["dataset"]["protocol"] == protocol
     assert summary["dataset"]["split"]["test_users"] == 30 and summary["dataset"]["split"]["order"] == "random"
     assert read_json(tmp_path / "run" / "summary.json")["dataset"]["protocol"] == protocol
+
+
+def test_a_model_that_does_not_beat_most_popular_is_flagged_in_the_summary_and_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # every user holds the same five popular items: one BPR epoch cannot rank them as well as counting
+    lines = ["user_id,item_id,timestamp"] + [f"u{u},i{k},{10 * u + k}" for u in range(60) for k in
+                                             (0, 1, 2, 3, 4, 5 + u % 40, 45 + u % 30)]
+    (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
+    cfg = RunConfig(data=DatasetOptions(str(tmp_path / "log.csv")), model="bpr", epochs=1, protocol="random",
+                    stages=("model",))
+    with caplog.at_level("WARNING", logger="recsae"):
+        summary = run_pipeline(tmp_path / "run", cfg)
+    assert summary["model"]["test"]["ndcg@10"] <= summary["baseline"]["most_popular"]["test"]["ndcg@10"]
+    assert read_json(tmp_path / "run" / "summary.json")["model"]["below_most_popular"] is True
+    assert "bpr does not beat most-popular" in caplog.text

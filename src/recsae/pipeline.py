@@ -289,6 +289,11 @@ def _model_stage(run: Run, split: SplitData, device: torch.device, force: bool) 
         "best_epoch": result.best_epoch,
         "epochs": result.epochs,
     }
+    pop = run.summary["baseline"]["most_popular"]["test"]["ndcg@10"]
+    run.summary["model"]["below_most_popular"] = below = bool(result.test["ndcg@10"] <= pop)
+    if below:  # its latents would explain a model that ranks worse than counting
+        log.warning("%s does not beat most-popular: test NDCG@10 %.4f <= %.4f; check the split, the options "
+                    "(--epochs, --lr) and the data", run.summary["model"]["name"], result.test["ndcg@10"], pop)
     return result.model
 
 

@@ -115,7 +115,8 @@ def _headline(summary: dict) -> str:
         m = summary["model"]
         pop = summary.get("baseline", {}).get("most_popular", {}).get("test", {})
         lines.append(f"{m['name']}: test NDCG@10 {_num(m['test']['ndcg@10'], '.4f')} "
-                     f"(most popular {_num(pop.get('ndcg@10'), '.4f')})")
+                     f"(most popular {_num(pop.get('ndcg@10'), '.4f')})"
+                     + (" - warning: not above most popular" if m.get("below_most_popular") else ""))
     if "sae" in summary:
         s = summary["sae"]
         lines.append(f"SAE: FVU {_num(s['fvu'], '.4f')}, NDCG@10 retention {_num(s['retention'], '.1%')}, top-10 overlap "
