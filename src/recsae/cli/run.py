@@ -71,7 +71,6 @@ def run(
     from recsae.pipeline import RunConfig, run_pipeline
     from recsae.utils import set_threads
 
-    set_threads(threads)
     cfg = RunConfig(
         data=dataset_options(dataset, data_root, fmt, min_rating, k_core, table_options(
             sep, user_col, item_col, time_col, rating_col, title_col, multi_col, item_table)),
@@ -93,6 +92,7 @@ def run(
         device=device,
     )
     check_writable_folder(out)
+    set_threads(threads)  # once the options are known good: an error stays the only line
     summary = run_pipeline(out, cfg, force=force)
     typer.echo(_headline(summary))
     typer.echo(f"wrote {out / 'summary.json'}" + (f" and {out / 'report' / 'index.html'}" if (out / "report" / "index.html").is_file() else ""))

@@ -54,8 +54,8 @@ def train_command(
     from recsae.sae.splice import format_splice_table, run_sae_stage
     from recsae.utils import default_device, seed_everything, set_threads
 
-    set_threads(threads)
     check_writable_folder(out)
+    set_threads(threads)
     seed_everything(seed)
     dev = default_device(device)
     model, config = load_checkpoint(checkpoint, dev)

@@ -91,7 +91,6 @@ def train(
     from recsae.pipeline import preset
     from recsae.utils import set_threads
 
-    set_threads(threads)
     table = table_options(sep, user_col, item_col, time_col, rating_col, title_col, multi_col, item_table)
     opts = dataset_options(dataset, data_root, fmt, min_rating, k_core, table)
     name = model_class(model).name
@@ -105,6 +104,7 @@ def train(
     cfg = model_config(model, **model_opts)
     tcfg = TrainConfig(epochs=epochs, max_seconds=max_seconds, **train_opts)
     check_writable_folder(out)
+    set_threads(threads)
     split = _load_split(opts, protocol, seed, model)
     source = opts.to_dict() | {"protocol": protocol, "seed": seed}
     result = train_model(model, split, cfg, out, seed, device, tcfg, data_source=source)
