@@ -37,6 +37,7 @@ def test_run_writes_every_documented_summary_key(tiny_run: Path) -> None:
     assert {"name", "n_users", "n_items", "n_interactions"} <= set(s["dataset"])
     assert s["dataset"]["n_users"] == TINY["n_users"]
     assert {"name", "valid", "test", "train_seconds"} <= set(s["model"])
+    assert isinstance(s["model"]["below_most_popular"], bool)
     for key in ("ndcg@10", "hr@10", "mrr@10", "recall@10"):
         assert 0.0 <= s["model"]["test"][key] <= 1.0
     sae = s["sae"]
@@ -189,3 +190,33 @@ def test_run_config_rejects_bad_options_when_it_is_built(options: dict, message:
     with pytest.raises(ConfigError, match=message):
         RunConfig(**options)
 
+
+
+@pytest.mark.parametrize(("model", "protocol"), [("bpr", "random"),
+                                                 ("sasrec", "leave-one-out (random order: no timestamps)")])
+def test_data_without_timestamps_is_never_split_by_file_order(tmp_path: Path, model: str, protocol: str) -> None:
+    # a play-count table: no time column, each user's items listed in increasing order
+    lines = ["user_id,item_id,plays"] + [f"u{u},i{(u + t) % 20:02d},{t + 1}" for u in range(30) for t in range(6)]
+    (tmp_path / "plays.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "plays.json").write_text('{"interactions": "plays.csv", "mapping": {"time": null}}')
+    cfg = RunConfig(data=DatasetOptions(str(tmp_path / "plays.json")), model=model, stages=())
+    summary = run_pipeline(tmp_path / "run", cfg)
+    assert summary["dataset"]["protocol"] == protocol
+    assert summary["dataset"]["split"]["test_users"] == 30 and summary["dataset"]["split"]["order"] == "random"
+    assert read_json(tmp_path / "run" / "summary.json")["dataset"]["protocol"] == protocol
+
+
+def test_a_model_that_does_not_beat_most_popular_is_flagged_in_the_summary_and_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # every user holds the same five popular items: one BPR epoch cannot rank them as well as counting
+    lines = ["user_id,item_id,timestamp"] + [f"u{u},i{k},{10 * u + k}" for u in range(60) for k in
+                                             (0, 1, 2, 3, 4, 5 + u % 40, 45 + u % 30)]
+    (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
+    cfg = RunConfig(data=DatasetOptions(str(tmp_path / "log.csv")), model="bpr", epochs=1, protocol="random",
+                    stages=("model",))
+    with caplog.at_level("WARNING", logger="recsae"):
+        summary = run_pipeline(tmp_path / "run", cfg)
+    assert summary["model"]["test"]["ndcg@10"] <= summary["baseline"]["most_popular"]["test"]["ndcg@10"]
+    assert read_json(tmp_path / "run" / "summary.json")["model"]["below_most_popular"] is True
+    assert "bpr does not beat most-popular" in caplog.text

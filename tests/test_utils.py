@@ -1,12 +1,14 @@
-"""recsae.utils.default_device: 'auto' picks a device; bad or unavailable devices are ConfigErrors."""
+"""recsae.utils: device choice ('auto' picks a device; bad or unavailable devices are ConfigErrors),
+threads from the load, progress lines off a terminal."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from recsae import utils
 from recsae.errors import ConfigError
-from recsae.utils import default_device
+from recsae.utils import default_device, environment_info, heartbeat, progress, set_threads
 
 
 @pytest.mark.parametrize("requested", [None, "auto"])
@@ -50,3 +52,39 @@ def test_cli_reports_a_bad_device_in_one_line_with_exit_code_2(tmp_path, capsys:
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["error: unknown device 'foo'; expected auto, cpu, cuda or cuda:N"]
+
+
+@pytest.mark.parametrize(("load", "threads"), [(0.0, 8), (1.6, 6), (7.4, 1), (30.0, 1)])
+def test_default_threads_are_the_cores_the_load_leaves_free(load: float, threads: int,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(utils, "available_cores", lambda: 8)
+    monkeypatch.setattr(utils.os, "getloadavg", lambda: (load, 0.0, 0.0))
+    assert utils.default_threads() == (threads, load)
+
+
+def test_set_threads_sets_torch_logs_and_is_recorded_with_the_versions(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="recsae"):
+        assert set_threads(1) == 1
+    assert torch.get_num_threads() == 1 and environment_info()["threads"] == 1
+    assert "threads: 1 (load" in caplog.text
+    with pytest.raises(ConfigError, match="--threads must be >= 1"):
+        set_threads(0)
+
+
+def test_progress_off_a_terminal_logs_lines_for_a_long_step_and_none_for_a_short_one(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with caplog.at_level("INFO", logger="recsae"):
+        assert list(progress(range(4), desc="quick")) == [0, 1, 2, 3]
+        assert "quick" not in caplog.text
+        monkeypatch.setattr(utils, "PROGRESS_SECONDS", 0.0)  # every item now counts as a long wait
+        list(progress(range(4), desc="harvest"))
+    assert "harvest: 1/4 (25 %)" in caplog.text and "harvest: 4/4 (100 %)" in caplog.text
+
+
+def test_heartbeat_off_a_terminal_says_a_long_step_still_runs(caplog: pytest.LogCaptureFixture) -> None:
+    import time
+
+    with caplog.at_level("INFO", logger="recsae"), heartbeat("interpret", every=0.05):
+        time.sleep(0.3)
+    assert "interpret: running for" in caplog.text

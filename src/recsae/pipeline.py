@@ -22,7 +22,7 @@ from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
 from recsae.io import FORMAT_VERSION, read_json, remove_stale_partials, write_json
 from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeTrainConfig
-from recsae.utils import default_device, environment_info, log, seed_everything
+from recsae.utils import default_device, environment_info, heartbeat, log, seed_everything
 
 SUMMARY = "summary.json"
 
@@ -36,7 +36,8 @@ class RunConfig:
     data_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra options of the dataset's loader (e.g. the synthetic generator's ``n_users``)."""
     protocol: str = "auto"
-    """Split: auto (the source's own split, else leave-one-out), leave-one-out or time."""
+    """Split: auto (the source's own split, else leave-one-out; random for bpr and lightgcn on data
+    without timestamps), leave-one-out, random, time or given."""
     model: str = "sasrec"
     """Recommender to train (sasrec, gru4rec, bpr, lightgcn)."""
     epochs: int = 200
@@ -161,7 +162,8 @@ class Run:
     def stage(self, name: str) -> Iterator[None]:
         log.info("== %s", name)
         t0 = time.perf_counter()
-        yield
+        with heartbeat(name):  # off a terminal, a line every 30 s in steps without progress lines
+            yield
         self.summary["seconds"][name] = round(time.perf_counter() - t0, 2)
         self.save()
 
@@ -235,10 +237,12 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
 def _data_stage(run: Run) -> SplitData:
     from recsae.data.split import make_split
     from recsae.models.pop import MostPopular
+    from recsae.models.registry import model_class
     from recsae.models.trainer import evaluate_model
 
     ds = run.cfg.data.load(run.cfg.seed, **run.cfg.data_kwargs)
-    split = make_split(ds, run.cfg.protocol)  # type: ignore[arg-type]
+    sequential = model_class(run.cfg.model).sequential  # 'auto' holds out at random for general models without time
+    split = make_split(ds, run.cfg.protocol, seed=run.cfg.seed, sequential=sequential)  # type: ignore[arg-type]
     log.info("dataset %s: %d users, %d items, %d interactions (%s)", ds.name, ds.n_users, ds.n_items,
              ds.n_interactions, split.protocol)
     run.summary["dataset"] = {
@@ -247,6 +251,7 @@ def _data_stage(run: Run) -> SplitData:
         "n_items": ds.n_items,
         "n_interactions": ds.n_interactions,
         "protocol": split.protocol,
+        "split": split.info,
         "filters": ds.info.get("defaults"),
     }
     pop = evaluate_model(MostPopular.fit(split), split, "test")
@@ -284,6 +289,11 @@ def _model_stage(run: Run, split: SplitData, device: torch.device, force: bool) 
         "best_epoch": result.best_epoch,
         "epochs": result.epochs,
     }
+    pop = run.summary["baseline"]["most_popular"]["test"]["ndcg@10"]
+    run.summary["model"]["below_most_popular"] = below = bool(result.test["ndcg@10"] <= pop)
+    if below:  # its latents would explain a model that ranks worse than counting
+        log.warning("%s does not beat most-popular: test NDCG@10 %.4f <= %.4f; check the split, the options "
+                    "(--epochs, --lr) and the data", run.summary["model"]["name"], result.test["ndcg@10"], pop)
     return result.model
 
 

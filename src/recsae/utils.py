@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import random
 import sys
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sized
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -74,11 +78,89 @@ def environment_info() -> dict[str, Any]:
     return info
 
 
-def progress(iterable: Iterable[T], desc: str, total: int | None = None, leave: bool = False) -> Iterable[T]:
-    """A progress bar on stderr when it is a terminal; silent otherwise (CI logs stay readable)."""
-    from tqdm.auto import tqdm
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity where the platform says, else all)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
-    return tqdm(iterable, desc=desc, total=total, leave=leave, disable=None, dynamic_ncols=True)
+
+def default_threads() -> tuple[int, float]:
+    """(threads, 1-minute load): all cores less those the load keeps busy, at least 1, so that a
+    run beside another job does not oversubscribe the machine (which slows both down)."""
+    cores = available_cores()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return min(cores, max(1, cores - round(load))), load
+
+
+def set_threads(requested: int | None = None) -> int:
+    """Set torch's intra-op threads to ``requested`` (None: ``default_threads``), log it and return it.
+
+    ``environment_info()['threads']`` records the number next to every result."""
+    import torch
+
+    if requested is not None and requested < 1:
+        raise ConfigError(f"--threads must be >= 1, got {requested}")
+    n, load = default_threads()
+    n = requested or n
+    torch.set_num_threads(n)
+    log.info("threads: %d (load %.1f, %d cores)", n, load, available_cores())
+    return n
+
+
+PROGRESS_SECONDS = 10.0
+"""Off a terminal, a step that runs longer than this logs a progress line at most this often."""
+
+_last_progress = [0.0]
+"""Monotonic time of the last progress line (a heartbeat stays quiet while they come)."""
+
+
+def progress(iterable: Iterable[T], desc: str, total: int | None = None, leave: bool = False) -> Iterable[T]:
+    """A progress bar on stderr when it is a terminal; otherwise (logs, CI) a line about every
+    ``PROGRESS_SECONDS`` while the step runs ("harvest: 40/100 (40 %), 12 s"), none for a short step."""
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True)
+    if total is None and isinstance(iterable, Sized):
+        total = len(iterable)
+    return _logged(iterable, desc, total)
+
+
+def _logged(iterable: Iterable[T], desc: str, total: int | None) -> Iterator[T]:
+    start = last = time.monotonic()
+    for n, item in enumerate(iterable, start=1):
+        yield item
+        now = time.monotonic()
+        if now - last >= PROGRESS_SECONDS:
+            last = _last_progress[0] = now
+            share = f" ({100 * n / total:.0f} %)" if total else ""
+            log.info("%s: %d%s%s%s, %.0f s", desc, n, "/" if total else "", total or "", share, now - start)
+
+
+@contextmanager
+def heartbeat(desc: str, every: float = 30.0) -> Iterator[None]:
+    """Off a terminal, log "desc: running for N s" every ``every`` seconds while the block runs,
+    unless progress lines came meanwhile: a long step without a loop of its own still shows it lives."""
+    if sys.stderr.isatty():
+        yield
+        return
+    start = time.monotonic()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            now = time.monotonic()
+            if now - _last_progress[0] >= every:
+                log.info("%s: running for %.0f s", desc, now - start)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat {desc}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def setup_logging(verbose: bool = False) -> None:

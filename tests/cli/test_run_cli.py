@@ -168,3 +168,20 @@ def test_headline_puts_faithful_shares_shuffled_explanations_and_stability_besid
             in lines)
     assert "shuffled explanations: median confidence 0.51 (chance 0.50)" in lines
     assert "latents found again with another seed: 60.0% (two untrained SAEs 0.0%)" in lines
+
+
+@pytest.mark.parametrize("command", [("run",), ("train",), ("sae", "train", "--checkpoint", "nowhere")])
+def test_threads_below_one_fail_in_one_line_before_any_write(tmp_path: Path, command: tuple[str, ...]) -> None:
+    result = recsae(*command, "--threads", "0", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and result.stderr.strip() == "error: --threads must be >= 1, got 0"
+    assert not (tmp_path / "out").exists()
+
+
+def test_headline_warns_when_the_model_is_not_above_most_popular() -> None:
+    from recsae.cli.run import _headline
+
+    summary = {"model": {"name": "bpr", "test": {"ndcg@10": 0.1}, "below_most_popular": True},
+               "baseline": {"most_popular": {"test": {"ndcg@10": 0.3}}}}
+    assert _headline(summary) == "bpr: test NDCG@10 0.1000 (most popular 0.3000) - warning: not above most popular"
+    summary["model"]["below_most_popular"] = False
+    assert "warning" not in _headline(summary)

@@ -1,4 +1,4 @@
-"""Filters (rating threshold, k-core) and splits (leave-one-out, time, given) on closed-form cases."""
+"""Filters (rating threshold, k-core) and splits (leave-one-out, random, time, given) on closed-form cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from recsae.data import filters
 from recsae.data.dataset import InteractionDataset, ItemMeta
-from recsae.data.split import given_split, leave_one_out, make_split, time_split
+from recsae.data.split import given_split, leave_one_out, make_split, random_split, time_split
 from recsae.errors import ConfigError, DataError
 
 
@@ -115,3 +115,69 @@ def test_given_split_reproduces_row_labels_and_auto_prefers_it(tiny):
 def test_given_split_without_labels_is_an_error(tiny):
     with pytest.raises(DataError, match="no given split"):
         given_split(tiny([1], [1]))
+
+
+def _untimed(tiny, n_users: int = 40, length: int = 8) -> InteractionDataset:
+    """Users whose items are listed in increasing order, as a play-count table would be, without time."""
+    ds = tiny([u for u in range(1, n_users + 1) for _ in range(length)],
+              [1 + (u + t) % 30 for u in range(n_users) for t in range(length)])
+    ds.info["has_time"] = False
+    return ds
+
+
+def test_leave_one_out_without_timestamps_holds_out_seeded_random_items_not_the_file_order_last(tiny, caplog):
+    ds = _untimed(tiny)
+    with caplog.at_level("WARNING", logger="recsae"):
+        split = leave_one_out(ds, seed=1)
+    assert "no timestamps" in caplog.text
+    assert split.protocol == "leave-one-out (random order: no timestamps)"
+    assert "no timestamps" in split.info["warning"]
+    last = [ds.item[ds.user == u][-1] for u in range(1, 41)]
+    tests = [split.test[u][0] for u in range(1, 41)]
+    assert sum(t == x for t, x in zip(tests, last, strict=True)) < 20  # 1 in 8 by chance, 40 of 40 in file order
+    for u in range(1, 41):  # every item lands in exactly one part; train keeps the file order
+        parts = [*split.train[u], *split.valid[u], *split.test[u]]
+        assert sorted(parts) == sorted(ds.item[ds.user == u].tolist())
+        assert split.train[u].tolist() == [i for i in ds.item[ds.user == u] if i not in (*split.valid[u], *split.test[u])]
+    assert leave_one_out(ds, seed=1).test.values.tolist() == split.test.values.tolist()
+    assert leave_one_out(ds, seed=2).test.values.tolist() != split.test.values.tolist()
+
+
+def test_random_split_holds_out_one_valid_and_one_test_item_per_user_by_seed(tiny):
+    ds = tiny([1] * 6 + [2] * 2, [1, 2, 3, 4, 5, 6, 1, 2])
+    split = random_split(ds, seed=0)
+    assert split.protocol == "random" and split.info["seed"] == 0
+    assert len(split.valid[1]) == 1 and len(split.test[1]) == 1 and len(split.train[1]) == 4
+    assert split.valid[1][0] != split.test[1][0]
+    assert len(split.test[2]) == 0 and split.train[2].tolist() == [1, 2]  # too short: train only
+    draws = {tuple(random_split(ds, seed=s).test[1]) for s in range(20)}
+    assert len(draws) > 2  # not always the same (last) item
+
+
+def test_auto_holds_out_at_random_only_for_general_models_on_untimed_data(tiny):
+    untimed = _untimed(tiny)
+    assert make_split(untimed, sequential=False).protocol == "random"
+    assert make_split(untimed, sequential=True).protocol.startswith("leave-one-out (random order")
+    timed = tiny([1, 1, 1, 2, 2, 2], [1, 2, 3, 3, 2, 1])
+    assert make_split(timed, sequential=False).protocol == "leave-one-out"
+
+
+def test_time_split_without_timestamps_is_refused(tiny):
+    with pytest.raises(ConfigError, match="no timestamps"):
+        time_split(_untimed(tiny))
+
+
+def test_split_without_test_users_is_an_error_and_users_without_targets_are_counted(tiny):
+    with pytest.raises(DataError, match="no user with a valid item"):
+        make_split(tiny([1, 1, 2, 2], [1, 2, 1, 2]))  # every user is too short for leave-one-out
+    split = make_split(tiny([1, 1, 1, 2, 2], [1, 2, 3, 1, 2]))
+    assert split.info["test_users"] == 1 and split.info["users_without_test"] == 1
+
+
+def test_given_split_without_a_part_names_the_missing_file(tiny):
+    ds = tiny([1, 1, 1], [1, 2, 3])
+    ds.row_split = np.array([0, 0, 2], dtype=np.int8)
+    ds.info["missing_files"] = ["/data/rc/dev.csv"]
+    with pytest.raises(DataError, match=r"no validation part \(missing /data/rc/dev\.csv\)"):
+        make_split(ds)
+    assert make_split(ds, "leave-one-out").valid[1].tolist() == [2]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 
 import numpy as np
 import pandas as pd
@@ -125,6 +126,46 @@ def test_rechorus_loads_unchanged_and_keeps_its_split(tmp_path):
     assert split.train[3].tolist() == [1, 3] and split.valid[3].tolist() == [2] and split.test[3].tolist() == [4]
 
 
+@pytest.mark.parametrize("missing", [("dev.csv", "test.csv"), ("dev.csv",)])
+def test_rechorus_folder_missing_a_split_file_is_an_error_naming_it_unless_a_protocol_resplits(tmp_path, missing):
+    root = tmp_path / "rc"
+    _write_rechorus(root)
+    for name in missing:
+        (root / name).unlink()
+    with (root / "train.csv").open("a") as fh:  # a third row per user, so leave-one-out has targets
+        fh.write("1\t5\t50\n2\t5\t19\n3\t5\t9\n")
+    with pytest.raises(DataError, match=f"no validation part .missing {re.escape(str(root / 'dev.csv'))}"):
+        load_split(root, fmt="rechorus")
+    split = load_split(root, "leave-one-out", fmt="rechorus")
+    assert split.protocol == "leave-one-out"
+    # user 1's rows by time: 1 (10), 2 (20), 4 (40; in test.csv), 5 (50)
+    ids = split.dataset.item_ids
+    assert ids[split.test[1]].tolist() == ["5"]
+    assert ids[split.valid[1]].tolist() == (["2"] if "test.csv" in missing else ["4"])
+
+
+def test_rechorus_reads_titles_and_every_item_table_and_reports_what_it_ignores(tmp_path, caplog):
+    root = tmp_path / "rc"
+    _write_rechorus(root)
+    (root / "item_meta.csv").write_text(
+        "item_id\ti_genre_c\ti_year_f\tr_complement\tnote\n1\t2\t1995\t[2]\tcult classic\n2\t1\t1999\t[]\t\n"
+        "3\t0\t2001\t[1]\t\n4\t1\t\t[]\tsequel\n"
+    )
+    (root / "item_meta_all_info.csv").write_text(
+        "item_id\ttitle\tgenres\tmovie_id\n1\tHeat (1995)\tAction|Crime\t6\n2\tAlien\tSci-Fi|Horror\t924\n"
+        "3\tFargo\tCrime\t608\n4\tUp\t\t9\n"
+    )
+    with caplog.at_level("INFO", logger="recsae"):
+        ds = rechorus.load(root)
+    assert ds.item_meta.title == ["", "Heat (1995)", "Alien", "Fargo", "Up"]
+    assert ds.item_meta.text["title"][2] == "Alien"
+    assert ds.item_meta.multi["genres"] == [(), ("Action", "Crime"), ("Sci-Fi", "Horror"), ("Crime",), ()]
+    assert ds.item_meta.categorical["genre"] == ["", "2", "1", "", "1"]  # code 0 is ReChorus' 'missing'
+    assert ds.item_meta.text["note"] == ["", "cult classic", "", "", "sequel"]
+    assert ds.info["ignored_columns"] == ["r_complement", "movie_id"]
+    assert "ignored columns: r_complement, movie_id" in caplog.text
+
+
 def test_rechorus_format_is_inferred_from_the_folder(tmp_path):
     root = tmp_path / "rc"
     _write_rechorus(root)
@@ -181,7 +222,7 @@ def test_table_csv_with_item_table_and_column_mapping(tmp_path):
     assert ds.item_meta.title == ["", "Ay", "Bee"]
     assert ds.item_meta.multi["tags"] == [(), ("y",), ("x", "y")]
     assert ds.item.tolist() == [1, 2, 1]  # ann: a (t=1), b (t=2); bob: a
-    filtered = load_dataset(tmp_path / "log.csv", fmt="table", min_rating=4, mapping=mapping)
+    filtered = load_dataset(tmp_path / "log.csv", fmt="table", min_rating=4, mapping=mapping, items=tmp_path / "items.tsv")
     assert filtered.n_interactions == 2
 
 

@@ -227,3 +227,17 @@ def test_steering_table_shows_the_ndcg_change_with_its_interval_when_the_run_has
     page = render_report(load_run(fake_run()))
     assert "-2.8 % [-7.0, +1.0]" in page  # 0.175 / 0.18, interval 0.93-1.01
     assert "-5.6 %</td>" in page  # the concept without an interval shows the change alone
+
+
+def test_a_model_below_most_popular_gets_a_warning_note_and_one_above_none(fake_run):
+    run = fake_run(parts=("summary",))
+    assert 'class="warning"' not in main_html(render_report(load_run(run)))
+    summary = json.loads((run / "summary.json").read_text())
+    summary["model"]["below_most_popular"] = True
+    summary["baseline"] = {"most_popular": {"test": {"ndcg@10": 0.25}}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    model = main_html(render_report(load_run(run)))
+    model = model[model.index('<section id="model">'):]
+    model = model[: model.index("</section>")]
+    assert '<p class="warning" role="note">Warning: this model does not beat the most-popular ranker' in model
+    assert "0.18" in model and "0.25" in model and "below_most_popular" not in model

@@ -11,11 +11,12 @@ here once as annotated types; other commands reuse them::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from recsae.data.registry import DEFAULT_DATASET, DatasetOptions
+from recsae.errors import ConfigError
 
 DatasetOpt = Annotated[
     str,
@@ -51,15 +52,90 @@ KCoreOpt = Annotated[
 ]
 
 
+SepOpt = Annotated[
+    str | None,
+    typer.Option("--sep", help="Plain table: field separator of the table(s), e.g. ';' or tab. Default: from the "
+                 "extension (.csv comma, .tsv/.txt tab, .parquet).", rich_help_panel="Plain table"),
+]
+UserColOpt = Annotated[
+    str | None,
+    typer.Option("--user-col", help="Plain table: user id column. Default: user_id.", rich_help_panel="Plain table"),
+]
+ItemColOpt = Annotated[
+    str | None,
+    typer.Option("--item-col", help="Plain table: item id column (of the item table too). Default: item_id.",
+                 rich_help_panel="Plain table"),
+]
+TimeColOpt = Annotated[
+    str | None,
+    typer.Option("--time-col", help="Plain table: timestamp column (numbers, or datetimes in Parquet). Default: "
+                 "timestamp when present, else none (the split then draws the held-out items at random).",
+                 rich_help_panel="Plain table"),
+]
+RatingColOpt = Annotated[
+    str | None,
+    typer.Option("--rating-col", help="Plain table: rating column, for --min-rating.", rich_help_panel="Plain table"),
+]
+TitleColOpt = Annotated[
+    str | None,
+    typer.Option("--title-col", help="Plain table: item title column (of --item-table, else of the table).",
+                 rich_help_panel="Plain table"),
+]
+MultiColOpt = Annotated[
+    list[str] | None,
+    typer.Option("--multi-col", metavar="NAME[:SEP]", help="Plain table: multi-valued item column as NAME[:SEP], e.g. genres:'|' for "
+                 "'Action|Comedy' (SEP default '|'; repeatable).", rich_help_panel="Plain table"),
+]
+ItemTableOpt = Annotated[
+    Path | None,
+    typer.Option("--item-table", help="Plain table: a separate item table (keyed by --item-col) holding the "
+                 "title and attribute columns.", rich_help_panel="Plain table"),
+]
+
+
+def table_options(
+    sep: str | None = None,
+    user_col: str | None = None,
+    item_col: str | None = None,
+    time_col: str | None = None,
+    rating_col: str | None = None,
+    title_col: str | None = None,
+    multi_col: list[str] | None = None,
+    item_table: Path | None = None,
+) -> dict[str, Any]:
+    """The column options of a plain table as the keys of its JSON spec (empty when none is given)."""
+    if sep is not None:
+        sep = {"tab": "\t", "\\t": "\t"}.get(sep, sep)  # a literal backslash-t from the shell
+        if not sep:
+            raise ConfigError("--sep must not be empty")
+    multi: dict[str, str] = {}
+    for spec in multi_col or ():
+        name, _, multi_sep = spec.partition(":")
+        if not name:
+            raise ConfigError(f"--multi-col {spec!r}: expected NAME or NAME:SEP, e.g. genres:|")
+        multi[name] = multi_sep or "|"
+    mapping: dict[str, Any] = {"user": user_col, "item": item_col, "time": time_col, "rating": rating_col,
+                               "title": title_col}
+    mapping = {k: v for k, v in mapping.items() if v is not None}
+    if item_col is not None:
+        mapping["item_id"] = item_col
+    if multi:
+        mapping["multi"] = multi
+    table: dict[str, Any] = {"sep": sep, "item_sep": sep if item_table is not None else None,
+                             "items": None if item_table is None else str(item_table), "mapping": mapping}
+    return {k: v for k, v in table.items() if v}
+
+
 def dataset_options(
     dataset: str = DEFAULT_DATASET,
     data_root: Path | None = None,
     fmt: str | None = None,
     min_rating: float | None = None,
     k_core: int | None = None,
+    table: dict[str, Any] | None = None,
 ) -> DatasetOptions:
-    """The shared dataset options from a command's parameters."""
-    return DatasetOptions(dataset, data_root, fmt, min_rating, k_core)
+    """The shared dataset options from a command's parameters (``table``: from ``table_options``)."""
+    return DatasetOptions(dataset, data_root, fmt, min_rating, k_core, table or {})
 
 
 data_app = typer.Typer(help="Datasets: list them, show statistics, download them.", no_args_is_help=True)
@@ -95,12 +171,21 @@ def stats_command(
     k_core: KCoreOpt = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic dataset.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+    sep: SepOpt = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    time_col: TimeColOpt = None,
+    rating_col: RatingColOpt = None,
+    title_col: TitleColOpt = None,
+    multi_col: MultiColOpt = None,
+    item_table: ItemTableOpt = None,
 ) -> None:
     """Users, items, interactions, density and sequence-length percentiles, raw and after filters."""
     from recsae.data.stats import dataset_stats, format_stats
     from recsae.io import json_text
 
-    ds = dataset_options(dataset, data_root, fmt, min_rating, k_core).load(seed=seed)
+    table = table_options(sep, user_col, item_col, time_col, rating_col, title_col, multi_col, item_table)
+    ds = dataset_options(dataset, data_root, fmt, min_rating, k_core, table).load(seed=seed)
     stats = dataset_stats(ds)
     typer.echo(json_text(stats.to_dict()) if as_json else format_stats(stats))
 

@@ -11,11 +11,21 @@ from recsae.cli.data import (
     DataRootOpt,
     DatasetOpt,
     FormatOpt,
+    ItemColOpt,
+    ItemTableOpt,
     KCoreOpt,
     MinRatingOpt,
+    MultiColOpt,
+    RatingColOpt,
+    SepOpt,
+    TimeColOpt,
+    TitleColOpt,
+    UserColOpt,
     dataset_options,
+    table_options,
 )
 from recsae.cli.interpret import summary_lines
+from recsae.cli.train import ProtocolOpt, ThreadsOpt
 
 
 def run(
@@ -24,6 +34,15 @@ def run(
     fmt: FormatOpt = None,
     min_rating: MinRatingOpt = None,
     k_core: KCoreOpt = None,
+    protocol: ProtocolOpt = "auto",
+    sep: SepOpt = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    time_col: TimeColOpt = None,
+    rating_col: RatingColOpt = None,
+    title_col: TitleColOpt = None,
+    multi_col: MultiColOpt = None,
+    item_table: ItemTableOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Run folder. Rerunning with the same folder resumes "
                                       "from the finished stages.")] = Path("runs/latest"),
     model: Annotated[str, typer.Option("--model", help="Recommender: sasrec, gru4rec, bpr or lightgcn.")] = "sasrec",
@@ -43,15 +62,19 @@ def run(
                                                      "stages always run (or resume) when a later stage is asked for.")] = "model,sae,interpret,steer,report",
     seed: Annotated[int, typer.Option(help="Random seed (data, initialisations, samples).")] = 0,
     device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, ...")] = "auto",
+    threads: ThreadsOpt = None,
     force: Annotated[bool, typer.Option(help="Redo every stage even if its outputs exist.")] = False,
 ) -> None:
     """Train a recommender, train a TopK SAE on its representation, splice it back, interpret
     and steer the latents, and write OUT/summary.json and OUT/report/index.html."""
     from recsae.io import check_writable_folder
     from recsae.pipeline import RunConfig, run_pipeline
+    from recsae.utils import set_threads
 
     cfg = RunConfig(
-        data=dataset_options(dataset, data_root, fmt, min_rating, k_core),
+        data=dataset_options(dataset, data_root, fmt, min_rating, k_core, table_options(
+            sep, user_col, item_col, time_col, rating_col, title_col, multi_col, item_table)),
+        protocol=protocol,
         model=model,
         epochs=epochs,
         patience=patience,
@@ -69,6 +92,7 @@ def run(
         device=device,
     )
     check_writable_folder(out)
+    set_threads(threads)  # once the options are known good: an error stays the only line
     summary = run_pipeline(out, cfg, force=force)
     typer.echo(_headline(summary))
     typer.echo(f"wrote {out / 'summary.json'}" + (f" and {out / 'report' / 'index.html'}" if (out / "report" / "index.html").is_file() else ""))
@@ -91,7 +115,8 @@ def _headline(summary: dict) -> str:
         m = summary["model"]
         pop = summary.get("baseline", {}).get("most_popular", {}).get("test", {})
         lines.append(f"{m['name']}: test NDCG@10 {_num(m['test']['ndcg@10'], '.4f')} "
-                     f"(most popular {_num(pop.get('ndcg@10'), '.4f')})")
+                     f"(most popular {_num(pop.get('ndcg@10'), '.4f')})"
+                     + (" - warning: not above most popular" if m.get("below_most_popular") else ""))
     if "sae" in summary:
         s = summary["sae"]
         lines.append(f"SAE: FVU {_num(s['fvu'], '.4f')}, NDCG@10 retention {_num(s['retention'], '.1%')}, top-10 overlap "

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from recsae.cli.train import ThreadsOpt
 from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeTrainConfig
 
 sae_app = typer.Typer(
@@ -43,6 +44,7 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seed of the SAE's initialisation and row order.")] = 0,
     data_root: DataRootOpt = None,
     device: DeviceOpt = "auto",
+    threads: ThreadsOpt = None,
     force: Annotated[bool, typer.Option(help="Harvest and train again even if outputs exist.")] = False,
 ) -> None:
     """Harvest a model's activations, train a TopK SAE on them and print the splice table."""
@@ -50,9 +52,10 @@ def train_command(
     from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
     from recsae.sae.config import SaeConfig
     from recsae.sae.splice import format_splice_table, run_sae_stage
-    from recsae.utils import default_device, seed_everything
+    from recsae.utils import default_device, seed_everything, set_threads
 
     check_writable_folder(out)
+    set_threads(threads)
     seed_everything(seed)
     dev = default_device(device)
     model, config = load_checkpoint(checkpoint, dev)

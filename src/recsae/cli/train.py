@@ -11,22 +11,41 @@ from recsae.cli.data import (
     DataRootOpt,
     DatasetOpt,
     FormatOpt,
+    ItemColOpt,
+    ItemTableOpt,
     KCoreOpt,
     MinRatingOpt,
+    MultiColOpt,
+    RatingColOpt,
+    SepOpt,
+    TimeColOpt,
+    TitleColOpt,
+    UserColOpt,
     dataset_options,
+    table_options,
 )
 
 ProtocolOpt = Annotated[
     str,
-    typer.Option("--protocol", help="Split: auto (the source's own split, else leave-one-out), leave-one-out, "
-                 "time, or given (the source's own split; an error when it ships none)."),
+    typer.Option("--protocol", help="Split: auto (the source's own split, else leave-one-out; random for bpr and "
+                 "lightgcn on data without timestamps), leave-one-out (a random held-out item where the data "
+                 "has no timestamps), random (one random validation and test item per user), time, or given "
+                 "(the source's own split; an error when it ships none or lacks a part)."),
 ]
 
 
-def _load_split(opts: Any, protocol: str, seed: int) -> Any:
-    from recsae.data.split import make_split
+ThreadsOpt = Annotated[
+    Optional[int],  # noqa: UP045
+    typer.Option("--threads", help="CPU threads of torch. Default: all cores less the current load "
+                 "(logged as 'threads: N (load L)' and recorded with the versions in config.json)."),
+]
 
-    return make_split(opts.load(seed), protocol)  # type: ignore[arg-type]
+
+def _load_split(opts: Any, protocol: str, seed: int, model: str) -> Any:
+    from recsae.data.split import make_split
+    from recsae.models.registry import model_class
+
+    return make_split(opts.load(seed), protocol, seed=seed, sequential=model_class(model).sequential)  # type: ignore[arg-type]
 
 
 def train(
@@ -39,6 +58,14 @@ def train(
     min_rating: MinRatingOpt = None,
     k_core: KCoreOpt = None,
     protocol: ProtocolOpt = "auto",
+    sep: SepOpt = None,
+    user_col: UserColOpt = None,
+    item_col: ItemColOpt = None,
+    time_col: TimeColOpt = None,
+    rating_col: RatingColOpt = None,
+    title_col: TitleColOpt = None,
+    multi_col: MultiColOpt = None,
+    item_table: ItemTableOpt = None,
     epochs: Annotated[int, typer.Option(help="Most epochs.")] = 200,
     patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience (epochs without a better valid NDCG@10). Default: the preset's, else 10.")] = None,  # noqa: UP045
     lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. Default: the preset's, else 1e-3.")] = None,  # noqa: UP045
@@ -52,6 +79,7 @@ def train(
     max_seconds: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many training seconds. Default: no limit.")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option(help="Random seed (data generation, initialisation, batches).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train a recommender with early stopping and write its checkpoint folder.
 
@@ -61,8 +89,10 @@ def train(
     from recsae.models.registry import model_class, model_config
     from recsae.models.trainer import TrainConfig, train_model
     from recsae.pipeline import preset
+    from recsae.utils import set_threads
 
-    opts = dataset_options(dataset, data_root, fmt, min_rating, k_core)
+    table = table_options(sep, user_col, item_col, time_col, rating_col, title_col, multi_col, item_table)
+    opts = dataset_options(dataset, data_root, fmt, min_rating, k_core, table)
     name = model_class(model).name
     layer_field = {"sasrec": "n_blocks", "gru4rec": "n_layers", "lightgcn": "n_layers"}.get(name)
     model_opts, train_opts = preset(
@@ -74,7 +104,8 @@ def train(
     cfg = model_config(model, **model_opts)
     tcfg = TrainConfig(epochs=epochs, max_seconds=max_seconds, **train_opts)
     check_writable_folder(out)
-    split = _load_split(opts, protocol, seed)
+    set_threads(threads)
+    split = _load_split(opts, protocol, seed, model)
     source = opts.to_dict() | {"protocol": protocol, "seed": seed}
     result = train_model(model, split, cfg, out, seed, device, tcfg, data_source=source)
     typer.echo(json_text({"checkpoint": str(out), "best_epoch": result.best_epoch, "epochs": result.epochs,
@@ -107,7 +138,8 @@ def evaluate(
     else:
         src = config.get("data", {}).get("source", {})
         opts = dataset_options(dataset, data_root, fmt, min_rating, k_core)
-        split = _load_split(opts, src.get("protocol", "auto"), int(src.get("seed", config.get("seed", 0))))
+        split = _load_split(opts, src.get("protocol", "auto"), int(src.get("seed", config.get("seed", 0))),
+                            config["model"]["name"])
         check_split_fits(split, model.n_users, model.n_items, checkpoint)
     recorded = config.get("data", {}).get("fingerprint")
     same = recorded == dataset_fingerprint(split.dataset)

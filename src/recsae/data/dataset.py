@@ -150,7 +150,8 @@ class InteractionDataset:
     rating: np.ndarray | None = None
     user_meta: dict[str, list[str]] = field(default_factory=dict)
     info: dict[str, object] = field(default_factory=dict)
-    """Provenance: source format and paths, filters applied, raw counts."""
+    """Provenance: source format and paths, filters applied, raw counts; ``has_time`` False when
+    the source had no timestamps (``time`` is then the file order)."""
     row_split: np.ndarray | None = None
     """int8 per interaction (0 train, 1 valid, 2 test) when the source ships its own split
     (ReChorus train/dev/test files); None otherwise. See ``recsae.data.split.given_split``."""
@@ -187,7 +188,11 @@ class SplitData:
     valid: Ragged
     test: Ragged
     protocol: str
-    """'leave-one-out' or 'time'."""
+    """'leave-one-out', 'random', 'time' or 'given' ('leave-one-out (random order: no timestamps)'
+    when the data has no time to order by)."""
+    info: dict[str, object] = field(default_factory=dict)
+    """How the split was made (order, seed, warning) and whom it evaluates (``test_users``,
+    ``users_without_test``), as recorded by ``recsae.data.split.make_split``."""
 
     @property
     def n_users(self) -> int:

@@ -12,7 +12,7 @@ import hashlib
 import inspect
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -148,19 +148,22 @@ def load_dataset(
     min_rating: float | None = None,
     k_core: int | None = None,
     seed: int = 0,
+    table: dict[str, Any] | None = None,
     **options: Any,
 ) -> InteractionDataset:
     """Load a named dataset or a path in a given format, with its filters applied.
 
     ``min_rating``/``k_core`` None mean the format's default (MovieLens: rating >= 4, 5-core;
     other formats: none). ``seed`` seeds the synthetic data. ``options`` go to the format's
-    loader (e.g. ``mapping=`` and ``items=`` for 'table'). A relative path is taken from the
+    loader (e.g. ``mapping=`` and ``items=`` for 'table'); so do the column options of a plain
+    table in ``table`` (an error for any other format). A relative path is taken from the
     working directory, then from the data root.
     """
     key = str(name_or_path)
     if key in DATASETS and fmt in (None, DATASETS[key].fmt):
         spec = DATASETS[key]
         if spec.fmt == "synthetic":
+            _check_table_options(table, "the synthetic data", "synthetic")
             ds = _load_synthetic(seed, **options)
             log.info(_describe_defaults(key, min_rating, k_core or 0, False, False))
             return _apply_filters(ds, min_rating, k_core or 0, False, False)
@@ -193,6 +196,9 @@ def load_dataset(
     threshold = fmt_spec.min_rating if min_rating is None else min_rating
     core = fmt_spec.k_core if k_core is None else k_core
     log.info(_describe_defaults(name, threshold, core, rating_default, core_default))
+    if table:
+        _check_table_options(table, str(path), fmt_spec.name)
+        options = options | table
     if fmt_spec.name == "movielens-1m":
         options.setdefault("min_rating", threshold)
     loader = _loader(fmt_spec)
@@ -203,6 +209,13 @@ def load_dataset(
     ds = loader(path, **options)
     ds.name = name
     return _apply_filters(ds, threshold, core, rating_default, core_default)
+
+
+def _check_table_options(table: dict[str, Any] | None, what: str, fmt: str) -> None:
+    """ConfigError when column options are given for anything but a plain table."""
+    if table and fmt != "table":
+        raise ConfigError(f"the column options (--sep, --user-col, --item-table, ...) describe a plain table; "
+                          f"{what} is in format '{fmt}'")
 
 
 def _apply_filters(
@@ -245,11 +258,14 @@ def load_split(
     protocol: Protocol = "auto",
     valid_frac: float = 0.1,
     test_frac: float = 0.1,
+    sequential: bool = True,
     **kwargs: Any,
 ) -> SplitData:
-    """``load_dataset(name_or_path, **kwargs)`` split by ``protocol`` ('auto': the source's own
-    split when it ships one (ReChorus), else leave-one-out)."""
-    return make_split(load_dataset(name_or_path, **kwargs), protocol, valid_frac, test_frac)
+    """``load_dataset(name_or_path, **kwargs)`` split by ``protocol`` (see ``make_split``: 'auto' is
+    the source's own split when it ships one (ReChorus), else leave-one-out, or the random holdout
+    for a general model, ``sequential`` False, on data without timestamps), seeded by ``seed``."""
+    ds = load_dataset(name_or_path, **kwargs)
+    return make_split(ds, protocol, valid_frac, test_frac, seed=kwargs.get("seed", 0), sequential=sequential)
 
 
 def dataset_fingerprint(ds: InteractionDataset) -> str:
@@ -277,12 +293,23 @@ class DatasetOptions:
     """Rating threshold for positives (None: the dataset's default)."""
     k_core: int | None = None
     """k-core (None: the dataset's default; 0: none)."""
+    table: dict[str, Any] = field(default_factory=dict)
+    """Column options of a plain table, with the keys of its JSON spec (``sep``, ``items``,
+    ``item_sep``, ``mapping``), from ``--sep --user-col ... --item-table``; empty: the defaults."""
 
     def load(self, seed: int = 0, **options: Any) -> InteractionDataset:
         """``load_dataset`` with these options."""
         return load_dataset(
-            self.dataset, self.data_root, self.fmt, self.min_rating, self.k_core, seed=seed, **options
+            self.dataset, self.data_root, self.fmt, self.min_rating, self.k_core, seed=seed, table=self.table,
+            **options,
         )
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any], data_root: Path | None = None) -> DatasetOptions:
+        """The options ``to_dict`` recorded (``data_root`` given: it replaces the recorded one)."""
+        root = data_root or (Path(record["data_root"]) if record.get("data_root") else None)
+        return cls(record["dataset"], root, record.get("format"), record.get("min_rating"), record.get("k_core"),
+                   record.get("table") or {})
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record for run configs."""
@@ -292,4 +319,5 @@ class DatasetOptions:
             "format": self.fmt,
             "min_rating": self.min_rating,
             "k_core": self.k_core,
+            "table": self.table,
         }

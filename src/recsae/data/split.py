@@ -8,37 +8,88 @@ import numpy as np
 
 from recsae.data.dataset import InteractionDataset, Ragged, SplitData
 from recsae.errors import ConfigError, DataError
+from recsae.utils import log
 
-Protocol = Literal["auto", "leave-one-out", "time", "given"]
+Protocol = Literal["auto", "leave-one-out", "time", "given", "random"]
+
+PROTOCOLS = ("auto", "leave-one-out", "random", "time", "given")
 
 MIN_LOO_LENGTH = 3
 """Users with fewer interactions stay in train only under leave-one-out (they get no targets)."""
 
+NO_TIME_WARNING = (
+    "the data has no timestamps, so leave-one-out holds out a seeded random item per user for "
+    "validation and for test, not the last ones in file order"
+)
 
-def _by_label(ds: InteractionDataset, label: np.ndarray, protocol: str) -> SplitData:
+
+def has_timestamps(ds: InteractionDataset) -> bool:
+    """False when the source had no time column (the loader then records ``info['has_time'] = False``)."""
+    return ds.info.get("has_time", True) is not False
+
+
+def _by_label(
+    ds: InteractionDataset, label: np.ndarray, protocol: str, info: dict[str, object] | None = None
+) -> SplitData:
     """Split rows by label (0 train, 1 valid, 2 test), keeping chronological order in every part."""
     n_rows = ds.n_users + 1
     parts = [
         Ragged.from_sorted_pairs(ds.user[label == k], ds.item[label == k], n_rows) for k in range(3)
     ]
-    return SplitData(ds, train=parts[0], valid=parts[1], test=parts[2], protocol=protocol)
+    return SplitData(ds, train=parts[0], valid=parts[1], test=parts[2], protocol=protocol, info=dict(info or {}))
 
 
-def leave_one_out(ds: InteractionDataset) -> SplitData:
+def _holdout_labels(ds: InteractionDataset, rank: np.ndarray) -> np.ndarray:
+    """Labels with, per user of at least ``MIN_LOO_LENGTH`` rows, the row of rank 0 as test and
+    of rank 1 as validation (``rank`` counts back from the held-out end of each user's rows)."""
+    lengths = np.bincount(ds.user, minlength=ds.n_users + 1)
+    eligible = lengths[ds.user] >= MIN_LOO_LENGTH
+    label = np.zeros(ds.n_interactions, dtype=np.int8)
+    label[eligible & (rank == 1)] = 1
+    label[eligible & (rank == 0)] = 2
+    return label
+
+
+def _rank_from_end(ds: InteractionDataset) -> np.ndarray:
+    """0 for each user's last row, 1 for the one before, ... (rows are sorted by user, time)."""
+    lengths = np.bincount(ds.user, minlength=ds.n_users + 1)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    return lengths[ds.user] - 1 - (np.arange(ds.n_interactions) - starts[ds.user])
+
+
+def _random_rank(ds: InteractionDataset, seed: int) -> np.ndarray:
+    """A seeded random rank of every row among its user's rows (0, 1, ... in a random order)."""
+    keys = np.random.default_rng(seed).random(ds.n_interactions)
+    order = np.lexsort((keys, ds.user))
+    lengths = np.bincount(ds.user, minlength=ds.n_users + 1)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    rank = np.empty(ds.n_interactions, dtype=np.int64)
+    rank[order] = np.arange(ds.n_interactions) - starts[ds.user[order]]
+    return rank
+
+
+def leave_one_out(ds: InteractionDataset, seed: int = 0) -> SplitData:
     """Per user: last interaction = test, second-to-last = validation, the rest = train.
 
     Users with fewer than 3 interactions keep all of them in train (no targets), so they still
-    shape the model but are never evaluated; the MovieLens defaults (5-core) have none.
+    shape the model but are never evaluated; the MovieLens defaults (5-core) have none. Without
+    timestamps the file order says nothing about time: the held-out items are then drawn at
+    random (seeded), with a warning, and the protocol name says so.
     """
-    lengths = np.bincount(ds.user, minlength=ds.n_users + 1)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    position = np.arange(ds.n_interactions) - starts[ds.user]
-    from_end = lengths[ds.user] - position  # 1 for the last interaction
-    eligible = lengths[ds.user] >= MIN_LOO_LENGTH
-    label = np.zeros(ds.n_interactions, dtype=np.int8)
-    label[eligible & (from_end == 2)] = 1
-    label[eligible & (from_end == 1)] = 2
-    return _by_label(ds, label, "leave-one-out")
+    if has_timestamps(ds):
+        return _by_label(ds, _holdout_labels(ds, _rank_from_end(ds)), "leave-one-out")
+    log.warning("split: %s", NO_TIME_WARNING)
+    return _by_label(
+        ds, _holdout_labels(ds, _random_rank(ds, seed)), "leave-one-out (random order: no timestamps)",
+        {"order": "random", "seed": seed, "warning": NO_TIME_WARNING},
+    )
+
+
+def random_split(ds: InteractionDataset, seed: int = 0) -> SplitData:
+    """Per user, one random interaction = test and another = validation (seeded), the rest =
+    train: the holdout of general (non-sequential) models on interaction tables without time.
+    Users with fewer than 3 interactions stay in train only, as under leave-one-out."""
+    return _by_label(ds, _holdout_labels(ds, _random_rank(ds, seed)), "random", {"order": "random", "seed": seed})
 
 
 def time_split(ds: InteractionDataset, valid_frac: float = 0.1, test_frac: float = 0.1) -> SplitData:
@@ -52,6 +103,9 @@ def time_split(ds: InteractionDataset, valid_frac: float = 0.1, test_frac: float
             f"time split fractions must satisfy 0 <= valid < 1, 0 < test < 1, valid + test < 1; "
             f"got valid={valid_frac}, test={test_frac}"
         )
+    if not has_timestamps(ds):
+        raise ConfigError(f"dataset '{ds.name}' has no timestamps, so a time split cannot apply; "
+                          "use --protocol random or leave-one-out")
     t_valid = np.quantile(ds.time, 1 - valid_frac - test_frac, method="higher")
     t_test = np.quantile(ds.time, 1 - test_frac, method="higher")
     label = np.zeros(ds.n_interactions, dtype=np.int8)
@@ -61,22 +115,73 @@ def time_split(ds: InteractionDataset, valid_frac: float = 0.1, test_frac: float
 
 
 def given_split(ds: InteractionDataset) -> SplitData:
-    """The split shipped with the data (ReChorus train/dev/test files), unchanged."""
+    """The split shipped with the data (ReChorus train/dev/test files), unchanged.
+
+    A given split without validation or test rows is an error naming the missing files (the
+    loader lists them in ``info['missing_files']``): a declared protocol re-splits the rows instead.
+    """
     if ds.row_split is None:
         raise DataError(f"dataset '{ds.name}' has no given split (only ReChorus folders ship one)")
+    missing = ", ".join(ds.info.get("missing_files", []))  # type: ignore[arg-type]
+    for label, part in ((1, "validation"), (2, "test")):
+        if not (ds.row_split == label).any():
+            why = f"missing {missing}" if missing else "no rows of it are left"
+            raise DataError(
+                f"the given split has no {part} part ({why}); add it, or pass --protocol "
+                "leave-one-out (or random, or time) to split the given rows by that rule",
+                path=ds.info.get("path"),  # type: ignore[arg-type]
+            )
     return _by_label(ds, ds.row_split, "given")
 
 
 def make_split(
-    ds: InteractionDataset, protocol: Protocol = "auto", valid_frac: float = 0.1, test_frac: float = 0.1
+    ds: InteractionDataset,
+    protocol: Protocol = "auto",
+    valid_frac: float = 0.1,
+    test_frac: float = 0.1,
+    *,
+    seed: int = 0,
+    sequential: bool = True,
 ) -> SplitData:
-    """Split by protocol name; 'auto' keeps a given split when the source has one, else leave-one-out."""
+    """Split by protocol name and check that there is something to evaluate.
+
+    'auto' keeps a given split when the source has one; else leave-one-out, except for a general
+    model (``sequential`` False) on data without timestamps, which gets the random holdout.
+    ``seed`` seeds the random holdouts. A split without validation or test users is an error;
+    users without targets are counted in ``info``.
+    """
     if protocol == "auto":
-        protocol = "given" if ds.row_split is not None else "leave-one-out"
+        if ds.row_split is not None:
+            protocol = "given"
+        else:
+            protocol = "leave-one-out" if sequential or has_timestamps(ds) else "random"
     if protocol == "leave-one-out":
-        return leave_one_out(ds)
-    if protocol == "time":
-        return time_split(ds, valid_frac, test_frac)
-    if protocol == "given":
-        return given_split(ds)
-    raise ConfigError(f"unknown split protocol '{protocol}'; expected auto, leave-one-out, time or given")
+        split = leave_one_out(ds, seed)
+    elif protocol == "random":
+        split = random_split(ds, seed)
+    elif protocol == "time":
+        split = time_split(ds, valid_frac, test_frac)
+    elif protocol == "given":
+        split = given_split(ds)
+    else:
+        raise ConfigError(f"unknown split protocol '{protocol}'; expected one of {', '.join(PROTOCOLS)}")
+    _check_targets(split)
+    return split
+
+
+def _check_targets(split: SplitData) -> None:
+    """DataError when no user has a validation or test target; count the users left out."""
+    for part in ("valid", "test"):
+        if len(split.eval_users(part)) == 0:
+            raise DataError(
+                f"the {split.protocol} split of '{split.dataset.name}' leaves no user with a {part} item "
+                f"and a history (leave-one-out and random need users with at least {MIN_LOO_LENGTH} "
+                "interactions); nothing could be evaluated",
+                path=split.dataset.info.get("path"),  # type: ignore[arg-type]
+            )
+    evaluated = len(split.eval_users("test"))
+    split.info["test_users"] = evaluated
+    split.info["users_without_test"] = split.n_users - evaluated
+    if split.n_users > evaluated:
+        log.info("split: %d of %d users have no test item or no history and are not evaluated",
+                 split.n_users - evaluated, split.n_users)

@@ -111,10 +111,11 @@ def split_for_checkpoint(checkpoint: Path, config: dict[str, Any], data_root: Pa
     src = config.get("data", {}).get("source", {})
     if not src:
         raise ConfigError(f"{checkpoint} does not record its dataset (config.json data.source); recsae evaluate takes it as --dataset")
-    root = data_root or (Path(src["data_root"]) if src.get("data_root") else None)
-    opts = DatasetOptions(src["dataset"], root, src.get("format"), src.get("min_rating"), src.get("k_core"))
+    opts = DatasetOptions.from_dict(src, data_root)
     seed = int(src.get("seed", config.get("seed", 0)))
-    split = make_split(opts.load(seed, **src.get("options", {})), src.get("protocol", "auto"))
+    sequential = model_class(config.get("model", {}).get("name", "sasrec")).sequential
+    split = make_split(opts.load(seed, **src.get("options", {})), src.get("protocol", "auto"), seed=seed,
+                       sequential=sequential)
     model_spec = config.get("model", {})
     check_split_fits(split, model_spec.get("n_users"), model_spec.get("n_items"), checkpoint)
     return split

@@ -22,6 +22,7 @@ h2{font-size:1.25rem;margin:2rem 0 .25rem;padding-top:.5rem;border-top:1px solid
 h3{font-size:1rem;margin:1.25rem 0 .25rem}
 p.lead,p.help{color:var(--muted);margin:.25rem 0 .75rem;max-width:80ch}
 .missing{color:var(--muted);font-style:italic;border-left:3px solid var(--border);padding:.25rem .75rem}
+.warning{color:var(--warn);font-weight:600;border-left:3px solid var(--warn);padding:.25rem .75rem}
 .cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:.75rem;margin:.75rem 0}
 .card{background:var(--panel);border:1px solid var(--border);border-radius:8px;padding:.6rem .8rem}
 .card .k{color:var(--muted);font-size:.8rem;text-transform:uppercase;letter-spacing:.03em}

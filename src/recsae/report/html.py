@@ -276,9 +276,15 @@ def _model(run: RunData) -> str:
     blocks = {k: m[k] for k in ("valid", "test") if isinstance(m.get(k), dict)}
     lead = (f"{escape(str(m.get('name', '')))}: full ranking over all items, the user's history "
             "masked. HR = hit rate, NDCG = normalised discounted cumulative gain.")
-    extra = [(k, v) for k, v in m.items() if k not in ("valid", "test", "name")
+    extra = [(k, v) for k, v in m.items() if k not in ("valid", "test", "name", "below_most_popular")
              and not isinstance(v, (dict, list))]
-    return _section("model", "Model", lead, _metric_table(blocks) + _kv_table(extra))
+    warning = ""
+    if m.get("below_most_popular"):
+        pop = get(run.summary, "baseline", "most_popular", "test", "ndcg@10")
+        warning = (f'<p class="warning" role="note">Warning: this model does not beat the most-popular ranker '
+                   f"(test NDCG@10 {fmt(get(m, 'test', 'ndcg@10'), 4)} against {fmt(pop, 4)}): its latents explain "
+                   "a model that ranks no better than counting.</p>")
+    return _section("model", "Model", lead, warning + _metric_table(blocks) + _kv_table(extra))
 
 
 _SPLICE_COLS: list[tuple[str, str, str]] = [

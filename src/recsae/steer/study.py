@@ -38,7 +38,7 @@ from recsae.steer.targets import (
     popularity_latents,
     selective_latents,
 )
-from recsae.utils import environment_info, log
+from recsae.utils import environment_info, log, progress
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -339,7 +339,8 @@ def run_steer(
     ablation = ablation_study(
         ctx, interpretation, items, cfg.n_ablation, cfg.n_random, cfg.min_active_users, cfg.seed, cfg.ablation_min_items
     )
-    studied = [steer_concept(select, c, latents, items, cfg, report_ctx=ctx) for c, latents in targets.items()]
+    studied = [steer_concept(select, c, latents, items, cfg, report_ctx=ctx)
+               for c, latents in progress(list(targets.items()), desc="steer concepts")]
     return SteerResult(
         config=asdict(cfg),
         n_users=len(ctx.users),

@@ -154,6 +154,7 @@ def load(
             "path": str(inter.parent),
             "files": [str(p) for p in (inter, item_path, user_path) if p.is_file()],
             "time": "timestamp field" if has_time else "file order (no timestamp field)",
+            "has_time": has_time,
             "ignored_columns": skipped,
         },
     )
