@@ -115,3 +115,24 @@ def test_given_split_reproduces_row_labels_and_auto_prefers_it(tiny):
 def test_given_split_without_labels_is_an_error(tiny):
     with pytest.raises(DataError, match="no given split"):
         given_split(tiny([1], [1]))
+
+
+def test_a_single_user_dataset_is_refused(tiny):
+    with pytest.raises(DataError, match="has a single user; recsae needs at least two"):
+        make_split(tiny([1] * 6, [1, 2, 3, 4, 5, 6]))
+
+
+def test_users_with_one_interaction_each_leave_no_validation_targets(tiny):
+    with pytest.raises(DataError, match=r"gives no valid interactions .*at least 3 interactions"):
+        make_split(tiny([1, 2, 3], [1, 2, 3]))
+
+
+def test_a_given_split_without_dev_rows_names_the_missing_dev_csv(tmp_path):
+    from recsae.data.loaders import rechorus
+
+    (tmp_path / "train.csv").write_text("user_id\titem_id\ttime\n" + "".join(
+        f"{u}\t{i}\t{i}\n" for u in (1, 2) for i in (1, 2, 3)))
+    ds = rechorus.load(tmp_path)
+    with pytest.raises(DataError, match=r"dev\.csv is missing or empty; pass --protocol leave-one-out"):
+        make_split(ds)
+    assert make_split(ds, "leave-one-out").valid.values.tolist() == [2, 2]

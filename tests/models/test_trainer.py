@@ -257,3 +257,19 @@ def test_resume_of_a_state_without_a_finite_validation_score_continues(
     monkeypatch.setattr(trainer, "evaluate_model", real)
     resumed = train_model("bpr", split, cfg, out_dir=tmp_path, train_cfg=TrainConfig(epochs=2, lr=1e-2, batch_size=32))
     assert len(resumed.history) == 2 and resumed.best_epoch == 2
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_a_split_without_training_sequences_is_a_data_error(name: str) -> None:
+    from recsae.data.dataset import InteractionDataset, ItemMeta
+    from recsae.data.split import make_split
+
+    # three interactions per user: leave-one-out leaves one training item, no next-item pair
+    user = np.repeat(np.arange(1, 5), 3)
+    ds = InteractionDataset(
+        name="three", user=user, item=np.arange(1, 13), time=np.arange(12, dtype=np.float64),
+        user_ids=np.array([""] + [f"u{u}" for u in range(1, 5)]), item_ids=np.array([""] + [f"i{i}" for i in range(1, 13)]),
+        item_meta=ItemMeta(title=[""] * 13),
+    )
+    with pytest.raises(DataError, match=f"give {name} no training examples"):
+        trainer.train_model(name, make_split(ds), seed=0, device="cpu", train_cfg=trainer.TrainConfig(epochs=1))

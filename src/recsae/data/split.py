@@ -74,9 +74,38 @@ def make_split(
     if protocol == "auto":
         protocol = "given" if ds.row_split is not None else "leave-one-out"
     if protocol == "leave-one-out":
-        return leave_one_out(ds)
-    if protocol == "time":
-        return time_split(ds, valid_frac, test_frac)
-    if protocol == "given":
-        return given_split(ds)
-    raise ConfigError(f"unknown split protocol '{protocol}'; expected auto, leave-one-out, time or given")
+        split = leave_one_out(ds)
+    elif protocol == "time":
+        split = time_split(ds, valid_frac, test_frac)
+    elif protocol == "given":
+        split = given_split(ds)
+    else:
+        raise ConfigError(f"unknown split protocol '{protocol}'; expected auto, leave-one-out, time or given")
+    _check_usable(split)
+    return split
+
+
+_GIVEN_FILES = {"train": "train.csv", "valid": "dev.csv", "test": "test.csv"}
+
+
+def _check_usable(split: SplitData) -> None:
+    """DataError unless the split has two users and rows in each part: a model needs training
+    rows, early stopping validation targets, the metrics test targets, and the interpretation
+    fits its rules on some users and validates them on others."""
+    ds = split.dataset
+    where = ds.info.get("path")
+    if ds.n_users < 2:
+        raise DataError(f"dataset '{ds.name}' has a single user; recsae needs at least two (the interpretation "
+                        "fits on some users and validates on the others)", path=where)  # type: ignore[arg-type]
+    for name in ("train", "valid", "test"):
+        if len(getattr(split, name).values):
+            continue
+        if split.protocol == "given":
+            why = (f"its {_GIVEN_FILES[name]} is missing or empty; pass --protocol leave-one-out to split the "
+                   "interactions there are")
+        elif split.protocol == "leave-one-out":
+            why = f"leave-one-out needs users with at least {MIN_LOO_LENGTH} interactions and none has that many"
+        else:
+            why = "too few distinct timestamps for a time split; try --protocol leave-one-out"
+        raise DataError(f"dataset '{ds.name}' gives no {name} interactions ({split.protocol} split): {why}",
+                        path=where)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from recsae.data.dataset import SplitData, SplitName
-from recsae.errors import ConfigError
+from recsae.errors import ConfigError, DataError
 from recsae.eval import EvalResult, ScoreFn, evaluate
 from recsae.io import read_json, read_tensors, write_json, write_tensors
 from recsae.models.base import Recommender, TrainableRecommender
@@ -181,6 +181,9 @@ def train_model(
     gen = seed_everything(seed)
     model = cls.build(cfg, split.n_users, split.n_items, split.train).to(dev)
     tensors = model.training_tensors(split)
+    if len(tensors[0]) == 0:
+        raise DataError(f"the training interactions give {cls.name} no training examples (a sequential model "
+                        "learns from users with at least 2 training interactions)", path=split.dataset.info.get("path"))  # type: ignore[arg-type]
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     batch_size = tcfg.batch_size or cls.default_batch_size
     data = data_record(split, data_source)
