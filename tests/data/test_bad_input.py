@@ -250,3 +250,22 @@ def test_a_duplicate_item_id_is_printed_plainly(tmp_path):
     with pytest.raises(DataError) as err:
         table.load(tmp_path / "log.csv", items=tmp_path / "items.csv")
     assert str(err.value) == f"{tmp_path / 'items.csv'}: duplicate item id 5; every id must appear once"
+
+
+def test_extra_fields_on_the_first_line_of_a_headerless_file_name_the_line(tmp_path):
+    # pandas only warns about them and drops the extra fields
+    root = _ml100k(tmp_path, "1\t1\t5\t100\t7\n1\t2\t4\t101\n")
+    with pytest.raises(DataError, match=r"expected 4 '\\t'-separated fields .* found 5") as err:
+        movielens.load_100k(root)
+    assert err.value.line == 1
+
+
+def test_parquet_datetimes_beyond_2262_and_with_a_time_zone_are_seconds(tmp_path):
+    import pandas as pd
+
+    times = pd.Series(pd.to_datetime(["2000-01-01", "2263-01-01"]).as_unit("us"))
+    pd.DataFrame({"user_id": [1, 1], "item_id": [1, 2], "timestamp": times}).to_parquet(tmp_path / "t.parquet")
+    assert table.load(tmp_path / "t.parquet").time.tolist() == [946684800.0, 9246182400.0]  # datetime(2263, 1, 1, tzinfo=utc).timestamp()
+    zoned = pd.Series(pd.to_datetime(["2000-01-01 01:00"]).tz_localize("Europe/Paris"))
+    pd.DataFrame({"user_id": [1], "item_id": [1], "timestamp": zoned}).to_parquet(tmp_path / "z.parquet")
+    assert table.load(tmp_path / "z.parquet").time.tolist() == [946684800.0]

@@ -14,6 +14,7 @@ import io
 import lzma
 import math
 import re
+import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -185,7 +186,9 @@ def read_table(
     else:
         kwargs = {"sep": sep, "names": all_names, "header": 0 if header else None}
     try:
-        with _readable(path):
+        with _readable(path), warnings.catch_warnings():
+            # extra fields on the first line: pandas warns and drops them (index_col=False)
+            warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(
                 path,
                 index_col=False,  # a line with extra fields is an error, not a shifted index
@@ -196,7 +199,7 @@ def read_table(
                 engine="c",
                 **kwargs,
             )
-    except (ValueError, UnicodeDecodeError, OverflowError) as err:  # OverflowError: an int beyond int64
+    except (ValueError, UnicodeDecodeError, OverflowError, pd.errors.ParserWarning) as err:  # Overflow: beyond int64
         _scan(path, sep, all_names, header, columns, encoding)
         raise DataError(f"cannot parse: {err}", path=path) from None
     required = [c.name for c in columns if c.required]
@@ -219,8 +222,11 @@ def _interleave(names: Sequence[str]) -> list[str]:
 def to_seconds(values: pd.Series, path: Path, field_name: str) -> np.ndarray:
     """Timestamps as float64 seconds: numbers as given, datetimes converted (Parquet columns)."""
     if pd.api.types.is_datetime64_any_dtype(values):
-        as_ns = values.astype("datetime64[ns]").astype("int64").to_numpy()
-        return as_ns.astype(np.float64) / 1e9
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        # microseconds, not nanoseconds: the ns range ends in 2262 (Parquet stores later dates)
+        as_us = values.to_numpy().astype("datetime64[us]").astype(np.int64)
+        return as_us.astype(np.float64) / 1e6
     numeric = pd.to_numeric(values, errors="coerce")
     seconds = numeric.to_numpy(dtype=np.float64)
     bad = (numeric.isna() & values.notna()).to_numpy() | (np.abs(np.nan_to_num(seconds)) > MAX_FLOAT)
