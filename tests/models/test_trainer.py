@@ -273,3 +273,20 @@ def test_a_split_without_training_sequences_is_a_data_error(name: str) -> None:
     )
     with pytest.raises(DataError, match=f"give {name} no training examples"):
         trainer.train_model(name, make_split(ds), seed=0, device="cpu", train_cfg=trainer.TrainConfig(epochs=1))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda m: m | {"n_items": 10**12}, "the weights do not match the model config"),
+    (lambda m: m | {"config": m["config"] | {"dim": "8"}}, "malformed model section"),
+])
+def test_a_checkpoint_config_that_does_not_fit_its_weights_is_a_data_error(
+    split: SplitData, tmp_path: Path, change, message: str
+) -> None:
+    # checked on a skeleton without memory: a config asking for 10^12 items is refused, not allocated
+    from recsae.io import write_json
+
+    train_model("bpr", split, small("bpr", dim=8), out_dir=tmp_path, train_cfg=TrainConfig(epochs=1))
+    config = read_json(tmp_path / "config.json")
+    write_json(tmp_path / "config.json", config | {"model": change(config["model"])})
+    with pytest.raises(DataError, match=message):
+        load_checkpoint(tmp_path)

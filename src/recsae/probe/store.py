@@ -154,7 +154,7 @@ def _open_shard(folder: Path, entry: Any, d: int, meta_path: Path) -> np.ndarray
         raise DataError("shard file names must not contain folders", path=meta_path, field="shards")
     try:
         arr = np.load(shard_path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
         raise DataError(f"unreadable shard: {err}", path=shard_path) from err
     if arr.dtype != np.float32 or arr.ndim != 2 or arr.shape[1] != d or arr.shape[0] != int(entry["rows"]):
         raise DataError(
