@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,29 @@ def test_rerun_resumes_without_redoing_finished_stages(tiny_run: Path) -> None:
     assert {p: (tiny_run / p).stat().st_mtime_ns for p in outputs} == before
     assert second["model"]["test"] == first["model"]["test"]
     assert second["sae"]["fvu"] == first["sae"]["fvu"]
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file under ``folder``: its SHA-256 and modification time."""
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_refused_rerun_changes_nothing_on_disk(tiny_run: Path, tmp_path: Path) -> None:
+    table = tmp_path / "log.csv"
+    table.write_text("user_id,item_id,timestamp\n" + "".join(
+        f"{u},{(u * 7 + j) % 30},{j}\n" for u in range(1, 21) for j in range(8)))
+    before = _snapshot(tiny_run)
+    reruns = {
+        "seed": tiny_config(seed=4),
+        "data": tiny_config(data_kwargs=TINY | {"n_users": 150}),
+        "dataset": tiny_config(data=DatasetOptions(str(table)), data_kwargs={}),
+    }
+    for what, cfg in reruns.items():
+        with pytest.raises(ConfigError, match="holds a different training run"):
+            run_pipeline(tiny_run, cfg)
+        assert _snapshot(tiny_run) == before, f"a rerun with another {what} wrote into the run folder"
 
 
 def test_stages_stop_after_the_last_requested_one(tmp_path: Path) -> None:

@@ -202,7 +202,7 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
     last = max((STAGES.index(s) for s in cfg.stages), default=-1)
 
     with run.stage("data"):
-        split = _data_stage(run)
+        split = _data_stage(run, force)
     # written once the data loaded, so a bad dataset leaves no run folder behind
     write_json(out / "config.json", {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
                                      "seed": cfg.seed, "versions": environment_info()})
@@ -234,7 +234,18 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
     return run.summary
 
 
-def _data_stage(run: Run) -> SplitData:
+def _check_compatible(out: Path, cfg: RunConfig, split: SplitData) -> None:
+    """ConfigError when OUT holds a model trained with another seed, data or options, raised
+    before the data stage writes anything: the trainer refuses it too, but later."""
+    from recsae.models.registry import model_config
+    from recsae.models.trainer import TrainConfig, check_resumable, training_record
+
+    model_opts, train_opts = model_settings(cfg)
+    record = training_record(cfg.model, model_config(cfg.model, **model_opts), split, cfg.seed, TrainConfig(**train_opts))
+    check_resumable(out / "model", record)
+
+
+def _data_stage(run: Run, force: bool) -> SplitData:
     from recsae.data.split import make_split
     from recsae.models.pop import MostPopular
     from recsae.models.registry import model_class
@@ -243,6 +254,8 @@ def _data_stage(run: Run) -> SplitData:
     ds = run.cfg.data.load(run.cfg.seed, **run.cfg.data_kwargs)
     sequential = model_class(run.cfg.model).sequential  # 'auto' holds out at random for general models without time
     split = make_split(ds, run.cfg.protocol, seed=run.cfg.seed, sequential=sequential)  # type: ignore[arg-type]
+    if not force:  # --force deletes the model folder instead
+        _check_compatible(run.out, run.cfg, split)
     log.info("dataset %s: %d users, %d items, %d interactions (%s)", ds.name, ds.n_users, ds.n_items,
              ds.n_interactions, split.protocol)
     run.summary["dataset"] = {

@@ -185,3 +185,42 @@ def test_headline_warns_when_the_model_is_not_above_most_popular() -> None:
     assert _headline(summary) == "bpr: test NDCG@10 0.1000 (most popular 0.3000) - warning: not above most popular"
     summary["model"]["below_most_popular"] = False
     assert "warning" not in _headline(summary)
+
+
+_LOG = "user_id,item_id,timestamp\n"
+_TRAIN = "user_id\titem_id\ttime\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "dataset", "expected"),
+    [
+        ({"log.csv": _LOG + "".join(f"{u},{u},{u}\n" for u in range(1, 9))}, "log.csv",
+         "gives no valid interactions (leave-one-out split)"),
+        ({"log.csv": _LOG + "".join(f"1,{i},{i}\n" for i in range(1, 9))}, "log.csv", "has a single user"),
+        ({"log.csv": _LOG + "1,2,3\n1,3,nan\n"}, "log.csv", "line 3, field 'timestamp'"),
+        ({"log.csv.gz": b"\x1f\x8b\x08\x00" + bytes(40)}, "log.csv.gz", "cannot read (damaged or truncated archive?)"),
+        ({"train.csv": _TRAIN + "".join(f"{u}\t{i}\t{i}\n" for u in (1, 2) for i in (1, 2, 3))}, ".",
+         "no validation part (missing"),
+        ({"train.csv": _TRAIN + "1\t2\t3\n99999999999999999999\t3\t4\n"}, ".", "line 3, field 'user_id'"),
+    ],
+    ids=["one-interaction-each", "single-user", "nan-timestamp", "corrupt-gz", "rechorus-train-only", "id-beyond-int64"],
+)
+def test_unusable_data_fails_with_one_line_before_the_run_folder_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, str | bytes], dataset: str, expected: str
+) -> None:
+    from recsae.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, content in files.items():
+        path = data / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "--dataset", str(data / dataset), "--out", str(out), "--epochs", "1"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0], err
+    assert "Traceback" not in err
+    assert not out.exists()

@@ -168,16 +168,37 @@ def test_time_split_without_timestamps_is_refused(tiny):
 
 
 def test_split_without_test_users_is_an_error_and_users_without_targets_are_counted(tiny):
-    with pytest.raises(DataError, match="no user with a valid item"):
+    with pytest.raises(DataError, match=r"gives no valid interactions.*at least 3 interactions"):
         make_split(tiny([1, 1, 2, 2], [1, 2, 1, 2]))  # every user is too short for leave-one-out
     split = make_split(tiny([1, 1, 1, 2, 2], [1, 2, 3, 1, 2]))
     assert split.info["test_users"] == 1 and split.info["users_without_test"] == 1
 
 
 def test_given_split_without_a_part_names_the_missing_file(tiny):
-    ds = tiny([1, 1, 1], [1, 2, 3])
-    ds.row_split = np.array([0, 0, 2], dtype=np.int8)
+    ds = tiny([1, 1, 1, 2, 2, 2], [1, 2, 3, 1, 2, 3])  # two users: a single-user dataset is refused anyway
+    ds.row_split = np.array([0, 0, 2, 0, 0, 2], dtype=np.int8)
     ds.info["missing_files"] = ["/data/rc/dev.csv"]
     with pytest.raises(DataError, match=r"no validation part \(missing /data/rc/dev\.csv\)"):
         make_split(ds)
     assert make_split(ds, "leave-one-out").valid[1].tolist() == [2]
+
+
+def test_a_single_user_dataset_is_refused(tiny):
+    with pytest.raises(DataError, match="has a single user; recsae needs at least two"):
+        make_split(tiny([1] * 6, [1, 2, 3, 4, 5, 6]))
+
+
+def test_users_with_one_interaction_each_leave_no_validation_targets(tiny):
+    with pytest.raises(DataError, match=r"gives no valid interactions .*at least 3 interactions"):
+        make_split(tiny([1, 2, 3], [1, 2, 3]))
+
+
+def test_a_given_split_without_dev_rows_names_the_missing_dev_csv(tmp_path):
+    from recsae.data.loaders import rechorus
+
+    (tmp_path / "train.csv").write_text("user_id\titem_id\ttime\n" + "".join(
+        f"{u}\t{i}\t{i}\n" for u in (1, 2) for i in (1, 2, 3)))
+    ds = rechorus.load(tmp_path)
+    with pytest.raises(DataError, match=r"no validation part \(missing \S*dev\.csv.*pass --protocol leave-one-out"):
+        make_split(ds)
+    assert make_split(ds, "leave-one-out").valid.values.tolist() == [2, 2]

@@ -257,3 +257,36 @@ def test_resume_of_a_state_without_a_finite_validation_score_continues(
     monkeypatch.setattr(trainer, "evaluate_model", real)
     resumed = train_model("bpr", split, cfg, out_dir=tmp_path, train_cfg=TrainConfig(epochs=2, lr=1e-2, batch_size=32))
     assert len(resumed.history) == 2 and resumed.best_epoch == 2
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_a_split_without_training_sequences_is_a_data_error(name: str) -> None:
+    from recsae.data.dataset import InteractionDataset, ItemMeta
+    from recsae.data.split import make_split
+
+    # three interactions per user: leave-one-out leaves one training item, no next-item pair
+    user = np.repeat(np.arange(1, 5), 3)
+    ds = InteractionDataset(
+        name="three", user=user, item=np.arange(1, 13), time=np.arange(12, dtype=np.float64),
+        user_ids=np.array([""] + [f"u{u}" for u in range(1, 5)]), item_ids=np.array([""] + [f"i{i}" for i in range(1, 13)]),
+        item_meta=ItemMeta(title=[""] * 13),
+    )
+    with pytest.raises(DataError, match=f"give {name} no training examples"):
+        trainer.train_model(name, make_split(ds), seed=0, device="cpu", train_cfg=trainer.TrainConfig(epochs=1))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda m: m | {"n_items": 10**12}, "the weights do not match the model config"),
+    (lambda m: m | {"config": m["config"] | {"dim": "8"}}, "malformed model section"),
+])
+def test_a_checkpoint_config_that_does_not_fit_its_weights_is_a_data_error(
+    split: SplitData, tmp_path: Path, change, message: str
+) -> None:
+    # checked on a skeleton without memory: a config asking for 10^12 items is refused, not allocated
+    from recsae.io import write_json
+
+    train_model("bpr", split, small("bpr", dim=8), out_dir=tmp_path, train_cfg=TrainConfig(epochs=1))
+    config = read_json(tmp_path / "config.json")
+    write_json(tmp_path / "config.json", config | {"model": change(config["model"])})
+    with pytest.raises(DataError, match=message):
+        load_checkpoint(tmp_path)

@@ -132,3 +132,19 @@ def test_a_new_store_removes_partial_folders_a_killed_writer_left(tmp_path) -> N
         (tmp_path / name / "shard-00000.npy").write_bytes(b"x")
     _write(tmp_path / "s", np.ones((10, 4), dtype=np.float32))
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.partial-ab12cd34", "s"]
+
+
+def test_an_empty_shard_file_is_a_data_error_naming_it(x, tmp_path):
+    _write(tmp_path / "s", x)
+    (tmp_path / "s" / "shard-00000.npy").write_bytes(b"")
+    with pytest.raises(DataError, match=r"shard-00000\.npy: unreadable shard"):
+        ActivationStore.open(tmp_path / "s")
+
+
+@pytest.mark.parametrize(("key", "value"), [("d", None), ("n_rows", "17"), ("n_rows", -1), ("shards", None)])
+def test_a_meta_value_of_the_wrong_type_is_a_data_error_naming_the_field(x, tmp_path, key, value):
+    _write(tmp_path / "s", x)
+    meta_path = tmp_path / "s" / "meta.json"
+    meta_path.write_text(json.dumps(json.loads(meta_path.read_text()) | {key: value}))
+    with pytest.raises(DataError, match=f"field '{key}': expected"):
+        ActivationStore.open(tmp_path / "s")

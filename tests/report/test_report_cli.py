@@ -23,3 +23,14 @@ def test_report_command_on_a_missing_folder_exits_2(tmp_path: Path, capsys):
         main(["report", "--run", str(tmp_path / "missing")])
     assert exit_info.value.code == 2
     assert "run folder not found" in capsys.readouterr().err
+
+
+def test_report_out_at_an_existing_folder_exits_2_and_writes_nothing(fake_run, tmp_path: Path, capsys):
+    run = fake_run()
+    folder = tmp_path / "pages"
+    folder.mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--run", str(run), "--out", str(folder)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {folder}: is a folder; --out takes the HTML file to write, e.g. report.html\n"
+    assert list(folder.iterdir()) == [] and not (run / "report").exists()

@@ -333,3 +333,17 @@ def test_random_like_is_seeded_and_untrained() -> None:
     d = TopKSAE.random_like(cfg, seed=7, x_sample=x)
     assert torch.allclose(d.b_dec, x.mean(0))
     assert torch.allclose(d.W_enc, a.W_enc * (d.W_enc.norm() / a.W_enc.norm()))  # same directions, rescaled
+
+
+@pytest.mark.parametrize(("sae", "message"), [({"d_in": 10**9, "expansion": 10**6, "k": 1}, "do not match the config's shapes"),
+                                              ({"d_in": "8", "k": 4}, "malformed sae config"),
+                                              (["d_in"], "malformed sae config")])
+def test_a_damaged_config_is_a_data_error_before_the_sae_is_built(tmp_path, sae: object, message: str) -> None:
+    # a config asking for 10^15 weights must be refused, not allocated
+    import json
+
+    _random_sae().float().save(tmp_path)
+    meta = json.loads((tmp_path / "cfg.json").read_text())
+    (tmp_path / "cfg.json").write_text(json.dumps(meta | {"sae": sae}))
+    with pytest.raises(DataError, match=message):
+        TopKSAE.load(tmp_path)

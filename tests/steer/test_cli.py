@@ -144,3 +144,29 @@ def test_a_non_finite_strength_exits_2_with_one_line_before_the_run_is_read(
         main(["steer", "--run", str(tmp_path / "none"), "--latent", "0", option, value])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == f"error: {option} must be a finite number, got {float(value)}\n"
+
+
+@pytest.mark.parametrize("where", ["folder", "below a file", "read-only folder"])
+def test_an_unwritable_json_path_exits_2_before_the_run_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    import os
+
+    from recsae.cli import main
+
+    if where == "folder":
+        json_out, named = tmp_path, tmp_path
+    elif where == "below a file":
+        (tmp_path / "f").write_text("")
+        json_out, named = tmp_path / "f" / "steer.json", tmp_path / "f"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        (tmp_path / "ro").mkdir(mode=0o555)
+        json_out, named = tmp_path / "ro" / "steer.json", tmp_path / "ro"
+    # the run folder does not exist: the --json path is checked first
+    with pytest.raises(SystemExit) as exit_info:
+        main(["steer", "--run", str(tmp_path / "none"), "--latent", "0", "--scale", "0", "--json", str(json_out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {named}: ") and err.count("\n") == 1

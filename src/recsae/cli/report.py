@@ -16,8 +16,14 @@ def report(
     ] = None,
 ) -> None:
     """Write a self-contained HTML report of a run (opens offline from disk, no network)."""
+    from recsae.errors import DataError
+    from recsae.io import check_writable_folder
     from recsae.report import write_report
 
+    if out is not None:  # before the page is rendered
+        if out.is_dir():
+            raise DataError("is a folder; --out takes the HTML file to write, e.g. report.html", path=out)
+        check_writable_folder(out.parent)
     path = write_report(run, out)
     size = path.stat().st_size / 1e6
     typer.echo(f"report written to {path} ({size:.2f} MB); open it in a browser")

@@ -55,14 +55,14 @@ def train_command(
     from recsae.utils import default_device, seed_everything, set_threads
 
     check_writable_folder(out)
+    train_cfg = SaeTrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, min_rows=min_rows, seed=seed,
+                               patience=patience, balance_rate=balance)  # bad options fail before any loading
     set_threads(threads)
     seed_everything(seed)
     dev = default_device(device)
     model, config = load_checkpoint(checkpoint, dev)
     split = split_for_checkpoint(checkpoint, config, data_root)
     sae_cfg = SaeConfig(d_in=model.dim, expansion=expansion, k=k)
-    train_cfg = SaeTrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, min_rows=min_rows, seed=seed,
-                               patience=patience, balance_rate=balance)
     result = run_sae_stage(model, split, out, sae_cfg, train_cfg, last_only=last_only, checkpoint=checkpoint,
                            device=dev, force=force)
     typer.echo(format_splice_table(result.splice))

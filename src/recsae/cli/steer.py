@@ -174,6 +174,8 @@ def steer_command(
     from recsae.utils import environment_info
 
     _check_strength(alpha, scale, clamp, method, latents_from)
+    if json_out is not None:  # refused now, not after the study
+        _check_json_out(json_out)
     cfg = SteerConfig(
         max_users=max_users, n_random=n_random, seed=seed, latent_source=latents_from, latents_per_concept=n_latents
     )
@@ -219,6 +221,16 @@ def steer_command(
     if json_out is not None:
         write_json(json_out, json.loads(json.dumps(result, default=str)))
         typer.echo(f"\nwrote {json_out}")
+
+
+def _check_json_out(path: Path) -> None:
+    """DataError naming ``path`` unless a JSON file can be written there."""
+    from recsae.errors import DataError
+    from recsae.io import check_writable_folder
+
+    if path.is_dir():
+        raise DataError("is a folder; --json takes the file to write, e.g. steer.json", path=path)
+    check_writable_folder(path.parent)
 
 
 def _with_strength(edit: Edit, strength: float) -> Edit:

@@ -165,6 +165,7 @@ def make_split(
         split = given_split(ds)
     else:
         raise ConfigError(f"unknown split protocol '{protocol}'; expected one of {', '.join(PROTOCOLS)}")
+    _check_usable(split)
     _check_targets(split)
     return split
 
@@ -185,3 +186,24 @@ def _check_targets(split: SplitData) -> None:
     if split.n_users > evaluated:
         log.info("split: %d of %d users have no test item or no history and are not evaluated",
                  split.n_users - evaluated, split.n_users)
+
+
+def _check_usable(split: SplitData) -> None:
+    """DataError unless the split has two users and rows in each part: a model needs training
+    rows, early stopping validation targets, the metrics test targets, and the interpretation
+    fits its rules on some users and validates them on others."""
+    ds = split.dataset
+    where = ds.info.get("path")
+    if ds.n_users < 2:
+        raise DataError(f"dataset '{ds.name}' has a single user; recsae needs at least two (the interpretation "
+                        "fits on some users and validates on the others)", path=where)  # type: ignore[arg-type]
+    for name in ("train", "valid", "test"):
+        if len(getattr(split, name).values):
+            continue
+        # (a given split without a part was refused by given_split, naming the missing file)
+        if split.protocol in ("leave-one-out", "random"):
+            why = f"{split.protocol} needs users with at least {MIN_LOO_LENGTH} interactions and none has that many"
+        else:
+            why = "too few distinct timestamps for a time split; try --protocol leave-one-out"
+        raise DataError(f"dataset '{ds.name}' gives no {name} interactions ({split.protocol} split): {why}",
+                        path=where)  # type: ignore[arg-type]

@@ -96,9 +96,25 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None) 
         cls = model_class(spec["name"])
         cfg = cls.config_class(**spec["config"])
         n_users, n_items = int(spec["n_users"]), int(spec["n_items"])
-    except (KeyError, TypeError) as err:
-        raise DataError(f"malformed model section: {err}", path=cfg_path, field="model") from None
-    model = cls.from_tensors(cfg, n_users, n_items, read_tensors(weights))
+    except (KeyError, TypeError, ValueError) as err:
+        raise DataError(f"malformed model section: {err!r}", path=cfg_path, field="model") from None
+    tensors = read_tensors(weights)
+    try:
+        # a skeleton without memory: a damaged config must not build a huge model before the check
+        with torch.device("meta"):
+            skeleton = cls(cfg, n_users, n_items)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DataError(f"malformed model section: {err!r}", path=cfg_path, field="model") from None
+    # parameters have the config's shapes; buffers may hold data (LightGCN's edges)
+    shapes = {k: tuple(v.shape) for k, v in skeleton.named_parameters()}
+    wrong = sorted((skeleton.state_dict().keys() ^ tensors.keys())
+                   | {k for k, shape in shapes.items() if k in tensors and tuple(tensors[k].shape) != shape})
+    if wrong:
+        raise DataError(f"the weights do not match the model config ({', '.join(wrong[:5])})", path=weights)
+    try:
+        model = cls.from_tensors(cfg, n_users, n_items, tensors)
+    except RuntimeError as err:  # a buffer of the wrong shape
+        raise DataError(f"the weights do not match the model config: {err}", path=weights) from None
     return model.to(device or "cpu").eval(), config
 
 

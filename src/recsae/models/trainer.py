@@ -20,11 +20,17 @@ import torch
 from torch import Tensor
 
 from recsae.data.dataset import SplitData, SplitName
-from recsae.errors import ConfigError
+from recsae.errors import ConfigError, DataError
 from recsae.eval import EvalResult, ScoreFn, evaluate
 from recsae.io import read_json, read_tensors, write_json, write_tensors
 from recsae.models.base import Recommender, TrainableRecommender
-from recsae.models.checkpoint import WEIGHTS_FILE, checkpoint_config, data_record, save_checkpoint
+from recsae.models.checkpoint import (
+    WEIGHTS_FILE,
+    checkpoint_config,
+    data_record,
+    save_checkpoint,
+    split_fingerprint,
+)
 from recsae.models.registry import model_class
 from recsae.utils import default_device, log, progress, seed_everything
 
@@ -130,6 +136,27 @@ def _load_optim(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: 
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
+def training_record(name: str, cfg: Any, split: SplitData, seed: int, tcfg: TrainConfig) -> dict[str, Any]:
+    """What fixes a training's trajectory: a resume must match it (epochs and patience may change)."""
+    cls = model_class(name)
+    return {"model": cls.name, "model_config": dataclasses.asdict(cfg), "lr": tcfg.lr,
+            "batch_size": tcfg.batch_size or cls.default_batch_size, "weight_decay": tcfg.weight_decay,
+            "seed": seed, "split_fingerprint": split_fingerprint(split)}
+
+
+def check_resumable(out: Path, record: dict[str, Any]) -> None:
+    """ConfigError when ``out`` holds a training whose ``training_record`` is not ``record``."""
+    state = out / STATE_JSON
+    if not state.is_file():
+        return
+    saved = read_json(state).get("run", {})
+    differ = sorted({"data" if k == "split_fingerprint" else k
+                     for k in saved.keys() | record.keys() if saved.get(k) != record.get(k)})
+    if differ:
+        raise ConfigError(f"{out} holds a different training run ({', '.join(differ)} differ); "
+                          "use another output folder or delete it")
+
+
 def train_model(
     name: str,
     split: SplitData,
@@ -147,7 +174,6 @@ def train_model(
     """
     cls = model_class(name)
     cfg = cfg if cfg is not None else cls.config_class()
-    cfg_record = dataclasses.asdict(cfg)
     if not isinstance(cfg, cls.config_class):
         raise ConfigError(f"model {name!r} takes a {cls.config_class.__name__}, got {type(cfg).__name__}")
     tcfg = train_cfg or TrainConfig()
@@ -155,23 +181,21 @@ def train_model(
     gen = seed_everything(seed)
     model = cls.build(cfg, split.n_users, split.n_items, split.train).to(dev)
     tensors = model.training_tensors(split)
+    if len(tensors[0]) == 0:
+        raise DataError(f"the training interactions give {cls.name} no training examples (a sequential model "
+                        "learns from users with at least 2 training interactions)", path=split.dataset.info.get("path"))  # type: ignore[arg-type]
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     batch_size = tcfg.batch_size or cls.default_batch_size
     data = data_record(split, data_source)
-    # what fixes the training trajectory: a resume must match it (epochs and patience may change)
-    run = {"model": model.name, "model_config": cfg_record, "lr": tcfg.lr,
-           "batch_size": batch_size, "weight_decay": tcfg.weight_decay, "seed": seed,
-           "split_fingerprint": data["split_fingerprint"]}
+    run = training_record(name, cfg, split, seed, tcfg)
     train_record = dataclasses.asdict(tcfg) | {"batch_size": batch_size, "device": str(dev)}
     out = Path(out_dir) if out_dir is not None else None
 
     history: list[EpochLog] = []
     best_value, best_epoch, best_state, seconds, done = float("-inf"), 0, None, 0.0, False
     if out is not None and (out / STATE_JSON).is_file():
+        check_resumable(out, run)
         st = read_json(out / STATE_JSON)
-        if st["run"] != run:
-            raise ConfigError(f"{out} holds a different training run (model, options, seed or data); "
-                              "use another output folder or delete it")
         saved = read_tensors(out / STATE_TENSORS)
         model.load_state_dict({k[6:]: v for k, v in saved.items() if k.startswith("model.")})
         _load_optim(opt, saved, st["param_groups"])

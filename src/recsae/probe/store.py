@@ -73,7 +73,12 @@ class ActivationStore:
         for key in ("d", "n_rows", "shards"):
             if key not in meta:
                 raise DataError("missing", path=meta_path, field=key)
-        d, n_rows = int(meta["d"]), int(meta["n_rows"])
+        for key in ("d", "n_rows"):
+            if not isinstance(meta[key], int) or isinstance(meta[key], bool) or meta[key] < 0:
+                raise DataError(f"expected a count (an integer >= 0), found {meta[key]!r}", path=meta_path, field=key)
+        if not isinstance(meta["shards"], list):
+            raise DataError(f"expected a list of shards, found {meta['shards']!r}", path=meta_path, field="shards")
+        d, n_rows = meta["d"], meta["n_rows"]
         shards = [_open_shard(path, entry, d, meta_path) for entry in meta["shards"]]
         if sum(len(s) for s in shards) != n_rows:
             raise DataError(
@@ -147,16 +152,16 @@ class ActivationStore:
 
 
 def _open_shard(folder: Path, entry: Any, d: int, meta_path: Path) -> np.ndarray:
-    if not isinstance(entry, dict) or "file" not in entry or "rows" not in entry:
-        raise DataError("each shard entry needs 'file' and 'rows'", path=meta_path, field="shards")
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) or not isinstance(entry.get("rows"), int):
+        raise DataError("each shard entry needs 'file' (a name) and 'rows' (a count)", path=meta_path, field="shards")
     shard_path = folder / str(entry["file"])
     if Path(entry["file"]).name != entry["file"]:
         raise DataError("shard file names must not contain folders", path=meta_path, field="shards")
     try:
         arr = np.load(shard_path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:  # EOFError: an empty file
         raise DataError(f"unreadable shard: {err}", path=shard_path) from err
-    if arr.dtype != np.float32 or arr.ndim != 2 or arr.shape[1] != d or arr.shape[0] != int(entry["rows"]):
+    if arr.dtype != np.float32 or arr.ndim != 2 or arr.shape[1] != d or arr.shape[0] != entry["rows"]:
         raise DataError(
             f"shard is {arr.dtype} {arr.shape}, expected float32 ({entry['rows']}, {d})",
             path=shard_path,

@@ -370,15 +370,21 @@ class TopKSAE(nn.Module):
             raise DataError(f"not an SAE checkpoint folder (needs {CFG_FILE} and {WEIGHTS_FILE})", path=path_dir)
         meta = read_json(cfg_path)
         check_format_version(meta, cfg_path)
-        cfg = SaeConfig.from_dict(meta["sae"])
-        sae = cls(cfg)
+        try:
+            cfg = SaeConfig.from_dict(meta["sae"])
+        except (KeyError, TypeError, ValueError) as err:  # a value of the wrong type, say
+            raise DataError(f"malformed sae config: {err!r}", path=cfg_path, field="sae") from None
         tensors = read_tensors(path_dir / WEIGHTS_FILE)
-        # Checkpoints written before selection_bias existed load with a zero bias.
-        tensors.setdefault("selection_bias", torch.zeros(cfg.m))
-        expected = {n: tuple(t.shape) for n, t in sae.state_dict().items()}
+        # checked before anything of the config's size is allocated: a damaged config could ask for any amount
+        m, d = cfg.m, cfg.d_in
+        expected = {"W_enc": (m, d), "b_enc": (m,), "W_dec": (m, d), "b_dec": (d,), "selection_bias": (m,)}
         got = {n: tuple(t.shape) for n, t in tensors.items()}
+        got.setdefault("selection_bias", (m,))
         if got != expected:
             raise DataError(f"weights {got} do not match the config's shapes {expected}", path=path_dir / WEIGHTS_FILE)
+        # Checkpoints written before selection_bias existed load with a zero bias.
+        tensors.setdefault("selection_bias", torch.zeros(m))
+        sae = cls(cfg)
         sae.load_state_dict(tensors)
         if device is not None:
             sae.to(device)

@@ -12,9 +12,12 @@ import csv
 import gzip
 import io
 import lzma
+import math
 import re
+import warnings
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -28,6 +31,13 @@ from recsae.errors import DataError
 Kind = Literal["int", "float", "str"]
 
 _EXPECTED = {"int": "an integer", "float": "a number", "str": "a value"}
+
+MAX_FLOAT = 2.0**53
+"""Largest magnitude of a float value (timestamps, ratings): beyond it float64 no longer holds
+every integer, so distinct timestamps could compare equal. Seconds, milliseconds and
+microseconds since 1970 fit; 'nan', 'inf' and 1e300 do not."""
+
+_INT64 = (-(2**63), 2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,7 @@ def _readable(path: Path) -> Iterator[None]:
     """Turn I/O errors (a bad gzip header, a truncated archive) into a DataError naming the file."""
     try:
         yield
-    except (OSError, EOFError, lzma.LZMAError) as err:
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as err:
         hint = " (damaged or truncated archive?)" if path.suffix.lower() in (".gz", ".bz2", ".xz") else ""
         raise DataError(f"cannot read{hint}: {err}", path=path) from None
 
@@ -67,9 +77,11 @@ def _decoded_lines(handle: Iterable[bytes], encoding: str, path: Path) -> Iterat
     """Decode line by line, so that a bad byte is reported on its own line."""
     for lineno, raw in enumerate(handle, start=1):
         try:
-            yield raw.decode(encoding)
+            text = raw.decode(encoding)
         except UnicodeDecodeError:
             raise DataError(f"not valid {encoding} text", path=path, line=lineno) from None
+        # a byte-order mark (spreadsheet exports) is not part of the first field
+        yield text.removeprefix("\ufeff") if lineno == 1 else text
 
 
 def _split_lines(lines: Iterator[str], sep: str) -> Iterator[tuple[int, list[str]]]:
@@ -93,19 +105,25 @@ def _check_value(value: str, col: Column, path: Path, lineno: int) -> None:
         return
     try:
         if col.kind == "int":
-            int(value)
+            number: float = int(value)
+            ok, expected = _INT64[0] <= number <= _INT64[1], "an integer within the 64-bit range"
         elif col.kind == "float":
-            float(value)
+            number = float(value)
+            ok, expected = math.isfinite(number) and abs(number) <= MAX_FLOAT, f"a finite number within ±{MAX_FLOAT:.4g}"
+        else:
+            return
     except ValueError:
         raise DataError(
             f"expected {_EXPECTED[col.kind]}, found {value[:40]!r}", path=path, line=lineno, field=col.name
         ) from None
+    if not ok:
+        raise DataError(f"expected {expected}, found {value[:40]!r}", path=path, line=lineno, field=col.name)
 
 
 def _scan(path: Path, sep: str, names: Sequence[str], header: bool, columns: Sequence[Column], encoding: str) -> None:
     """Find and raise the first malformed line (called only after the fast parser objected)."""
     positions = {c.name: names.index(c.name) for c in columns}
-    with _open_binary(path) as handle:
+    with _readable(path), _open_binary(path) as handle:
         for lineno, fields in _split_lines(_decoded_lines(handle, encoding, path), sep):
             if header and lineno == 1:
                 continue
@@ -168,7 +186,9 @@ def read_table(
     else:
         kwargs = {"sep": sep, "names": all_names, "header": 0 if header else None}
     try:
-        with _readable(path):
+        with _readable(path), warnings.catch_warnings():
+            # extra fields on the first line: pandas warns and drops them (index_col=False)
+            warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(
                 path,
                 index_col=False,  # a line with extra fields is an error, not a shifted index
@@ -179,11 +199,13 @@ def read_table(
                 engine="c",
                 **kwargs,
             )
-    except (ValueError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError, OverflowError, pd.errors.ParserWarning) as err:  # Overflow: beyond int64
         _scan(path, sep, all_names, header, columns, encoding)
         raise DataError(f"cannot parse: {err}", path=path) from None
     required = [c.name for c in columns if c.required]
-    if required and frame[required].isna().to_numpy().any():
+    floats = frame[[c.name for c in columns if c.kind == "float"]].to_numpy(dtype=np.float64)
+    out_of_range = np.abs(floats[~np.isnan(floats)]) > MAX_FLOAT  # inf too
+    if (required and frame[required].isna().to_numpy().any()) or out_of_range.any():
         _scan(path, sep, all_names, header, columns, encoding)
     return frame[wanted]
 
@@ -200,18 +222,23 @@ def _interleave(names: Sequence[str]) -> list[str]:
 def to_seconds(values: pd.Series, path: Path, field_name: str) -> np.ndarray:
     """Timestamps as float64 seconds: numbers as given, datetimes converted (Parquet columns)."""
     if pd.api.types.is_datetime64_any_dtype(values):
-        as_ns = values.astype("datetime64[ns]").astype("int64").to_numpy()
-        return as_ns.astype(np.float64) / 1e9
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        # microseconds, not nanoseconds: the ns range ends in 2262 (Parquet stores later dates)
+        as_us = values.to_numpy().astype("datetime64[us]").astype(np.int64)
+        return as_us.astype(np.float64) / 1e6
     numeric = pd.to_numeric(values, errors="coerce")
-    bad = numeric.isna() & values.notna()
+    seconds = numeric.to_numpy(dtype=np.float64)
+    bad = (numeric.isna() & values.notna()).to_numpy() | (np.abs(np.nan_to_num(seconds)) > MAX_FLOAT)
     if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
+        row = int(np.flatnonzero(bad)[0])
         raise DataError(
-            f"row {row + 1}: expected a numeric or datetime timestamp, found {str(values.iloc[row])[:40]!r}",
+            f"row {row + 1}: expected a numeric or datetime timestamp, finite and within ±{MAX_FLOAT:.4g}, "
+            f"found {str(values.iloc[row])[:40]!r}",
             path=path,
             field=field_name,
         )
-    return numeric.to_numpy(dtype=np.float64)
+    return seconds
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,7 +278,8 @@ def normalise_ids(values: np.ndarray | pd.Series) -> np.ndarray:
         return arr.astype(np.int64)
     series = pd.Series(arr, dtype=str)
     if len(series) and series.str.fullmatch(_CANONICAL_INT.pattern).all():
-        return series.astype(np.int64).to_numpy()
+        with suppress(OverflowError):  # ids beyond int64 (hashes, say) stay strings
+            return series.astype(np.int64).to_numpy()
     return series.to_numpy(dtype=object)
 
 
@@ -271,7 +299,7 @@ def _lookup(catalog_ids: np.ndarray, wanted: np.ndarray, path: Path | None, what
     keys = pd.Index(normalise_ids(catalog_ids))
     if not keys.is_unique:
         dup = keys[keys.duplicated()][0]
-        raise DataError(f"duplicate {what} id {dup!r}; every id must appear once", path=path)
+        raise DataError(f"duplicate {what} id {dup}; every id must appear once", path=path)
     if keys.dtype != wanted.dtype:
         keys = pd.Index(keys.astype(str))
         wanted = wanted.astype(str)
