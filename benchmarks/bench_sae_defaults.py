@@ -68,9 +68,15 @@ def fidelity(model: Any, sae: Any, store: ActivationStore, split: Any, train_mea
     }
 
 
-def interpretation(model: Any, sae: Any, store: ActivationStore, split: Any, seed: int) -> dict[str, Any]:
+def interpretation(model: Any, sae: Any, store: ActivationStore, split: Any, seed: int,
+                   random_done: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The rule test, causal faithfulness and 1-unit probing of the SAE and (unless an earlier
+    variant of the same shape measured it: ``random_done``) of the untrained SAE of its shape."""
     inputs = run_inputs(model, sae, store, split, seed=seed)
     inputs.pop("neuron_acts")  # the neurons do not depend on the SAE recipe
+    if random_done is not None:
+        for key in ("random_acts", "random_decoder", "random_decoder_bias"):
+            inputs.pop(key)
     t0 = time.perf_counter()
     res = interpret(**inputs, cfg=InterpretConfig(seed=seed, probe=ProbeConfig(ks=(1,))))
     s = res.summary
@@ -79,10 +85,15 @@ def interpretation(model: Any, sae: Any, store: ActivationStore, split: Any, see
         out[family] = {
             "share_interpretable": summ.get("share_interpretable"),
             "faithful": s.get("faithful", {}).get(family),
+            "explained_by_interpretable": s["explained_by_interpretable"].get(family),
         }
+    if random_done is not None:
+        out["random_sae"] = random_done["random_sae"] | {"from_variant": random_done["name"]}
     out["shuffled_median_confidence"] = s["shuffled_control"].get("median_confidence")
     out["sparse_probing_k1"] = {f: v["by_k"][0]["mean_auc"] for f, v in s.get("sparse_probing", {}).items()
                                 if isinstance(v, dict) and v.get("by_k")}
+    if random_done is not None:
+        out["sparse_probing_k1"]["random_sae"] = random_done["sparse_probing_k1"].get("random_sae")
     return out
 
 
@@ -110,6 +121,10 @@ def main(argv: list[str] | None = None) -> None:
     results = read_json(args.out) if args.out.is_file() else {}
     results.update(command=" ".join(sys.argv), run=str(args.run), bar=BAR, versions=environment_info())
     results.setdefault("variants", {})
+    random_by_shape: dict[tuple[int, int], dict[str, Any]] = {  # the untrained SAE is measured once per shape
+        (SaeConfig.from_dict(r["sae"]).m, r["sae"]["k"]): r["interpret"] | {"name": n}
+        for n, r in results["variants"].items() if "interpret" in r and "from_variant" not in r["interpret"]["random_sae"]
+    }
     for name in names:
         sae_over, train_over = VARIANTS[name]
         cfg = SaeConfig(d_in=store.d, **({"expansion": 32, "k": 32} | sae_over))
@@ -126,7 +141,9 @@ def main(argv: list[str] | None = None) -> None:
                                 and row["top10_overlap"] >= BAR["top10_overlap"]
                                 and row["dead_fraction"] <= BAR["dead_fraction"])
         if args.interpret:
-            row["interpret"] = interpretation(model, trained.sae, store, split, args.seed)
+            shape = (cfg.m, cfg.k)
+            row["interpret"] = interpretation(model, trained.sae, store, split, args.seed, random_by_shape.get(shape))
+            random_by_shape.setdefault(shape, row["interpret"] | {"name": name})
         print(f"{name:<18} valid FVU {row['valid_fvu']:.4f}  retention {row['retention']:.3f}  "
               f"top-10 overlap {row['top10_overlap']:.3f}  dead {row['dead_fraction']:.3f}  "
               f"bar {'yes' if row['meets_bar'] else 'no'}", flush=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from recsae.data.registry import DatasetOptions
@@ -109,6 +111,65 @@ def test_refused_rerun_changes_nothing_on_disk(tiny_run: Path, tmp_path: Path) -
         with pytest.raises(ConfigError, match="holds a different training run"):
             run_pipeline(tiny_run, cfg)
         assert _snapshot(tiny_run) == before, f"a rerun with another {what} wrote into the run folder"
+
+
+def _mtimes(run: Path, paths: list[str]) -> dict[str, int]:
+    return {p: (run / p).stat().st_mtime_ns for p in paths}
+
+
+@pytest.mark.slow
+def test_a_changed_sae_option_redoes_the_sae_and_every_later_stage_and_the_summary_matches_the_disk(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    model_before = (run / "model/model.safetensors").read_bytes()
+    store_before = _mtimes(run, ["activations/meta.json"])
+    later = ["sae/sae.safetensors", "interpretation.parquet", "steer.json"]
+    before = _mtimes(run, later)
+    summary = run_pipeline(run, tiny_config(sae_k=4))
+    assert (run / "model/model.safetensors").read_bytes() == model_before
+    assert _mtimes(run, ["activations/meta.json"]) == store_before  # the model did not change: same store
+    after = _mtimes(run, later)
+    assert all(after[p] != before[p] for p in later)
+    assert read_json(run / "sae/cfg.json")["sae"]["k"] == 4 == summary["config"]["sae_k"]
+    assert read_json(run / "controls/seed_sae/sae/cfg.json")["sae"]["k"] == 4
+    assert summary["sae"]["l0"] <= 4
+    assert read_json(run / "summary.json")["fingerprints"] == summary["fingerprints"]
+
+
+@pytest.mark.slow
+def test_a_changed_interpretation_option_redoes_only_interpretation_steering_and_report(
+    tiny_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    kept = ["sae/sae.safetensors", "splice.json", "controls/random_model/sae/sae.safetensors"]
+    redone = ["interpretation.parquet", "steer.json", "report/index.html"]
+    before_kept, before_redone = _mtimes(run, kept), _mtimes(run, redone)
+    summary = run_pipeline(run, tiny_config(causal=False))
+    assert _mtimes(run, kept) == before_kept
+    after = _mtimes(run, redone)
+    assert all(after[p] != before_redone[p] for p in redone)
+    assert "faithful" not in summary["interpret"]  # the summary describes the new interpretation
+    assert "faith_effect" not in pd.read_parquet(run / "interpretation.parquet").columns
+
+
+def test_a_stage_with_other_inputs_never_resumes_their_partial_outputs(tmp_path: Path) -> None:
+    from recsae.pipeline import Run
+
+    run = Run(tmp_path, tiny_config())
+    (tmp_path / "sae").mkdir()
+    (tmp_path / "sae" / "partial.bin").write_bytes(b"x")
+    (tmp_path / "steer.json").write_text("{}")
+    run.summary["started"] = {"sae": "another-fingerprint"}
+    run.begin("sae")
+    assert not (tmp_path / "sae").exists() and not (tmp_path / "steer.json").exists()
+    (tmp_path / "sae").mkdir()
+    (tmp_path / "sae" / "partial.bin").write_bytes(b"x")
+    run.begin("sae")  # a killed attempt with the same inputs: its partial state is kept for the trainer
+    assert (tmp_path / "sae" / "partial.bin").is_file()
+    assert read_json(tmp_path / "summary.json")["started"]["sae"] == run.fingerprints["sae"]
 
 
 def test_stages_stop_after_the_last_requested_one(tmp_path: Path) -> None:

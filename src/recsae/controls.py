@@ -13,6 +13,7 @@ is reused only when the record of what it was trained from (``source.json``) is 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -72,7 +73,8 @@ def _fresh(folder: Path, source: dict[str, Any]) -> bool:
     """True when ``folder`` holds a finished control trained from ``source``; otherwise the
     folder is emptied so that nothing stale is resumed."""
     path = folder / SOURCE_FILE
-    if path.is_file() and read_json(path) == source and (folder / "sae" / "cfg.json").is_file():
+    as_written = json.loads(json.dumps(source))  # tuples read back as lists
+    if path.is_file() and read_json(path) == as_written and (folder / "sae" / "cfg.json").is_file():
         return True
     if folder.exists():
         shutil.rmtree(folder)

@@ -1,8 +1,12 @@
 """``recsae run``: data → model → harvest → SAE → splice → interpret → steer → report.
 
 Every stage writes its outputs atomically into the run folder and ``summary.json`` is
-rewritten after each one, so a killed run keeps what it finished; a rerun with the same
-folder resumes (finished stages are loaded, not redone) unless ``force``.
+rewritten after each one, so a killed run keeps what it finished. Each stage has a fingerprint
+(a hash of its options and of the previous stage's fingerprint, ``stage_fingerprints``): a
+rerun with the same folder reuses a finished stage only when its fingerprint is unchanged,
+resumes a killed stage only when it had the same inputs, and otherwise redoes it and every
+later stage, removing their outputs first, so ``summary.json`` always describes what is on disk.
+``force`` redoes everything.
 """
 
 from __future__ import annotations
@@ -67,6 +71,12 @@ class RunConfig:
     """Load balancing of latent usage (``SaeTrainConfig.balance_rate``; 0: plain TopK). Without
     it most latents of a 2,048-latent SAE on a 64-d representation fire on almost no rows and
     cannot be interpreted or validated."""
+    sae_balance_until: float = 1.0
+    """Share of the SAE's training rows after which balancing stops and its selection bias decays
+    to zero by the end (``SaeTrainConfig.balance_until``; 1.0: balanced throughout)."""
+    sae_aux_relu: bool = True
+    """AuxK reads the dead latents' pre-activations through the ReLU (``SaeConfig.aux_relu``);
+    False lets it revive latents whose pre-activation is negative on every row."""
     controls: bool = True
     """Train the controls beside the SAE (an SAE on the untrained model's representations, and
     the SAE again with another seed) and interpret them through the same pipeline."""
@@ -92,6 +102,40 @@ class RunConfig:
 
 
 STAGES = ("model", "sae", "interpret", "steer", "report")
+
+STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
+    # what each stage writes into the run folder (the model stage resumes through its trainer)
+    "model": ("activations",),
+    "sae": ("sae", "splice.json", "random_sae", "controls"),
+    "interpret": ("interpretation.parquet", "interpret.json"),
+    "steer": ("steer.json",),
+    "report": ("report", "report_data"),
+}
+"""Run-folder entries per stage; a stage redone for new inputs removes its own and every later
+stage's entries first, so nothing stale is ever read back."""
+
+
+def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
+    """A fingerprint per stage: a hash of the options the stage reads and of the fingerprint of
+    the stage before it, so a changed option changes its stage's and every later stage's."""
+    import hashlib
+    import json
+
+    model_opts, train_opts = model_settings(cfg)
+    parts: dict[str, Any] = {
+        "model": {"data": cfg.data.to_dict(), "data_kwargs": cfg.data_kwargs, "protocol": cfg.protocol,
+                  "model": cfg.model, "model_opts": model_opts, "train": train_opts, "seed": cfg.seed},
+        "sae": {"k": cfg.sae_k, "expansion": cfg.sae_expansion, "aux_relu": cfg.sae_aux_relu,
+                "train": _sae_train_config(cfg).to_dict(), "controls": cfg.controls},
+        "interpret": {"causal": cfg.causal, "seed": cfg.seed},
+        "steer": {"concepts": list(cfg.steer_concepts), "seed": cfg.seed},
+    }
+    out: dict[str, str] = {}
+    previous = ""
+    for stage, opts in parts.items():
+        text = json.dumps({"after": previous, "options": opts}, sort_keys=True, default=str)
+        previous = out[stage] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return out
 
 PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {
     # (dataset, model) -> (model options, training options), measured to train well and fast.
@@ -154,9 +198,45 @@ class Run:
         self.summary: dict[str, Any] = read_json(prior) if prior.is_file() else {}
         self.summary.update(format_version=FORMAT_VERSION, seed=cfg.seed, config=cfg.to_dict(), versions=environment_info())
         self.summary.setdefault("seconds", {})
+        self.fingerprints = stage_fingerprints(cfg)
 
     def save(self) -> None:
         write_json(self.out / SUMMARY, self.summary)
+
+    def reusable(self, stage: str, *files: str) -> bool:
+        """True when ``stage`` finished for exactly the current inputs (same fingerprint) and its
+        ``files`` are on disk."""
+        done = self.summary.get("fingerprints", {}).get(stage)
+        return done == self.fingerprints[stage] and all((self.out / f).exists() for f in files)
+
+    def _forget(self, stages: tuple[str, ...], files: bool = True) -> None:
+        import shutil
+
+        for name in stages:
+            for entry in STAGE_OUTPUTS.get(name, ()) if files else ():
+                path = self.out / entry
+                if path.is_dir():
+                    shutil.rmtree(path)
+                elif path.exists():
+                    path.unlink()
+            self.summary.pop(name, None)
+            for marks in ("fingerprints", "started"):
+                self.summary.get(marks, {}).pop(name, None)
+
+    def begin(self, stage: str) -> None:
+        """Prepare to compute ``stage``: every later stage's outputs and summary parts go (they
+        would be stale); the stage's own partial outputs are kept only when a killed attempt
+        had the same inputs, so that its trainer resumes them, and removed otherwise."""
+        i = STAGES.index(stage)
+        resumable = self.summary.get("started", {}).get(stage) == self.fingerprints[stage]
+        self._forget(STAGES[i + 1:])
+        self._forget((stage,), files=not resumable)
+        self.summary.setdefault("started", {})[stage] = self.fingerprints[stage]
+        self.save()
+
+    def done(self, stage: str) -> None:
+        """Record that ``stage`` now holds the results of the current inputs."""
+        self.summary.setdefault("fingerprints", {})[stage] = self.fingerprints[stage]
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -169,7 +249,8 @@ class Run:
 
 
 def _sae_train_config(cfg: RunConfig) -> SaeTrainConfig:
-    return SaeTrainConfig(epochs=cfg.sae_epochs, min_rows=cfg.sae_min_rows, seed=cfg.seed, balance_rate=cfg.sae_balance)
+    return SaeTrainConfig(epochs=cfg.sae_epochs, min_rows=cfg.sae_min_rows, seed=cfg.seed, balance_rate=cfg.sae_balance,
+                          balance_until=cfg.sae_balance_until)
 
 
 def _check_options(cfg: RunConfig) -> None:
@@ -197,6 +278,8 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
     seed_everything(cfg.seed)
     device = default_device(cfg.device)
     run = Run(out, cfg)
+    if force:  # nothing of an earlier attempt is resumed
+        run.summary.pop("started", None)
     # the model and the SAE are needed by every later stage: they run (or resume) whenever a
     # stage at or after them is asked for
     last = max((STAGES.index(s) for s in cfg.stages), default=-1)
@@ -215,19 +298,25 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
     if last < STAGES.index("model"):
         return run.summary
     with run.stage("model"):
+        if force or not run.reusable("model"):
+            run.begin("model")  # the trainer itself resumes the model, or refuses other options
         model = _model_stage(run, split, device, force)
+        run.done("model")
     if last < STAGES.index("sae"):
         return run.summary
     with run.stage("sae"):
         sae, store = _sae_stage(run, model, split, device, force)
         controls = _controls(run, split, store, sae, device) if run.cfg.controls else None
+        run.done("sae")
     table, codes = None, None
     if last >= STAGES.index("interpret"):
         with run.stage("interpret"):
             table, codes = _interpret_stage(run, model, sae, store, split, force, controls)
+            run.done("interpret")
     if "steer" in cfg.stages and table is not None:
         with run.stage("steer"):
             _steer_stage(run, model, sae, split, table, force)
+            run.done("steer")
     if "report" in cfg.stages:
         with run.stage("report"):
             _report_stage(run, split, table, codes, sae, store)
@@ -316,11 +405,11 @@ def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, for
     from recsae.sae.model import TopKSAE
     from recsae.sae.splice import run_sae_stage, splice_summary
 
-    finished = (run.out / "splice.json").is_file() and (run.out / "sae" / "cfg.json").is_file()
-    if finished and not force and "sae" in run.summary:
+    if not force and run.reusable("sae", "splice.json", "sae/cfg.json", "activations/meta.json"):
         log.info("sae: reusing %s", run.out / "sae")
         return TopKSAE.load(run.out / "sae", device), ActivationStore.open(run.out / "activations")
-    sae_cfg = SaeConfig(d_in=model.dim, expansion=run.cfg.sae_expansion, k=run.cfg.sae_k)
+    run.begin("sae")
+    sae_cfg = SaeConfig(d_in=model.dim, expansion=run.cfg.sae_expansion, k=run.cfg.sae_k, aux_relu=run.cfg.sae_aux_relu)
     result = run_sae_stage(model, split, run.out, sae_cfg, _sae_train_config(run.cfg), checkpoint=run.out / "model",
                            device=device, force=force)
     run.summary["sae"] = splice_summary(result.splice)
@@ -351,9 +440,10 @@ def _interpret_stage(
     from recsae.sae.splice import RANDOM_SAE_DIR
 
     table_path = run.out / TABLE_FILE
-    if table_path.is_file() and not force and "interpret" in run.summary:
+    if not force and run.reusable("interpret", TABLE_FILE):
         log.info("interpret: reusing %s", table_path)
         return read_interpretation(run.out), None
+    run.begin("interpret")
     baseline = run.out / RANDOM_SAE_DIR
     random_sae = TopKSAE.load(baseline, sae.device) if (baseline / "cfg.json").is_file() else None
     random_model = None
@@ -392,9 +482,10 @@ def _steer_stage(run: Run, model: Any, sae: Any, split: SplitData, table: Any, f
     from recsae.steer.study import SteerConfig, run_steer, steer_summary
 
     path = run.out / "steer.json"
-    if path.is_file() and not force and "steer" in run.summary:
+    if not force and run.reusable("steer", "steer.json"):
         log.info("steer: reusing %s", path)
         return
+    run.begin("steer")
     meta = split.dataset.item_meta
     items = ConceptItems.from_vocabulary(meta, build_vocabulary(meta, item_popularity(split.train.values, split.n_items)))
     cfg = SteerConfig(concepts=run.cfg.steer_concepts, seed=run.cfg.seed)

@@ -64,8 +64,24 @@ def dataset_info(split: SplitData) -> dict[str, Any]:
     }
 
 
+def checkpoint_digest(checkpoint: str | Path | None) -> str | None:
+    """SHA-256 of a checkpoint folder's weights (``model.safetensors``), None without one: what
+    a store was harvested from, wherever the run folder has moved since."""
+    import hashlib
+
+    weights = Path(checkpoint) / "model.safetensors" if checkpoint is not None else None
+    if weights is None or not weights.is_file():
+        return None
+    digest = hashlib.sha256()
+    with weights.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def model_info(model: Recommender, max_len: int, checkpoint: str | Path | None = None) -> dict[str, Any]:
-    """JSON-ready description of the harvested model (name, class, width, window, checkpoint)."""
+    """JSON-ready description of the harvested model (name, class, width, window, checkpoint and
+    the digest of its weights)."""
     return {
         "name": getattr(model, "name", type(model).__name__),
         "class": f"{type(model).__module__}.{type(model).__qualname__}",
@@ -73,6 +89,7 @@ def model_info(model: Recommender, max_len: int, checkpoint: str | Path | None =
         "max_len": max_len,
         "dim": model.dim,
         "checkpoint": None if checkpoint is None else str(checkpoint),
+        "weights_sha256": checkpoint_digest(checkpoint),
     }
 
 

@@ -41,7 +41,14 @@ from recsae.errors import ConfigError, DataError
 from recsae.eval import DEFAULT_KS, evaluate, mask_history
 from recsae.io import write_json
 from recsae.models.base import Recommender
-from recsae.probe.harvest import dataset_info, frozen, harvest, model_device, model_max_len
+from recsae.probe.harvest import (
+    checkpoint_digest,
+    dataset_info,
+    frozen,
+    harvest,
+    model_device,
+    model_max_len,
+)
 from recsae.probe.store import ActivationStore
 from recsae.sae.config import SaeConfig, SaeTrainConfig
 from recsae.sae.metrics import evaluate_sae
@@ -388,6 +395,15 @@ def untrained_baseline(cfg: SaeConfig, x: np.ndarray, seed: int, device: torch.d
     return TopKSAE.random_like(cfg, seed=seed, device=device, x_sample=sample.to(device))
 
 
+def _same_model(recorded: dict[str, Any], checkpoint: str | Path | None) -> bool:
+    """Was the store harvested from ``checkpoint``? By the digest of its weights when both have
+    one (a moved run folder still matches, retrained weights do not), else by the path."""
+    digest = checkpoint_digest(checkpoint)
+    if digest is not None and recorded.get("weights_sha256") is not None:
+        return bool(recorded["weights_sha256"] == digest)
+    return recorded.get("checkpoint") == (None if checkpoint is None else str(checkpoint))
+
+
 def _reusable_store(
     path: Path, model: Recommender, split: SplitData, last_only: bool, checkpoint: str | Path | None
 ) -> ActivationStore | None:
@@ -404,7 +420,7 @@ def _reusable_store(
         and meta.get("last_only") == (last_only or not model.sequential)
         and meta.get("dataset") is not None
         and meta["dataset"] == dataset_info(split)
-        and meta.get("model", {}).get("checkpoint") == (None if checkpoint is None else str(checkpoint))
+        and _same_model(meta.get("model", {}), checkpoint)
         and store.d == model.dim
     )
     return store if same else None
