@@ -224,3 +224,20 @@ def test_unusable_data_fails_with_one_line_before_the_run_folder_is_made(
     assert len(errors) == 1 and expected in errors[0], err
     assert "Traceback" not in err
     assert not out.exists()
+
+
+def test_run_option_defaults_are_the_run_configs() -> None:
+    import dataclasses
+
+    import typer.main
+
+    from recsae.cli import app
+    from recsae.pipeline import RunConfig
+
+    command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    defaults = {p.name: p.default for p in command.params}
+    fields = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+    names = {"k": "sae_k", "expansion": "sae_expansion", "sae_epochs": "sae_epochs", "sae_min_rows": "sae_min_rows",
+             "sae_balance": "sae_balance", "sae_balance_until": "sae_balance_until", "sae_aux_relu": "sae_aux_relu",
+             "controls": "controls", "causal": "causal", "epochs": "epochs", "seed": "seed", "model": "model"}
+    assert {cli: defaults[cli] for cli in names} == {cli: fields[field] for cli, field in names.items()}

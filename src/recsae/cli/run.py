@@ -55,7 +55,11 @@ def run(
     expansion: Annotated[int, typer.Option(help="SAE: latents per input dimension.")] = 32,
     sae_epochs: Annotated[int, typer.Option(help="SAE: passes over the training rows.")] = 16,
     sae_min_rows: Annotated[int, typer.Option(help="SAE: train on at least this many rows in all (more passes on a small store, at most 100; 0: exactly --sae-epochs).")] = 1_500_000,
-    sae_balance: Annotated[float, typer.Option(help="SAE: load-balancing rate of latent usage (0: plain TopK).")] = 0.03,
+    sae_balance: Annotated[float, typer.Option(help="SAE: load-balancing rate of latent usage (0: plain TopK). It evens out how often latents fire and helps the rule test, which an untrained SAE also passes, at a cost in fidelity and in sparse probing.")] = 0.0,
+    sae_balance_until: Annotated[float, typer.Option(help="SAE: share of the training after which balancing stops and its bias decays to zero (1: throughout).")] = 1.0,
+    sae_aux_relu: Annotated[bool, typer.Option("--sae-aux-relu/--sae-aux-raw", help="SAE: AuxK reads dead latents' pre-activations through the ReLU, or raw (the default), which revives latents that never pre-activate.")] = False,
+    controls: Annotated[bool, typer.Option("--controls/--no-controls", help="Train an SAE on the untrained model and a second-seed SAE beside the SAE, and interpret them as controls.")] = True,
+    causal: Annotated[bool, typer.Option("--causal/--no-causal", help="Test every validated unit's causal faithfulness (SAE and controls).")] = True,
     concept: Annotated[list[str] | None, typer.Option("--concept", help="Concept to steer toward, e.g. "
                                                       "genre=Horror (repeatable; default: chosen automatically).")] = None,
     stages: Annotated[str, typer.Option(help="Comma-separated stages to run: model,sae,interpret,steer,report. The model and SAE "
@@ -85,6 +89,10 @@ def run(
         sae_expansion=expansion,
         sae_epochs=sae_epochs,
         sae_balance=sae_balance,
+        sae_balance_until=sae_balance_until,
+        sae_aux_relu=sae_aux_relu,
+        controls=controls,
+        causal=causal,
         sae_min_rows=sae_min_rows,
         steer_concepts=tuple(concept or ()),
         stages=tuple(s.strip() for s in stages.split(",") if s.strip()),

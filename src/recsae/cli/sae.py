@@ -38,7 +38,7 @@ def train_command(
                                           "passes (at most 100). 0: exactly --epochs.")] = RUN_MIN_ROWS,
     lr: Annotated[float, typer.Option(help="Peak Adam learning rate.")] = SaeTrainConfig.lr,
     batch_size: Annotated[int, typer.Option(help="Rows per optimizer step.")] = 4096,
-    balance: Annotated[float, typer.Option(help="Load-balancing rate of latent usage (0: plain TopK).")] = 0.03,
+    balance: Annotated[float, typer.Option(help="Load-balancing rate of latent usage (0: plain TopK).")] = 0.0,
     patience: Annotated[Optional[int], typer.Option(help="Early stop after this many epochs without a better validation FVU.")] = None,  # noqa: UP045
     last_only: Annotated[bool, typer.Option("--last-only", help="Harvest only the last position of each history.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the SAE's initialisation and row order.")] = 0,
