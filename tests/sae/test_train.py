@@ -319,3 +319,9 @@ def test_resume_of_a_state_without_a_validation_fvu_yet_continues(tmp_path) -> N
     assert json.loads((tmp_path / "train_state" / "state.json").read_text())["state"]["best_fvu"] is None
     resumed = train_sae(x[:1000], CFG, TC, valid=x[1000:], out_dir=tmp_path, device="cpu")
     assert len(resumed.history) == 2 and math.isfinite(resumed.history[1]["valid_fvu"])
+
+
+def test_epoch_log_gives_no_never_pre_activate_note_when_auxk_reads_raw_pre_activations() -> None:
+    rec = {"epoch": 3, "loss": 0.1, "fvu": 0.05, "auxk": 1.2, "dead_fraction": 0.2, "l0": 8.0, "rows_per_s": 1e4}
+    assert "never pre-activate" in train_mod._format_record(rec, aux_relu=True)
+    assert "never pre-activate" not in train_mod._format_record(rec, aux_relu=False)

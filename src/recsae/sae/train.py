@@ -243,7 +243,7 @@ def train_sae(
                 state["bad_epochs"] += 1
         history.append(rec)
         if epoch % train_cfg.log_every == 0 or state["epoch"] + 1 >= n_epochs:
-            log.info(_format_record(rec))
+            log.info(_format_record(rec, cfg.aux_relu))
         if callback is not None and callback(sae, rec):
             stopped = True
         if train_cfg.patience is not None and state["bad_epochs"] >= train_cfg.patience:
@@ -326,7 +326,7 @@ def prediction_kl(x: Tensor, x_hat: Tensor, items: Tensor, temperature: float = 
     return (logp.exp() * (logp - logq)).sum(1).mean()
 
 
-def _format_record(rec: dict[str, Any]) -> str:
+def _format_record(rec: dict[str, Any], aux_relu: bool = True) -> str:
     line = (
         f"sae epoch {rec['epoch']}: loss {rec['loss']:.4f} fvu {rec['fvu']:.4f} auxk {rec['auxk']:.4f} "
         f"dead {rec['dead_fraction']:.3f} l0 {rec['l0']:.1f} ({rec['rows_per_s']:.0f} rows/s)"
@@ -335,7 +335,7 @@ def _format_record(rec: dict[str, Any]) -> str:
         line += f" kl {rec['kl']:.4f}"
     if "valid_fvu" in rec:
         line += f" | valid fvu {rec['valid_fvu']:.4f} silent {rec['valid_dead_fraction']:.3f}"
-    if rec["dead_fraction"] > 0 and rec["auxk"] >= 1.0 - 1e-6:
+    if aux_relu and rec["dead_fraction"] > 0 and rec["auxk"] >= 1.0 - 1e-6:
         # AuxK rebuilds the residual from dead latents' positive pre-activations; it is exactly 1
         # when the dead latents left have none on any row, which is not a bug.
         line += " (auxk 1: the dead latents never pre-activate, nothing to revive)"
