@@ -3,7 +3,7 @@
 For a finished ``recsae run`` folder (its model and activation store), each variant trains an
 SAE on the store's training rows and reports, side by side:
 
-- fidelity (METHOD.md §3): validation FVU, dead latents over every harvested row, spliced
+- fidelity (docs/method.md §3): validation FVU, dead latents over every harvested row, spliced
   NDCG@10 retention and top-10 overlap with the original model on the test users;
 - with ``--interpret``: the share of alive latents that pass the rule test and the share that
   is *causally faithful* (§7), for the trained SAE and for the untrained SAE of the same shape

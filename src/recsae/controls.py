@@ -1,4 +1,4 @@
-"""The controls a learned decomposition must beat (METHOD.md §7), trained beside the run's SAE.
+"""The controls a learned decomposition must beat (docs/method.md §7.2), trained beside the run's SAE.
 
 - **untrained-model SAE**: the same architecture with seeded random, untrained weights; its
   representations are harvested exactly like the trained model's, and an SAE is trained on

@@ -12,7 +12,7 @@ from recsae.sae.train import Adam
 
 
 def _dense_reference(sae: TopKSAE, x: torch.Tensor, dead: torch.Tensor | None) -> torch.Tensor:
-    """METHOD.md §2 written densely with autograd: FVU + α·AuxK."""
+    """docs/method.md §2 written densely with autograd: FVU + α·AuxK."""
     cfg = sae.cfg
     pre = (x - sae.b_dec) @ sae.W_enc.T + sae.b_enc
     a = torch.relu(pre)

@@ -1,4 +1,4 @@
-"""Synthetic interactions with planted concepts: the built-in default dataset (METHOD.md §6).
+"""Synthetic interactions with planted concepts: the built-in default dataset (docs/method.md §6).
 
 Real data has no answer key; this generator plants one. Items belong to named, overlapping
 concepts; each user prefers a few concepts (Dirichlet weights) and occasionally swaps one for a

@@ -1,4 +1,4 @@
-"""Full-ranking evaluation (METHOD.md §3): every item scored, the user's history masked,
+"""Full-ranking evaluation (docs/method.md §3.3): every item scored, the user's history masked,
 pessimistic ties, chunked over users so memory stays bounded for large catalogues.
 
 Sampled-negative ranking is available on request only, and its metric names then carry the

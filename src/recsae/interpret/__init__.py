@@ -1,4 +1,4 @@
-"""Interpretation (METHOD.md §4): concept vocabulary, per-row concept features, the concept
+"""Interpretation (docs/method.md §4): concept vocabulary, per-row concept features, the concept
 dictionary fitted on some users and validated on the others, the neuron and random-SAE
 baselines, coherence and planted-concept recovery."""
 

@@ -332,7 +332,7 @@ def interpret_units(
 
 def _sparse_probing(ctx: RowContext, prep: Prepared, acts: dict[str, Any], reps: np.ndarray | None,
                     cfg: InterpretConfig) -> dict[str, Any]:
-    """k-sparse probing (METHOD.md §7): per concept of ``cfg.probe_kinds``, does the row's next
+    """k-sparse probing (docs/method.md §7.5): per concept of ``cfg.probe_kinds``, does the row's next
     item carry it? Every family's top-k units by mean difference on the fit users feed a logistic
     probe scored on the validation users; the dense probe on the representations is the
     ceiling; ``gap_k1`` is the SAE's mean AUC minus each control's at k = 1, over the concepts

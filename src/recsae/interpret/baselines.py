@@ -1,5 +1,5 @@
 """Per-unit evidence shared by the SAE and its baselines: top-activating rows, coherence
-(METHOD.md §4, step 7), top items by decoder direction, the share of the representations the
+(docs/method.md §4.7), top items by decoder direction, the share of the representations the
 interpretable units account for, and planted-concept recovery (§6).
 
 All functions work on every unit at once (no Python loop over latents).

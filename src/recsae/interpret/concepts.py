@@ -1,4 +1,4 @@
-"""Concept vocabulary from item metadata (METHOD.md §4, step 1).
+"""Concept vocabulary from item metadata (docs/method.md §4.1).
 
 A concept is a named set of items, stored as one column of a sparse 0/1 item x concept matrix
 (row 0 is the padding item and carries nothing). Concepts come from whatever ``ItemMeta``

@@ -1,11 +1,11 @@
-"""The concept dictionary: the best rule per latent, fitted on the fit users (METHOD.md §4,
-steps 3-4), vectorised over all latents and features at once.
+"""The concept dictionary: the best rule per latent, fitted on the fit users (docs/method.md §4.3,
+§4.4), vectorised over all latents and features at once.
 
 A latent's state on each row is summarised by three 0/1 sparse matrices (``LatentStates``):
 
 - ``band``: it fires strongly: activation ≥ the ``band_quantile`` (median) of its active
   fit values (SAE latents: the non-zero ones; neurons: those in the top decile, so the top 5 %);
-- ``active``: it fires (SAE: > 0; neurons, which never rest: its top decile, METHOD.md §4.6);
+- ``active``: it fires (SAE: > 0; neurons, which never rest: its top decile, docs/method.md §4.6);
 - ``engaged``: it is not inactive; by default the same as ``active``. Rows outside ``engaged``
   are the negatives of the confidence score.
 

@@ -1,4 +1,4 @@
-"""Causal faithfulness of every unit's interpretation (METHOD.md §7).
+"""Causal faithfulness of every unit's interpretation (docs/method.md §7.4).
 
 A validated rule says *when* a unit fires; faithfulness asks whether the unit *does* what its
 rule's concept says. For each tested unit j with concept c, on held-out rows where j fires:

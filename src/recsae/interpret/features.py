@@ -1,4 +1,4 @@
-"""Per-row concept features (METHOD.md §4, step 2), as one sparse 0/1 rows x features matrix.
+"""Per-row concept features (docs/method.md §4.2), as one sparse 0/1 rows x features matrix.
 
 A row is a prefix ``histories[user][:position]`` with the model's top-K recommendations for it.
 For every concept c the features are

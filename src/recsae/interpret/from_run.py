@@ -144,7 +144,7 @@ def run_inputs(
 
 
 def seed_stability(sae: Any, second: Any, reps: np.ndarray, seed: int, threshold: float = 0.7) -> dict[str, Any]:
-    """Seed stability (METHOD.md §7): the share of ``sae``'s alive latents matched one-to-one,
+    """Seed stability (docs/method.md §7.6): the share of ``sae``'s alive latents matched one-to-one,
     with decoder cosine ≥ ``threshold``, by a latent of ``second`` (the same recipe, another
     seed), beside the floor of two untrained SAEs of the same shape (seeds ``seed`` and
     ``second``'s). Alive: in some row's top-k on ``reps``."""

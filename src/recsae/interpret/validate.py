@@ -1,4 +1,4 @@
-"""Held-out validation of the fitted rules (METHOD.md §4, steps 3 and 5).
+"""Held-out validation of the fitted rules (docs/method.md §4.3 and §4.5).
 
 Rows are split by user: a seeded random ``fit_fraction`` of the users give the fit rows, the
 others the validation rows, so no user is on both sides.
@@ -8,7 +8,7 @@ On the validation rows, for each latent j and its rule R_j:
 - **confidence** = balanced accuracy of R_j at telling apart the rows where j fires strongly
   (its ``band``, thresholds from the fit rows) from the rows where j is inactive:
   ``(P(R_j | band) + P(not R_j | inactive)) / 2``. Active rows below the band are left out, as
-  METHOD.md prescribes. Its 95 % interval is the adjusted Wald interval for a mean of two
+  docs/method.md §4.5 specifies. Its 95 % interval is the adjusted Wald interval for a mean of two
   independent proportions (each proportion p = x / n replaced by (x + 1) / (n + 2), the
   Agresti-Caffo adjustment), so a perfect score on few rows still gets a wide interval; the
   number of firing (band) and inactive rows is reported beside it.

@@ -1,4 +1,4 @@
-"""Base recommenders behind one probe interface (METHOD.md §1), their trainer and checkpoints."""
+"""Base recommenders behind one probe interface (docs/method.md §1.1), their trainer and checkpoints."""
 
 from recsae.models.base import DotProductModel, HiddenStates, Recommender, TrainableRecommender
 from recsae.models.checkpoint import load_checkpoint, save_checkpoint

@@ -1,4 +1,4 @@
-"""The one interface every recommender in recsae implements: the probe contract (METHOD.md §1).
+"""The one interface every recommender in recsae implements: the probe contract (docs/method.md §1.1).
 
 A recommender ranks items by ``score(h) = h @ E.T`` where ``h`` (B x d) is the representation it
 feeds into its prediction layer and ``E`` the item table. recsae's SAE reads ``h``, splices a

@@ -1,4 +1,4 @@
-"""Probe stage: read a frozen model's representations into an activation store (METHOD.md §1)."""
+"""Probe stage: read a frozen model's representations into an activation store (docs/method.md §1)."""
 
 from recsae.probe.embeddings import EmbeddingModel, from_embeddings, load_histories
 from recsae.probe.harvest import frozen, harvest, model_max_len

@@ -1,6 +1,6 @@
 """Embeddings mode: an activation store from exported arrays, for models outside PyTorch.
 
-Inputs (METHOD.md §1, "any dot-product model"):
+Inputs (docs/method.md §1.5):
 
 - ``user_vectors``: ``.npy`` or array, one row per user 1..n_users (row i is user i + 1), or any
   number of rows when ``provenance`` (columns ``user``, ``position``, optional ``split``,

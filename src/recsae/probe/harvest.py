@@ -1,4 +1,4 @@
-"""Harvest a frozen model's representations into an activation store (METHOD.md §1).
+"""Harvest a frozen model's representations into an activation store (docs/method.md §1).
 
 Every user's full history ``split.history("test")`` (train + valid items) is fed once, left-padded
 to the model's ``max_len``. Sequential models contribute every valid position of the final block

@@ -1,4 +1,4 @@
-"""Sparse autoencoder stage: TopK + AuxK SAE, its metrics and its trainer (METHOD.md §2).
+"""Sparse autoencoder stage: TopK + AuxK SAE, its metrics and its trainer (docs/method.md §2).
 
 The names are imported on first use, so that ``recsae.sae.config`` (which the CLI reads for
 its defaults) does not load torch.

@@ -1,4 +1,4 @@
-"""Configuration of the TopK sparse autoencoder and of its trainer (METHOD.md §2)."""
+"""Configuration of the TopK sparse autoencoder and of its trainer (docs/method.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Quality metrics of a sparse autoencoder (METHOD.md §2), computed in a streaming way.
+"""Quality metrics of a sparse autoencoder (docs/method.md §2.9), computed in a streaming way.
 
 FVU = Σ‖x − x̂‖² / Σ‖x − μ‖² with μ the mean of the whole evaluation set: the denominator is
 accumulated batch by batch with Chan's parallel-variance merge, so the batch size never changes

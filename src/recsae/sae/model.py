@@ -1,4 +1,4 @@
-"""TopK sparse autoencoder with AuxK (METHOD.md §2; Gao et al. 2024).
+"""TopK sparse autoencoder with AuxK (docs/method.md §2; Gao et al. 2024).
 
 ```
 a     = ReLU(W_enc (x - b_dec) + b_enc)       W_enc: m x d

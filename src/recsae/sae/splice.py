@@ -1,4 +1,4 @@
-"""Splice evaluation (METHOD.md §3): does the SAE keep the model's behaviour?
+"""Splice evaluation (docs/method.md §3): does the SAE keep the model's behaviour?
 
 The representation h at the last position of ``split.history(which)`` (exactly what the
 evaluator ranks from) is replaced in the model's own scoring, ``model.score(h')``, and ranked

@@ -1,4 +1,4 @@
-"""Training of the TopK + AuxK SAE (METHOD.md §2).
+"""Training of the TopK + AuxK SAE (docs/method.md §2.3).
 
 One step: encode → TopK → decode; loss = FVU (batch-normalised) + α_aux · AuxK over the latents
 dead for ``dead_window`` rows; backward; remove the gradient component parallel to each decoder

@@ -1,4 +1,4 @@
-"""Intervention (METHOD.md §5): edit SAE latents at the probe site with the error term kept,
+"""Intervention (docs/method.md §5): edit SAE latents at the probe site with the error term kept,
 h' = h + W_decᵀ (z' − z), and measure what the edit does to the recommendations against
 random-latent controls of the same size."""
 

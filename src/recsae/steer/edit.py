@@ -1,4 +1,4 @@
-"""Edits of SAE latents at the probe site, with the reconstruction error kept (METHOD.md §5).
+"""Edits of SAE latents at the probe site, with the reconstruction error kept (docs/method.md §5.1).
 
 With z the dense top-k latents of h and z' the edited latents, the edited representation is
 

@@ -1,4 +1,4 @@
-"""Measured effects of edits, each beside a random-latent control of the same size (METHOD.md §5).
+"""Measured effects of edits, each beside a random-latent control of the same size (docs/method.md §5.4).
 
 A ``SteerContext`` holds the frozen model, the SAE, the users under study and their unedited
 representations h (computed once; every edit starts from them). On top of it:
