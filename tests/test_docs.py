@@ -64,3 +64,11 @@ def test_every_citation_names_an_existing_section() -> None:
                     missing.append(f"{path.relative_to(ROOT)}:{line}: §{number}")
     assert cited > 0
     assert not missing, "docs/method.md has no such section:\n" + "\n".join(missing)
+
+
+def test_every_python_example_in_the_readme_runs_as_written() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "the README has no Python example"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
