@@ -387,7 +387,7 @@ def _confidence_histograms(run: RunData) -> dict[str, list[float]]:
 
 
 FAMILIES = {"sae": "SAE latents", "neurons": "raw neurons", "random_sae": "untrained SAE",
-            "random_model_sae": "SAE of the untrained model"}
+            "random_model_sae": "untrained-model SAE"}
 
 
 def _family(it: dict[str, Any], family: str, *keys: str) -> Any:
