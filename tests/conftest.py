@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,3 +39,24 @@ def _keep_torch_threads() -> Iterator[None]:
     yield
     if torch is not None and torch.get_num_threads() != before:
         torch.set_num_threads(before)
+
+
+CliRun = Callable[[list[str]], tuple[int, str, str]]
+"""``recsae ARGV`` in this process: (exit code, stdout, stderr)."""
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> CliRun:
+    """Run the ``recsae`` CLI in-process, as ``main`` runs it (exit codes included)."""
+    from recsae.cli import main
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

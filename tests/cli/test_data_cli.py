@@ -7,20 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from recsae.cli import main
 from recsae.cli.data import dataset_options, table_options
 from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError, DataError
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def write_plays(folder: Path) -> Path:
@@ -80,26 +69,26 @@ def test_bad_column_options_are_one_line_errors_naming_the_option(tmp_path, kwar
         dataset_options(str(path), table=table_options(**kwargs)).load()
 
 
-def test_column_options_on_anything_but_a_plain_table_exit_2(tmp_path, capsys):
-    code, _, err = run(["data", "stats", "--user-col", "uid"], capsys)  # the synthetic data
+def test_column_options_on_anything_but_a_plain_table_exit_2(tmp_path, run_cli):
+    code, _, err = run_cli(["data", "stats", "--user-col", "uid"])  # the synthetic data
     assert code == 2 and "describe a plain table" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "spec.json").write_text('{"interactions": "plays.txt", "sep": ";"}')
-    code, _, err = run(["data", "stats", "--dataset", str(tmp_path / "spec.json"), "--sep", ";"], capsys)
+    code, _, err = run_cli(["data", "stats", "--dataset", str(tmp_path / "spec.json"), "--sep", ";"])
     assert code == 2 and "JSON spec that names its own columns" in err
 
 
-def test_data_stats_and_train_take_the_column_options_and_evaluate_reloads_them(tmp_path, capsys):
+def test_data_stats_and_train_take_the_column_options_and_evaluate_reloads_them(tmp_path, run_cli):
     path = write_plays(tmp_path)
     options = ["--dataset", str(path), "--sep", ";", "--user-col", "listener", "--item-col", "artist"]
-    code, out, err = run(["data", "stats", *options, "--json"], capsys)
+    code, out, err = run_cli(["data", "stats", *options, "--json"])
     assert code == 0, err
     assert json.loads(out)["n_interactions"] == 48
     ck = tmp_path / "bpr"
-    code, out, err = run(["train", "--model", "bpr", *options, "--out", str(ck), "--epochs", "1", "--dim", "4",
-                          "--device", "cpu"], capsys)
+    code, out, err = run_cli(["train", "--model", "bpr", *options, "--out", str(ck), "--epochs", "1", "--dim", "4",
+                          "--device", "cpu"])
     assert code == 0, err
     config = json.loads((ck / "config.json").read_text())
     assert config["data"]["protocol"] == "random"  # a general model on a table without time
-    code, out, err = run(["evaluate", str(ck), "--device", "cpu"], capsys)
+    code, out, err = run_cli(["evaluate", str(ck), "--device", "cpu"])
     assert code == 0, err
     assert json.loads(out)["same_data"] is True

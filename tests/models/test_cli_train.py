@@ -7,18 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from recsae.cli import main
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
 
 def write_log(path: Path) -> Path:
     """A tiny interaction table: 60 users walking a 25-item catalogue."""
@@ -30,22 +18,22 @@ def write_log(path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_train_then_evaluate_reports_the_same_test_metrics(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_then_evaluate_reports_the_same_test_metrics(tmp_path: Path, run_cli) -> None:
     data = write_log(tmp_path / "log.csv")
     ck = tmp_path / "sasrec"
-    code, out, err = run(["train", "--model", "sasrec", "--dataset", str(data), "--out", str(ck), "--epochs", "2",
-                          "--dim", "8", "--max-len", "10", "--layers", "1", "--device", "cpu"], capsys)
+    code, out, err = run_cli(["train", "--model", "sasrec", "--dataset", str(data), "--out", str(ck), "--epochs", "2",
+                          "--dim", "8", "--max-len", "10", "--layers", "1", "--device", "cpu"])
     assert code == 0, err
     trained = json.loads(out)
     assert trained["epochs"] == 2 and (ck / "config.json").is_file() and (ck / "model.safetensors").is_file()
-    code, out, err = run(["evaluate", str(ck)], capsys)
+    code, out, err = run_cli(["evaluate", str(ck)])
     assert code == 0, err
     evaluated = json.loads(out)
     assert evaluated["same_data"] and evaluated["metrics"] == trained["test"]
 
 
 def test_evaluate_reloads_a_checkpoint_with_its_recorded_loader_options(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli
 ) -> None:
     from recsae.data.registry import DatasetOptions
     from recsae.data.split import make_split
@@ -57,55 +45,55 @@ def test_evaluate_reloads_a_checkpoint_with_its_recorded_loader_options(
     source = DatasetOptions().to_dict() | {"protocol": "auto", "seed": 0, "options": options}
     result = train_model("bpr", split, model_config("bpr", dim=4), tmp_path / "bpr", 0, "cpu",
                          TrainConfig(epochs=1), data_source=source)
-    code, out, err = run(["evaluate", str(tmp_path / "bpr"), "--device", "cpu"], capsys)
+    code, out, err = run_cli(["evaluate", str(tmp_path / "bpr"), "--device", "cpu"])
     assert code == 0, err
     evaluated = json.loads(out)
     assert evaluated["same_data"] and evaluated["metrics"] == result.test
 
 
-def test_an_option_the_model_lacks_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["train", "--model", "bpr", "--max-len", "50", "--out", str(tmp_path)], capsys)
+def test_an_option_the_model_lacks_exits_2_with_one_line(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli(["train", "--model", "bpr", "--max-len", "50", "--out", str(tmp_path)])
     assert code == 2 and err.startswith("error:") and "max_len" in err and "Traceback" not in err
 
 
-def test_evaluate_a_folder_without_checkpoint_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["evaluate", str(tmp_path)], capsys)
+def test_evaluate_a_folder_without_checkpoint_exits_2(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli(["evaluate", str(tmp_path)])
     assert code == 2 and "config.json" in err
 
 
-def test_unknown_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(["train", "--model", "nope", "--out", str(tmp_path)], capsys)
+def test_unknown_model_exits_2(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli(["train", "--model", "nope", "--out", str(tmp_path)])
     assert code == 2 and "sasrec" in err
 
 
 @pytest.mark.slow
 def test_train_on_a_named_dataset_takes_its_preset_unless_an_option_is_given(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, run_cli
 ) -> None:
     from recsae.io import read_json
     from recsae.pipeline import preset
 
     model_opts, train_opts = preset("synthetic", "sasrec")
     assert model_opts and train_opts, "the synthetic SASRec preset this test relies on is gone"
-    code, _, err = run(["train", "--dataset", "synthetic", "--out", str(tmp_path / "a"), "--epochs", "1",
-                        "--dim", "8", "--device", "cpu"], capsys)
+    code, _, err = run_cli(["train", "--dataset", "synthetic", "--out", str(tmp_path / "a"), "--epochs", "1",
+                        "--dim", "8", "--device", "cpu"])
     assert code == 0, err
     cfg = read_json(tmp_path / "a" / "config.json")
     assert {k: cfg["model"]["config"][k] for k in model_opts} == model_opts
     assert {k: cfg["train"][k] for k in train_opts} == train_opts
     assert cfg["model"]["config"]["dim"] == 8
-    code, _, err = run(["train", "--dataset", "synthetic", "--out", str(tmp_path / "b"), "--epochs", "1",
+    code, _, err = run_cli(["train", "--dataset", "synthetic", "--out", str(tmp_path / "b"), "--epochs", "1",
                         "--dim", "8", "--lr", "0.0007", "--max-len", "20", "--label-smoothing", "0.1",
-                        "--device", "cpu"], capsys)
+                        "--device", "cpu"])
     assert code == 0, err
     cfg = read_json(tmp_path / "b" / "config.json")
     assert cfg["train"]["lr"] == 0.0007 and cfg["model"]["config"]["max_len"] == 20
     assert cfg["model"]["config"]["label_smoothing"] == 0.1
 
 
-def test_help_shows_where_unset_options_take_their_values(capsys: pytest.CaptureFixture[str]) -> None:
+def test_help_shows_where_unset_options_take_their_values(run_cli) -> None:
     # bracketed text in a help string is rich markup and vanishes from the rendered help
-    code, out, _ = run(["train", "--help"], capsys)
+    code, out, _ = run_cli(["train", "--help"])
     assert code == 0
     text = " ".join(out.replace("│", " ").split())
     assert "Adam learning rate. Default: the preset's, else 1e-3." in text
