@@ -153,15 +153,17 @@ def _auc(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     return ((ranks * y).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
-def _logistic_loss(x1: np.ndarray, y: np.ndarray, w: np.ndarray, pen: np.ndarray) -> np.ndarray:
-    z = (x1 @ w[:, :, None])[:, :, 0]
+def _loss_from_z(z: np.ndarray, y: np.ndarray, w: np.ndarray, pen: np.ndarray) -> np.ndarray:
+    """Penalised logistic loss per problem from its logits ``z`` (C, n)."""
     return (np.logaddexp(0.0, z) - y * z).sum(axis=1) + 0.5 * (pen * w**2).sum(axis=1)
 
 
 def _newton_logistic(x: np.ndarray, y: np.ndarray, l2: float, max_iter: int, tol: float = 1e-9) -> np.ndarray:
     """(C, p + 1) weights (intercept first) of C independent L2-regularised logistic regressions,
     ``x`` (C, n, p), ``y`` (C, n) 0/1. Newton steps with Armijo backtracking per problem: plain
-    Newton overshoots when a unit (nearly) separates the classes."""
+    Newton overshoots when a unit (nearly) separates the classes. The logits are linear in the
+    weights, so a backtracking candidate's are ``z - t * dz``: no product with ``x`` per trial,
+    and only the problems still backtracking are evaluated."""
     c, n, p = x.shape
     x1 = np.concatenate([np.ones((c, n, 1)), x], axis=2)
     pen = np.r_[0.0, np.full(p, l2)]
@@ -169,26 +171,32 @@ def _newton_logistic(x: np.ndarray, y: np.ndarray, l2: float, max_iter: int, tol
     w = np.zeros((c, p + 1))
     rate = np.clip(y.mean(axis=1), 1e-6, 1 - 1e-6)
     w[:, 0] = np.log(rate / (1 - rate))  # start at the base rate: fewer steps
-    loss = _logistic_loss(x1, y, w, pen)
+    z = np.einsum("cnp,cp->cn", x1, w)
+    loss = _loss_from_z(z, y, w, pen)
     for _ in range(max_iter):
-        prob = expit((x1 @ w[:, :, None])[:, :, 0])
-        grad = (x1.transpose(0, 2, 1) @ (prob - y)[:, :, None])[:, :, 0] + pen * w
+        prob = expit(z)
+        grad = np.einsum("cnp,cn->cp", x1, prob - y) + pen * w
         hess = x1.transpose(0, 2, 1) @ (x1 * (prob * (1 - prob))[:, :, None]) + ridge
         step = np.linalg.solve(hess, grad[:, :, None])[:, :, 0]
         decrement = (grad * step).sum(axis=1)
         if decrement.max() < tol:
             break
+        dz = np.einsum("cnp,cp->cn", x1, step)
         t = np.ones(c)
+        new_w, new_z, new_loss = w - step, z - dz, np.empty(c)
+        todo = np.arange(c)
         for _ in range(40):
-            cand = w - t[:, None] * step
-            new = _logistic_loss(x1, y, cand, pen)
-            bad = new > loss - 1e-4 * t * decrement
-            if not bad.any():
+            new_w[todo] = w[todo] - t[todo, None] * step[todo]
+            new_z[todo] = z[todo] - t[todo, None] * dz[todo]
+            new_loss[todo] = _loss_from_z(new_z[todo], y[todo], new_w[todo], pen)
+            bad = new_loss[todo] > loss[todo] - 1e-4 * t[todo] * decrement[todo]
+            todo = todo[bad]
+            if not len(todo):
                 break
-            t[bad] /= 2
+            t[todo] /= 2
         else:  # no descent left at rounding level: those problems keep their weights
-            cand[bad], new[bad] = w[bad], loss[bad]
-        w, loss = cand, new
+            new_w[todo], new_z[todo], new_loss[todo] = w[todo], z[todo], loss[todo]
+        w, z, loss = new_w, new_z, new_loss
     return w
 
 
