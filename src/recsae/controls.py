@@ -28,6 +28,7 @@ from recsae.probe.harvest import harvest
 from recsae.probe.store import ActivationStore
 from recsae.sae.config import SaeConfig, SaeTrainConfig
 from recsae.sae.model import TopKSAE
+from recsae.sae.splice import sae_rows
 from recsae.sae.train import train_sae
 from recsae.utils import log, seed_everything
 
@@ -63,9 +64,8 @@ def untrained_model(name: str, model_opts: dict[str, Any], split: SplitData, see
 
 
 def _train_rows(store: ActivationStore) -> tuple[np.ndarray, np.ndarray | None]:
-    train_rows, valid_rows = store.rows("train"), store.rows("valid")
-    if len(train_rows) == 0:  # general models: one row per user, no validation rows
-        return store.load(np.arange(store.n_rows)), None
+    """The rows the run's SAE trains and validates on (``sae_rows``), loaded."""
+    train_rows, valid_rows = sae_rows(store)
     return store.load(train_rows), store.load(valid_rows) if len(valid_rows) else None
 
 

@@ -36,11 +36,14 @@ class EvalResult(NamedTuple):
     """How the ranking was done: ``{"ranking": "full"}`` or sampled with the number of negatives."""
 
 
-def mask_history(scores: Tensor, history: Ragged, users: np.ndarray, keep: Ragged | None = None) -> Tensor:
+def mask_history(
+    scores: Tensor, history: Ragged, users: np.ndarray, keep: Ragged | None = None, lengths: np.ndarray | None = None,
+) -> Tensor:
     """Set the padding item and every history item to -inf, in place; items of ``keep`` (the
-    targets, for datasets with repeat consumption) stay scored."""
+    targets, for datasets with repeat consumption) stay scored. ``lengths``: mask only the first
+    ``lengths[b]`` items of each history (the prefix a harvested row was computed from)."""
     scores[:, 0] = -torch.inf
-    b, _, items = history.flat_pairs(users)
+    b, _, items = history.flat_pairs(users, lengths)
     if len(items):
         dev = scores.device
         bt, it = torch.from_numpy(b).to(dev), torch.from_numpy(items).to(dev)

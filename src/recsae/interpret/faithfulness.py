@@ -220,15 +220,6 @@ def _concept_reads(scores: Tensor, concept: np.ndarray, member_csc: sp.csc_matri
     return share, pct
 
 
-def _mask_rows(scores: Tensor, ctx_rows: np.ndarray, users: np.ndarray, positions: np.ndarray, histories: Ragged) -> Tensor:
-    import torch
-    scores[:, 0] = -torch.inf
-    b, _, items = histories.flat_pairs(users[ctx_rows], positions[ctx_rows])
-    if len(items):
-        scores[torch.from_numpy(b).to(scores.device), torch.from_numpy(items).to(scores.device)] = -torch.inf
-    return scores
-
-
 def causal_faithfulness(
     score_fn: ScoreFn,
     reps: np.ndarray,
@@ -250,6 +241,8 @@ def causal_faithfulness(
     representations the model scores; ``users``/``positions``/``histories`` give each row's
     prefix, whose items are masked; ``membership`` is (n_items + 1) x concepts."""
     import torch
+
+    from recsae.eval import mask_history
     cfg = cfg or FaithConfig()
     rng = np.random.default_rng(cfg.seed)
     coef = sp.csr_matrix(edits.coef, dtype=np.float32)
@@ -284,7 +277,8 @@ def causal_faithfulness(
             edited = torch.cat([h[:, None, :], h[:, None, :] + factors[None, :, None] * du,
                                 h[:, None, :] + factors[None, :, None] * dc], dim=1)  # b x n_cond x d
             scores = score_fn(edited.reshape(b * n_cond, -1)).float()
-            scores = _mask_rows(scores, np.repeat(row[sl], n_cond), users, positions, histories)
+            rows = np.repeat(row[sl], n_cond)
+            scores = mask_history(scores, histories, users[rows], lengths=positions[rows])
             row_share, row_pct = _concept_reads(scores, np.repeat(concept[sl], n_cond), member_csc, cfg.top_k)
             share[sl] = row_share.reshape(b, n_cond).cpu().numpy()
             pct[sl] = row_pct.reshape(b, n_cond).cpu().numpy()

@@ -16,8 +16,10 @@ import torch
 
 from recsae.data.dataset import Ragged, SplitData, item_popularity
 from recsae.errors import DataError
+from recsae.eval import mask_history
 from recsae.interpret.api import ControlModel
 from recsae.interpret.features import RowContext
+from recsae.probe.harvest import model_device
 
 
 def sparse_codes(sae: Any, reps: np.ndarray, batch_size: int = 4096) -> sp.csr_matrix:
@@ -42,15 +44,13 @@ def top_recommendations(
     k: int = 10, batch_size: int = 2048,
 ) -> np.ndarray:
     """(rows, k) the model's top-k items for each row's representation, prefix items masked."""
-    device = next(iter(model.parameters())).device if any(True for _ in model.parameters()) else torch.device("cpu")
+    device = model_device(model)
     out = np.zeros((len(reps), k), dtype=np.int64)
     with torch.no_grad():
         for a in range(0, len(reps), batch_size):
             h = torch.from_numpy(np.ascontiguousarray(reps[a : a + batch_size])).to(device)
-            scores = model.score(h).float()
-            scores[:, 0] = -torch.inf
-            row, _, items = histories.flat_pairs(users[a : a + batch_size], positions[a : a + batch_size])
-            scores[torch.from_numpy(row).to(device), torch.from_numpy(items).to(device)] = -torch.inf
+            scores = mask_history(model.score(h).float(), histories, users[a : a + batch_size],
+                                  lengths=positions[a : a + batch_size])
             out[a : a + batch_size] = torch.topk(scores, k, dim=1).indices.cpu().numpy()
     return out
 
@@ -59,7 +59,7 @@ def model_scores(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """The frozen model's item scores of representations (for the causal tests): the model is
     put in eval mode, and every call runs without gradients on the model's device."""
     model.eval()
-    device = next(iter(model.parameters())).device if any(True for _ in model.parameters()) else torch.device("cpu")
+    device = model_device(model)
 
     def score(h: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

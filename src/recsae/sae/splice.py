@@ -359,9 +359,7 @@ def run_sae_stage(
         force = True  # an SAE trained on other activations must not be resumed
     if sae_cfg.d_in != store.d:
         raise ConfigError(f"sae: d_in {sae_cfg.d_in} differs from the activations' width {store.d}")
-    train_rows, valid_rows = store.rows("train"), store.rows("valid")
-    if len(train_rows) == 0:
-        train_rows, valid_rows = np.arange(store.n_rows), np.zeros(0, dtype=np.int64)
+    train_rows, valid_rows = sae_rows(store)
     train_x = store.load(train_rows)
     valid_x = store.load(valid_rows) if len(valid_rows) else None
     if force and sae_dir.exists():
@@ -380,6 +378,15 @@ def run_sae_stage(
     result.config["all_rows"] = every_row.to_dict() | {"rows": "every harvested row (train, valid and test prefixes)"}
     result.save(out / "splice.json")
     return SaeStageResult(store, trained, result)
+
+
+def sae_rows(store: ActivationStore) -> tuple[np.ndarray, np.ndarray]:
+    """The store rows an SAE trains and is validated on: its ``train`` and ``valid`` rows, or
+    every row and none (general models: one row per user, no training prefixes)."""
+    train_rows, valid_rows = store.rows("train"), store.rows("valid")
+    if len(train_rows) == 0:
+        return np.arange(store.n_rows), np.zeros(0, dtype=np.int64)
+    return train_rows, valid_rows
 
 
 RANDOM_SAE_DIR = "random_sae"
