@@ -195,10 +195,10 @@ def test_model_name_case_does_not_skip_the_preset() -> None:
     assert model_settings(RunConfig(model="SASRec")) == model_settings(RunConfig(model="sasrec"))
 
 
-def test_unknown_steering_concept_fails_before_the_model_trains(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="concept"):
+def test_unknown_steering_concept_fails_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="concept=no-such-concept"):
         run_pipeline(tmp_path, tiny_config(steer_concepts=("concept=no-such-concept",)))
-    assert not (tmp_path / "model").exists()
+    assert list(tmp_path.iterdir()) == []  # no config.json, summary.json or ground_truth/ either
 
 
 def test_preset_lays_given_options_over_the_tuned_ones_and_leaves_presets_alone() -> None:

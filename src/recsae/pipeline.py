@@ -292,12 +292,6 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
     # written once the data loaded, so a bad dataset leaves no run folder behind
     write_json(out / "config.json", {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
                                      "seed": cfg.seed, "versions": environment_info()})
-    if "steer" in cfg.stages and cfg.steer_concepts:  # a typo fails now, not after the training
-        from recsae.steer.targets import concept_items
-
-        items = concept_items(split)
-        for concept in cfg.steer_concepts:
-            items.mask(concept)
     if last < STAGES.index("model"):
         return run.summary
     with run.stage("model"):
@@ -348,6 +342,12 @@ def _data_stage(run: Run, force: bool) -> SplitData:
     split = make_split(ds, run.cfg.protocol, seed=run.cfg.seed, sequential=sequential)  # type: ignore[arg-type]
     if not force:  # --force deletes the model folder instead
         _check_compatible(run.out, run.cfg, split)
+    if "steer" in run.cfg.stages and run.cfg.steer_concepts:  # a typo fails now, before any write
+        from recsae.steer.targets import concept_items
+
+        items = concept_items(split)
+        for concept in run.cfg.steer_concepts:
+            items.mask(concept)
     log.info("dataset %s: %d users, %d items, %d interactions (%s)", ds.name, ds.n_users, ds.n_items,
              ds.n_interactions, split.protocol)
     run.summary["dataset"] = {

@@ -1,4 +1,5 @@
-"""Plain-table column options (``--sep --user-col ... --item-table``): no spec file needed."""
+"""``recsae data``: the plain-table column options (``--sep --user-col ... --item-table``, no spec
+file needed) and the concept listing of ``data stats --concepts``."""
 
 from __future__ import annotations
 
@@ -92,3 +93,27 @@ def test_data_stats_and_train_take_the_column_options_and_evaluate_reloads_them(
     code, out, err = run_cli(["evaluate", str(ck), "--device", "cpu"])
     assert code == 0, err
     assert json.loads(out)["same_data"] is True
+
+
+def test_data_stats_concepts_lists_every_concept_a_run_accepts_with_its_item_count(tmp_path, run_cli):
+    from recsae.data.split import make_split
+    from recsae.steer.targets import concept_items
+
+    genres = {i: ("Drama|Noir" if i % 3 == 0 else "Comedy") for i in range(20)}
+    (tmp_path / "log.csv").write_text("user_id,item_id,timestamp\n" + "".join(
+        f"{u},{(u * 3 + t) % 20},{t}\n" for u in range(30) for t in range(6)))
+    (tmp_path / "items.csv").write_text("item_id,title,genres\n" + "".join(
+        f"{i},Film {i},{g}\n" for i, g in genres.items()))
+    options = ["--dataset", str(tmp_path / "log.csv"), "--item-table", str(tmp_path / "items.csv"),
+               "--title-col", "title", "--multi-col", "genres"]
+    code, out, err = run_cli(["data", "stats", *options, "--concepts", "--json"])
+    assert code == 0, err
+    listed = json.loads(out)["concepts"]
+    assert listed["genre=Noir"] == sum("Noir" in g for g in genres.values()) == 7
+    assert listed["genre=Comedy"] == 13
+    items = concept_items(make_split(dataset_options(str(tmp_path / "log.csv"), table=table_options(
+        title_col="title", multi_col=["genres"], item_table=tmp_path / "items.csv")).load(0)))
+    assert listed == {name: int(items.mask(name).sum()) for name in items.names()}
+    code, text, err = run_cli(["data", "stats", *options, "--concepts"])
+    assert code == 0, err
+    assert f"concepts (--concept NAME; items): {len(listed)}" in text and "  genre=Noir\t7\n" in text

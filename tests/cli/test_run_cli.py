@@ -113,6 +113,18 @@ def test_bad_run_options_fail_in_one_line_before_the_run_folder_is_made(
     assert not (tmp_path / "out").exists()
 
 
+def test_an_unknown_concept_fails_in_one_line_naming_the_closest_before_the_run_folder_is_made(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # MovieLens's genre on the synthetic data, whose items carry concept=noir
+    code, err = _exit_code_and_stderr(["run", "--out", str(tmp_path / "out"), "--concept", "genre=Film-Noir"], capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err
+    assert "'genre=Film-Noir'" in errors[0] and "closest: concept=noir" in errors[0]
+    assert "recsae data stats --concepts" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_bad_run_options_leave_a_finished_run_folder_byte_for_byte_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,20 +14,9 @@ from recsae.cli import app
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder on the built-in synthetic data: untrained BPR, random SAE, a hand-made
     interpretation table (enough for the command's plumbing)."""
-    from recsae.data.registry import DatasetOptions
-    from recsae.data.split import make_split
-    from recsae.models.bpr import BPR, BPRConfig
-    from recsae.models.checkpoint import checkpoint_config, data_record, save_checkpoint
-    from recsae.sae.config import SaeConfig
-    from recsae.sae.model import TopKSAE
+    from fake_run_folder import write_untrained_run
 
-    out = tmp_path_factory.mktemp("run")
-    opts = DatasetOptions("synthetic")
-    split = make_split(opts.load(0), "leave-one-out")
-    model = BPR.build(BPRConfig(dim=16), split.n_users, split.n_items, split.train)
-    source = opts.to_dict() | {"protocol": "leave-one-out", "seed": 0}
-    save_checkpoint(out / "model", model, checkpoint_config(model, data_record(split, source), seed=0))
-    TopKSAE(SaeConfig(d_in=16, n_latents=64, k=8)).save(out / "sae")
+    out = write_untrained_run(tmp_path_factory.mktemp("run"))
     pd.DataFrame(
         {
             "latent": [3, 5, 9],
@@ -85,13 +74,15 @@ def test_steer_latent_scale_zero_ablates_and_measures_its_rule_concept(run_dir: 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--concept", "concept=noir-ish", "--latents-from", "rules", "--alpha", "0.3"], "no interpretable latent has a rule naming it"),
-        (["--concept", "concept=western-noir", "--alpha", "0.3"], "names no item set"),
+        (["--concept", "concept=horror", "--latents-from", "rules", "--alpha", "0.3"], "no interpretable latent has a rule naming it"),
+        (["--concept", "concept=western-noir", "--alpha", "0.3"], "no item has 'concept=western-noir'; closest: concept=western"),
+        (["--concept", "concept=Horor", "--alpha", "0.3"], "closest: concept=horror"),
+        (["--concept", "genre=Film-Noir", "--alpha", "0.3"], "no concepts genre=... (it has concept, item, pop); closest: concept=noir"),
         (["--concept", "concept=noir", "--latents-from", "vibes", "--alpha", "0.3"], "--latents-from must be one of"),
         (["--latent", "64", "--scale", "0"], "0..63"),
         (["--latent", "1"], "exactly one of"),
         (["--latent", "1", "--alpha", "0.2", "--scale", "0"], "exactly one of"),
-        (["--latent", "1", "--concept", "mood=dark", "--scale", "0"], "names no item set"),
+        (["--latent", "1", "--concept", "mood=dark", "--scale", "0"], "no concepts mood=..."),
     ],
 )
 def test_bad_targets_exit_2_with_one_line_naming_the_problem(

@@ -9,6 +9,7 @@ from recsae.errors import ConfigError
 from recsae.steer.targets import (
     ConceptItems,
     check_latents,
+    closest,
     concept_latents,
     decoder_selectivity,
     most_confident,
@@ -92,6 +93,51 @@ def test_concept_items_from_metadata_and_extra_masks() -> None:
     with pytest.raises(ConfigError, match="decade, genre"):
         items.mask("mood=dark")
     assert not items.resolvable("genre=Western & mood=dark")
+
+
+def _many_genres() -> ConceptItems:
+    from recsae.data.dataset import ItemMeta
+
+    genres = ["Action", "Adventure", "Animation", "Comedy", "Crime", "Drama", "Fantasy", "Film-Noir", "Horror",
+              "Musical", "Mystery", "Romance", "Thriller", "War", "Western"]
+    meta = ItemMeta(title=["", *genres], multi={"genres": [(), *((g,) for g in genres)]},
+                    categorical={"decade": ["", *(["1980s", "1990s", "2000s"] * 5)]})
+    return ConceptItems(meta, len(genres), extra={"concept=noir": np.arange(len(genres) + 1) == 8})
+
+
+def test_names_lists_every_concept_that_resolves_and_only_those() -> None:
+    items = _many_genres()
+    names = items.names()
+    assert "genre=Film-Noir" in names and "decade=1990s" in names and "concept=noir" in names
+    assert len(names) == 15 + 3 + 1
+    for name in names:
+        assert items.mask(name)[1:].any(), name
+
+
+def test_a_misspelt_value_names_the_closest_values_of_its_attribute_and_how_many_there_are() -> None:
+    with pytest.raises(ConfigError) as err:
+        _many_genres().mask("genre=Horor")
+    message = str(err.value)
+    assert "closest: genre=Horror" in message and "all 15 genre values" in message and "recsae data stats --concepts" in message
+    assert "genre=Action" not in message and "\n" not in message  # the closest few, on one line
+
+
+def test_an_attribute_with_few_values_lists_them_all() -> None:
+    with pytest.raises(ConfigError, match=r"valid: decade=1980s, decade=1990s, decade=2000s"):
+        _many_genres().mask("decade=1970s")
+
+
+def test_an_unknown_attribute_names_the_attributes_and_the_value_under_another_attribute() -> None:
+    with pytest.raises(ConfigError, match=r"no concepts style=\.\.\. \(it has concept, decade, genre\); closest: genre=Film-Noir"):
+        _many_genres().mask("style=film-noir")
+    with pytest.raises(ConfigError, match=r"closest: concept=noir"):  # another dataset's genre, this one's concept
+        _many_genres().mask("mood=Noir")
+
+
+def test_closest_ignores_case_and_ranks_the_best_match_first() -> None:
+    assert closest("HORROR", ["genre=Drama", "Horror", "horrors"]) == ["Horror", "horrors"]
+    assert closest("noir", ["genre=Film-Noir", "genre=War"], key=lambda n: n.partition("=")[2]) == ["genre=Film-Noir"]
+    assert closest("zzz", ["genre=Drama"]) == []
 
 
 def test_random_latents_have_the_requested_size_avoid_excluded_and_are_seeded() -> None:

@@ -171,6 +171,9 @@ def stats_command(
     k_core: KCoreOpt = None,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic dataset.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
+    concepts: Annotated[bool, typer.Option("--concepts", help="Also list every concept a --concept option can name "
+                                           "(attribute values, popularity bands, decades, title words, frequent single "
+                                           "items), with its number of items.")] = False,
     sep: SepOpt = None,
     user_col: UserColOpt = None,
     item_col: ItemColOpt = None,
@@ -180,14 +183,35 @@ def stats_command(
     multi_col: MultiColOpt = None,
     item_table: ItemTableOpt = None,
 ) -> None:
-    """Users, items, interactions, density and sequence-length percentiles, raw and after filters."""
+    """Users, items, interactions, density and sequence-length percentiles, raw and after filters.
+
+    List the concepts `recsae run --concept` and `recsae steer --concept` accept on a dataset:
+    recsae data stats --dataset synthetic --concepts
+    """
     from recsae.data.stats import dataset_stats, format_stats
     from recsae.io import json_text
 
     table = table_options(sep, user_col, item_col, time_col, rating_col, title_col, multi_col, item_table)
     ds = dataset_options(dataset, data_root, fmt, min_rating, k_core, table).load(seed=seed)
     stats = dataset_stats(ds)
-    typer.echo(json_text(stats.to_dict()) if as_json else format_stats(stats))
+    sizes = _concept_sizes(ds, seed) if concepts else {}
+    if as_json:
+        typer.echo(json_text(stats.to_dict() | ({"concepts": sizes} if concepts else {})))
+        return
+    typer.echo(format_stats(stats))
+    if concepts:
+        typer.echo(f"concepts (--concept NAME; items): {len(sizes)}")
+        typer.echo("\n".join(f"  {name}\t{n}" for name, n in sizes.items()))
+
+
+def _concept_sizes(ds: Any, seed: int) -> dict[str, int]:
+    """Every concept name of ``ds`` -> its number of items; the popularity bands and single items
+    come from the training split that `recsae run` makes by default."""
+    from recsae.data.split import make_split
+    from recsae.steer.targets import concept_items
+
+    items = concept_items(make_split(ds, seed=seed))
+    return {name: int(items.single(name).sum()) for name in items.names()}  # type: ignore[union-attr]
 
 
 @data_app.command("fetch")

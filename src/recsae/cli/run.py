@@ -60,8 +60,10 @@ def run(
     sae_aux_relu: Annotated[bool, typer.Option("--sae-aux-relu/--sae-aux-raw", help="SAE: AuxK reads dead latents' pre-activations through the ReLU, or raw (the default), which revives latents that never pre-activate.")] = False,
     controls: Annotated[bool, typer.Option("--controls/--no-controls", help="Train an SAE on the untrained model and a second-seed SAE beside the SAE, and interpret them as controls.")] = True,
     causal: Annotated[bool, typer.Option("--causal/--no-causal", help="Test every validated unit's causal faithfulness (SAE and controls).")] = True,
-    concept: Annotated[list[str] | None, typer.Option("--concept", help="Concept to steer toward, e.g. "
-                                                      "genre=Horror (repeatable; default: chosen automatically).")] = None,
+    concept: Annotated[list[str] | None, typer.Option("--concept", help="Concept to steer toward, e.g. concept=horror "
+                                                      "on the synthetic data or genre=Horror on MovieLens (repeatable; "
+                                                      "default: chosen automatically; `recsae data stats --concepts` "
+                                                      "lists a dataset's).")] = None,
     stages: Annotated[str, typer.Option(help="Comma-separated stages to run: model,sae,interpret,steer,report. The model and SAE "
                                                      "stages always run (or resume) when a later stage is asked for.")] = "model,sae,interpret,steer,report",
     seed: Annotated[int, typer.Option(help="Random seed (data, initialisations, samples).")] = 0,

@@ -139,7 +139,7 @@ def _lists_text(
 
 def steer_command(
     run: Annotated[Path, typer.Option("--run", help="Run folder (the --out of `recsae run`).")],
-    concept: Annotated[Optional[str], typer.Option("--concept", help="Concept to steer toward / measure, e.g. genre=Horror.")] = None,  # noqa: UP045
+    concept: Annotated[Optional[str], typer.Option("--concept", help="Concept to steer toward / measure, e.g. concept=horror on the synthetic data or genre=Horror on MovieLens (`recsae data stats --concepts` lists a dataset's).")] = None,  # noqa: UP045
     latent: Annotated[Optional[list[int]], typer.Option("--latent", help="Latent id to edit (repeatable); default: the concept's latents.")] = None,  # noqa: UP045
     alpha: Annotated[Optional[float], typer.Option("--alpha", help="Steering strength α (h' = h + α‖h‖ Σ_j W_dec_j over the chosen latents, or the mix weight with --method mix). Give exactly one of --alpha, --scale and --clamp.")] = None,  # noqa: UP045
     scale: Annotated[Optional[float], typer.Option("--scale", help="Multiply the latents by this (0 ablates). Give exactly one of --alpha, --scale and --clamp.")] = None,  # noqa: UP045
@@ -158,8 +158,8 @@ def steer_command(
 ) -> None:
     """Edit SAE latents of a run and show what happens to the recommendations.
 
-    Steer toward a concept through the latents whose decoder directions raise its items:
-    recsae steer --run OUT --concept genre=Horror --alpha 0.05
+    Steer toward a concept (here of the synthetic data; genre=Horror on MovieLens) through the latents whose decoder directions raise its items:
+    recsae steer --run OUT --concept concept=horror --alpha 0.05
 
     Ablate one latent: recsae steer --run OUT --latent 123 --scale 0
 
@@ -180,6 +180,8 @@ def steer_command(
         max_users=max_users, n_random=n_random, seed=seed, latent_source=latents_from, latents_per_concept=n_latents
     )
     inputs = load_run(run, data_root, device)
+    if concept is not None:  # a typo fails before the study's work
+        inputs.items.mask(concept)
     ctx = make_context(inputs.model, inputs.sae, inputs.split, cfg)
     ids, measured = _target(inputs, ctx, concept, list(latent or []), cfg)
     edit = _edit(ids, alpha, scale, clamp, method)

@@ -94,7 +94,7 @@ def tokenize(text: str, min_length: int = 3) -> list[str]:
     return [w for w in words if len(w) >= min_length and w not in STOP_WORDS]
 
 
-def _prefix(name: str) -> str:
+def concept_prefix(name: str) -> str:
     """Singular concept prefix of an attribute name: 'genres' -> 'genre'."""
     return name[:-1] if len(name) > 3 and name.endswith("s") and not name.endswith("ss") else name
 
@@ -125,7 +125,7 @@ def _values(b: _Builder, attr: str, per_item: Sequence[Sequence[str]]) -> None:
             if v:
                 groups.setdefault(v, []).append(item)
     for value in sorted(groups):
-        b.add(f"{_prefix(attr)}={value}", attr, "value", np.array(groups[value]))
+        b.add(f"{concept_prefix(attr)}={value}", attr, "value", np.array(groups[value]))
 
 
 def _words(b: _Builder, attr: str, texts: Sequence[str], cfg: ConceptConfig) -> None:

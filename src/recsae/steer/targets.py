@@ -5,8 +5,9 @@ associated with item popularity (for debiasing).
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +30,9 @@ CONCEPTS_COL = "rule_concepts"
 """Optional: the concept names of the rule (list); else they are parsed from the rule text."""
 OP_COL = "op"
 """Optional: '' (single concept), 'AND' or 'OR'."""
+
+MAX_LISTED = 10
+"""An unknown concept's error lists all values of its attribute up to this many, else the closest."""
 
 _TERM_SPLIT = re.compile(r"\s+(?:&|\||AND|OR)\s+")
 _FEATURE_PREFIX = re.compile(r"^[A-Za-z0-9_\-]*[:(]")
@@ -91,9 +95,10 @@ def concept_latents(table: pd.DataFrame, concept: str, n: int = 3, interpretable
     hits = t[names].assign(_exact=exact[names])
     if hits.empty:
         known = sorted({c for ts in t["_terms"] for c in ts})
-        hint = ", ".join(known[:12]) + (" ..." if len(known) > 12 else "")
+        close = closest(concept, known)
+        hint = f"closest: {', '.join(close)}" if close else f"they name {len(known)} concepts, e.g. {', '.join(known[:MAX_LISTED])}"
         which = "interpretable latent" if interpretable_only else "latent"
-        raise ConfigError(f"concept {concept!r}: no {which} has a rule naming it; known concepts: {hint}")
+        raise ConfigError(f"concept {concept!r}: no {which} has a rule naming it; {hint}")
     hits = hits.sort_values(["_exact", "_interp", "_conf"], ascending=[False, False, False], kind="stable")
     return [int(j) for j in hits[LATENT_COL].head(n)]
 
@@ -175,10 +180,7 @@ class ConceptItems:
         found = [m for m in masks if m is not None]
         if not terms or len(found) < len(terms):
             unknown = [t for t, m in zip(terms, masks, strict=True) if m is None] or [concept]
-            raise ConfigError(
-                f"concept {unknown[0]!r} names no item set; use attribute=value with an item "
-                f"attribute of this dataset ({', '.join(self.attributes()) or 'none'})"
-            )
+            raise ConfigError(self._unknown(unknown[0]))
         combine = np.logical_or if "|" in concept or " OR " in concept else np.logical_and
         out = found[0]
         for m in found[1:]:
@@ -197,6 +199,47 @@ class ConceptItems:
         """The item attributes a concept can name as ``attribute=value``, sorted."""
         names = [] if self.meta is None else [*self.meta.multi, *self.meta.categorical]
         return sorted(set(names))
+
+    def names(self) -> list[str]:
+        """Every concept name that resolves to an item set (``attribute=value`` of the item
+        metadata and the extra masks), sorted."""
+        from recsae.interpret.concepts import concept_prefix
+
+        names = {name for name, m in self.extra.items() if np.asarray(m[1:]).any()}
+        if self.meta is not None:
+            values = {attr: {v for vals in per_item[1:] for v in vals} for attr, per_item in self.meta.multi.items()}
+            values |= {attr: set(per_item[1:]) for attr, per_item in self.meta.categorical.items()}
+            names.update(f"{concept_prefix(attr)}={v}" for attr, vs in values.items() for v in vs if str(v).strip())
+        return sorted(names)
+
+    def _unknown(self, concept: str) -> str:
+        """One line: the concept names no item set, the closest valid names, how to list them all."""
+        names = self.names()
+        attr, eq, value = concept.partition("=")
+        same_attr = [n for n in names if n.startswith(f"{attr}=")] if eq else []
+        if eq and not same_attr:
+            known = ", ".join(sorted({n.partition("=")[0] for n in names})) or "none"
+            problem = f"this dataset has no concepts {attr}=... (it has {known})"
+        else:
+            problem = f"no item has {concept!r}" if eq else "a concept is attribute=value"
+        if 0 < len(same_attr) <= MAX_LISTED:
+            hint = f"; valid: {', '.join(same_attr)}"
+        else:  # the value matters most: genre=Horror where this dataset's items have concept=horror
+            close = closest(value if eq else concept, same_attr or names, key=lambda n: n.partition("=")[2]) or closest(
+                concept, names)
+            hint = f"; closest: {', '.join(close)}" if close else ""
+        pool = f"{len(same_attr)} {attr} values" if same_attr else f"{len(names)} concepts"
+        return f"concept {concept!r}: {problem}{hint} (all {pool}: `recsae data stats --concepts` with the dataset's options)"
+
+
+def closest(word: str, names: Sequence[str], n: int = 5, key: Callable[[str], str] = str) -> list[str]:
+    """Up to ``n`` of ``names`` closest to ``word`` (``difflib``, ignoring case), best first;
+    ``key`` picks the part of each name that is compared."""
+    by_key: dict[str, list[str]] = {}
+    for name in names:
+        by_key.setdefault(key(name).lower(), []).append(name)
+    matches = difflib.get_close_matches(word.lower(), list(by_key), n=n, cutoff=0.6)
+    return [name for m in matches for name in by_key[m]][:n]
 
 
 def concept_items(split: SplitData) -> ConceptItems:
