@@ -6,10 +6,12 @@ uninterrupted run with the same options.
 
 The data is a small synthetic catalogue written as a plain table (the CLI cannot shrink the
 built-in synthetic set), sized so that every stage lasts long enough to be killed inside it:
-on a 2-core machine the stages take about model 4.5 s, sae 1.5 s, interpret 1.3 s, steer 3 s,
-report 0.2 s. The kill points are seeded random delays after the stage's ``== <stage>`` line
-on stderr, each well below its stage's length; the report stage is too short to hit reliably,
-so its kill is sent as soon as its line appears.
+on a 2-core machine the stages take about data 0.5 s, model 4.5 s, sae 2.5 s (1 s of it the
+controls), interpret 1.4 s, steer 3 s, report 0.2 s. The run trains the controls (an SAE of the
+untrained model, a second-seed SAE) and interprets them, so kills also land while they train.
+The kill points are seeded random delays after the stage's ``== <stage>`` line on stderr, each
+well below its stage's length; the report stage is too short to hit reliably, so its kill is
+sent as soon as its line appears.
 """
 
 from __future__ import annotations
@@ -33,18 +35,23 @@ import pytest
 from recsae.data.synthetic import SyntheticConfig, generate_synthetic
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-STAGES = ("model", "sae", "interpret", "steer", "report")
+STAGES = ("data", "model", "sae", "interpret", "steer", "report")
 STAGE_LINE = re.compile(r"== (\w+)")
 
 # the longest delay after a stage's line before the kill, per stage (about half its length
 # here, so the kill lands inside it with room to spare on a faster machine); report: at once
-MAX_DELAY = {"model": 2.0, "sae": 0.6, "interpret": 0.5, "steer": 1.5, "report": 0.0}
+MAX_DELAY = {"data": 0.2, "model": 2.0, "sae": 0.6, "interpret": 0.5, "steer": 1.5, "report": 0.0}
 
 # what must be byte-identical to the uninterrupted run (besides the store's shards, globbed)
 COMPARED = ("model/model.safetensors", "sae/sae.safetensors", "activations/index.parquet",
             "interpretation.parquet",
+            # the controls: the untrained model's activations and SAE, the second-seed SAE
+            "controls/random_model/activations/index.parquet", "controls/random_model/sae/sae.safetensors",
+            "controls/seed_sae/sae/sae.safetensors",
             # beyond the artefacts asked for, these hold no wall times or paths either
             "random_sae/sae.safetensors", "splice.json", "interpret.json", "report_data/latent_examples.json")
+STORES = ("activations", "controls/random_model/activations")
+"""Activation stores whose shards (``*.npy``) are compared too."""
 # not compared: files holding wall times (summary.json, model/config.json, model/train_state.json,
 # sae/train_log.jsonl, sae/train_state/state.json, report/index.html) or the run folder's path
 # (activations/meta.json records the model checkpoint it read)
@@ -79,12 +86,12 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _command(data: Path, out: Path) -> list[str]:
-    # --no-controls and --no-causal keep the interpret stage short; one named concept the steer stage;
-    # --threads 1 so that the reference and every rerun reduce in the same order
+    # --no-causal keeps the interpret stage short; one named concept the steer stage (and the data
+    # stage, which checks it); --threads 1 so that the reference and every rerun reduce in the same order
     return [sys.executable, "-m", "recsae", "run", "--dataset", str(data / "log.csv"), "--format", "table",
             "--item-table", str(data / "items.csv"), "--title-col", "title", "--multi-col", "concept",
             "--out", str(out), "--epochs", "3", "--k", "8", "--expansion", "4", "--sae-epochs", "2",
-            "--sae-min-rows", "0", "--no-controls", "--no-causal", "--concept", "concept=anime",
+            "--sae-min-rows", "0", "--no-causal", "--concept", "concept=anime",
             "--seed", "3", "--threads", "1"]
 
 
@@ -99,7 +106,8 @@ def reference(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The uninterrupted run."""
     out = tmp_path_factory.mktemp("reference") / "run"
     stderr = _complete(data, out)
-    assert [m[1] for ln in stderr.splitlines() if (m := STAGE_LINE.fullmatch(ln))] == ["data", *STAGES]
+    assert [m[1] for ln in stderr.splitlines() if (m := STAGE_LINE.fullmatch(ln))] == list(STAGES)
+    assert (out / "controls" / "seed_sae" / "sae" / "sae.safetensors").is_file()
     return out
 
 
@@ -161,10 +169,13 @@ def _steer(path: Path) -> dict[str, Any]:
 
 
 def _assert_same_artefacts(out: Path, reference: Path) -> None:
-    shards = sorted(p.name for p in (reference / "activations").glob("*.npy"))
-    assert shards, "the reference run wrote no activation shards"
-    assert sorted(p.name for p in (out / "activations").glob("*.npy")) == shards
-    for name in (*COMPARED, *(f"activations/{s}" for s in shards)):
+    shards = []
+    for store in STORES:
+        names = sorted(p.name for p in (reference / store).glob("*.npy"))
+        assert names, f"the reference run wrote no activation shards in {store}"
+        assert sorted(p.name for p in (out / store).glob("*.npy")) == names, store
+        shards += [f"{store}/{name}" for name in names]
+    for name in (*COMPARED, *shards):
         assert (out / name).read_bytes() == (reference / name).read_bytes(), f"{name} differs from the reference run"
     assert _steer(out / "steer.json") == _steer(reference / "steer.json")
 
@@ -183,9 +194,9 @@ def test_killed_in_every_stage_then_resumed_matches_the_uninterrupted_run(
     data: Path, reference: Path, tmp_path: Path,
 ) -> None:
     """One run folder killed once in each stage in turn: the first run from scratch is killed in
-    the model stage, its rerun (which resumes the model) in the sae stage, and so on; so the kills
-    from the sae stage onward start from a folder whose earlier stages finished (in an earlier,
-    itself killed and resumed, attempt), and the last rerun completes."""
+    the data stage, its rerun in the model stage, the next (which resumes the model) in the sae
+    stage, and so on; so the kills from the model stage onward start from a folder whose earlier
+    stages finished (in an earlier, itself killed and resumed, attempt), and the last rerun completes."""
     rng = random.Random(20261205)
     out = tmp_path / "run"
     hit: dict[str, list[str]] = {}
@@ -204,13 +215,15 @@ def test_killed_in_every_stage_then_resumed_matches_the_uninterrupted_run(
     _assert_same_artefacts(out, reference)
 
 
-def test_killed_mid_training_of_the_model_and_the_sae_then_resumed_matches_the_uninterrupted_run(
+def test_killed_mid_training_of_the_model_the_sae_and_each_control_then_resumed_matches_the_uninterrupted_run(
     data: Path, reference: Path, tmp_path: Path,
 ) -> None:
     """The kills of the other test land soon after a stage's line, mostly before the stage's
     first checkpoint; these land after one: in the model stage once its second epoch is logged
     (so the rerun resumes the trainer from a saved epoch: its random state, optimiser and
-    history), then, in the rerun, in the sae stage once its first epoch is logged."""
+    history), then, in the rerun, in the sae stage once its first epoch is logged; then, in the
+    next reruns, while the SAE of the untrained model trains (or its activations are harvested)
+    and while the second-seed SAE trains."""
     rng = random.Random(20261206)
     out = tmp_path / "run"
     delay = rng.uniform(0, 0.4)
@@ -222,6 +235,11 @@ def test_killed_mid_training_of_the_model_and_the_sae_then_resumed_matches_the_u
     print(f"kill {delay:.3f} s after the sae's epoch 1 landed in {landed}")
     assert any(re.fullmatch(r"resuming .* after epoch [12] .*", ln) for ln in lines), "\n".join(lines)
     assert landed is not None, "the run finished before the kill"
+    for control, longest in (("harvesting and training an SAE on the untrained", 0.5), ("training the SAE again", 0.05)):
+        delay = rng.uniform(0, longest)
+        landed, lines = _kill_in(data, out, re.compile(f"controls: {control} .*").fullmatch, delay)
+        print(f"kill {delay:.3f} s after the control line '{control}' landed in {landed}")
+        assert landed == "sae", f"the sae stage ended before the kill in the control '{control}'"
     _complete(data, out)
     assert _leftovers(out) == []
     _assert_same_artefacts(out, reference)
