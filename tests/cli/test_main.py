@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +30,23 @@ def test_help_and_data_list_do_not_import_torch(args: list[str]) -> None:
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("command", [["run", "--out", "{ro}/run"], ["steer", "--run", "{tmp}/run", "--latent", "0", "--scale",
+                                     "0", "--json", "{ro}/steer.json"], ["report", "--run", "{tmp}/run", "--out",
+                                     "{ro}/report.html"], ["train", "--out", "{ro}/model"]],
+                         ids=["run", "steer --json", "report --out", "train"])
+def test_an_output_place_the_user_cannot_write_fails_in_one_line_naming_it_before_any_work(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a read-only folder as a user who is not root sees it (root, as in CI, may write anywhere)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != ro and real_access(path, mode))
+    with pytest.raises(SystemExit) as exit_info:
+        main([a.format(ro=ro, tmp=tmp_path) for a in command])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {ro}: permission denied: cannot write into this folder\n"
+    assert list(ro.iterdir()) == []
