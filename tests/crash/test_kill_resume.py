@@ -1,4 +1,5 @@
-"""Crash suite: ``recsae run`` killed with SIGKILL inside each stage, then rerun to completion.
+"""Crash suite: ``recsae run`` killed with SIGKILL inside each stage (once with SIGTERM in the
+model's training), then rerun to completion.
 
 A killed run is rerun with the very same command; it must finish (exit code 0), leave no
 temporaries anywhere below the run folder, and write artefacts byte-identical to those of an
@@ -32,6 +33,7 @@ from typing import Any
 
 import pytest
 
+from recsae.cli import INTERRUPTED
 from recsae.data.synthetic import SyntheticConfig, generate_synthetic
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -119,9 +121,12 @@ def _at_or_after(target: str) -> Callable[[str], bool]:
     return anchor
 
 
-def _kill_in(data: Path, out: Path, anchor: Callable[[str], bool], delay: float) -> tuple[str | None, list[str]]:
-    """Start the run, SIGKILL it ``delay`` seconds after the first stderr line for which ``anchor``
-    is true, and return the stage it was in when killed (the last stage line it wrote; None when it
+def _kill_in(
+    data: Path, out: Path, anchor: Callable[[str], bool], delay: float, sig: signal.Signals = signal.SIGKILL
+) -> tuple[str | None, list[str]]:
+    """Start the run, send it ``sig`` (SIGKILL, or SIGTERM, which it answers by unwinding and
+    exiting with code 143) ``delay`` seconds after the first stderr line for which ``anchor`` is
+    true, and return the stage it was in when killed (the last stage line it wrote; None when it
     finished first) and its stderr lines."""
     proc = subprocess.Popen(_command(data, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=_env())
@@ -142,7 +147,7 @@ def _kill_in(data: Path, out: Path, anchor: Callable[[str], bool], delay: float)
             if anchor(line):
                 time.sleep(delay)
                 break
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(sig)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
@@ -152,7 +157,7 @@ def _kill_in(data: Path, out: Path, anchor: Callable[[str], bool], delay: float)
     while not lines.empty():
         if (line := lines.get()) is not None:
             seen.append(line)
-    if proc.returncode != -signal.SIGKILL:
+    if proc.returncode != (-signal.SIGKILL if sig == signal.SIGKILL else 128 + sig):
         assert proc.returncode == 0, "\n".join(seen)
         return None, seen
     stages = [m[1] for ln in seen if (m := STAGE_LINE.fullmatch(ln))]
@@ -220,16 +225,19 @@ def test_killed_mid_training_of_the_model_the_sae_and_each_control_then_resumed_
 ) -> None:
     """The kills of the other test land soon after a stage's line, mostly before the stage's
     first checkpoint; these land after one: in the model stage once its second epoch is logged
-    (so the rerun resumes the trainer from a saved epoch: its random state, optimiser and
-    history), then, in the rerun, in the sae stage once its first epoch is logged; then, in the
+    (a SIGTERM, so the run exits 143 and the rerun resumes the trainer from the saved epoch: its
+    random state, optimiser and history), then, in the rerun, in the sae stage once its first epoch is logged; then, in the
     next reruns, while the SAE of the untrained model trains (or its activations are harvested)
     and while the second-seed SAE trains."""
     rng = random.Random(20261206)
     out = tmp_path / "run"
     delay = rng.uniform(0, 0.4)
-    landed, _ = _kill_in(data, out, re.compile(r"epoch +2 .*").fullmatch, delay)
-    print(f"kill {delay:.3f} s after the model's epoch 2 landed in {landed}")
+    # SIGTERM here: the run unwinds, says what is kept, leaves the saved epoch and no temporaries
+    landed, lines = _kill_in(data, out, re.compile(r"epoch +2 .*").fullmatch, delay, signal.SIGTERM)
+    print(f"SIGTERM {delay:.3f} s after the model's epoch 2 landed in {landed}")
     assert landed == "model", "the model stage ended before the kill: make the model's epochs longer"
+    assert lines[-1] == INTERRUPTED and not any("Traceback" in ln for ln in lines), "\n".join(lines)
+    assert _leftovers(out) == []
     delay = rng.uniform(0, 0.02)
     landed, lines = _kill_in(data, out, re.compile(r"sae epoch 1: .*").fullmatch, delay)
     print(f"kill {delay:.3f} s after the sae's epoch 1 landed in {landed}")
