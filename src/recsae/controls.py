@@ -90,32 +90,32 @@ def _train(x: np.ndarray, valid: np.ndarray | None, sae_cfg: SaeConfig, train_cf
 
 def train_controls(
     out: str | Path,
-    model_name: str,
-    model_opts: dict[str, Any],
+    untrained: Recommender | None,
+    model_identity: dict[str, Any],
     split: SplitData,
     store: ActivationStore,
     sae_cfg: SaeConfig,
     train_cfg: SaeTrainConfig,
     device: torch.device | str = "cpu",
-    random_model: bool = True,
     seed_sae: bool = True,
 ) -> Controls:
     """Train (or reuse) the controls of a run folder ``out`` whose SAE was trained on ``store``
-    with ``sae_cfg`` and ``train_cfg``."""
+    with ``sae_cfg`` and ``train_cfg``: an SAE on the representations of ``untrained`` (the
+    model's architecture, never trained, identified by ``model_identity``; None: no such control)
+    and the SAE again with another seed."""
     root = Path(out) / CONTROLS_DIR
     base = {"sae": sae_cfg.to_dict(), "train": train_cfg.to_dict(), "store": store.meta.get("dataset"),
             "rows": store.n_rows}
-    rm = rm_store = rm_sae = second = None
-    if random_model:
+    rm_store = rm_sae = second = None
+    if untrained is not None:
         folder = root / RANDOM_MODEL_DIR
-        rm = untrained_model(model_name, model_opts, split, train_cfg.seed, device)
-        source = base | {"model": model_name, "model_opts": model_opts, "model_seed": train_cfg.seed}
+        source = base | {"model": model_identity, "model_seed": train_cfg.seed}
         if _fresh(folder, source):
             rm_store = ActivationStore.open(folder / "activations")
             rm_sae = TopKSAE.load(folder / "sae", device)
         else:
-            log.info("controls: harvesting and training an SAE on the untrained %s", model_name)
-            rm_store = harvest(rm, split, folder / "activations", device=device)
+            log.info("controls: harvesting and training an SAE on the untrained model")
+            rm_store = harvest(untrained, split, folder / "activations", device=device)
             x, valid = _train_rows(rm_store)
             rm_sae = _train(x, valid, sae_cfg, train_cfg, folder, source, device)
     if seed_sae:
@@ -128,4 +128,4 @@ def train_controls(
             log.info("controls: training the SAE again with seed %d (seed stability)", cfg2.seed)
             x, valid = _train_rows(store)
             second = _train(x, valid, sae_cfg, cfg2, folder, source, device)
-    return Controls(rm, rm_store, rm_sae, second)
+    return Controls(untrained, rm_store, rm_sae, second)

@@ -341,6 +341,7 @@ def run_sae_stage(
     device: str | torch.device | None = None,
     force: bool = False,
     eval_batch_size: int = 1024,
+    given: TopKSAE | None = None,
 ) -> SaeStageResult:
     """Harvest → train the SAE → splice, into ``out_dir/activations``, ``out_dir/sae`` and
     ``out_dir/splice.json``.
@@ -349,7 +350,8 @@ def run_sae_stage(
     without ``train`` rows (general models: one row per user) trains on all rows without
     validation. An existing store from the same model, data and options is reused, and an
     interrupted SAE run resumes, unless ``force``. μ of the mean-ablated row is the mean of
-    the training rows.
+    the training rows. A ``given`` SAE (the user's) is saved into ``out_dir/sae`` and spliced
+    instead of training one.
     """
     out = Path(out_dir)
     store_dir, sae_dir = out / "activations", out / "sae"
@@ -364,7 +366,11 @@ def run_sae_stage(
     valid_x = store.load(valid_rows) if len(valid_rows) else None
     if force and sae_dir.exists():
         shutil.rmtree(sae_dir)
-    trained = train_sae(train_x, sae_cfg, train_cfg, valid=valid_x, out_dir=sae_dir, device=device)
+    if given is None:
+        trained = train_sae(train_x, sae_cfg, train_cfg, valid=valid_x, out_dir=sae_dir, device=device)
+    else:
+        given.save(sae_dir)
+        trained = SaeTrainResult(given, [], evaluate_sae(given, valid_x) if valid_x is not None else None)
     mean = torch.from_numpy(train_x.mean(0, dtype=np.float64).astype(np.float32))
     random_sae = untrained_baseline(sae_cfg, train_x, train_cfg.seed, model_device(model))
     random_sae.save(out / RANDOM_SAE_DIR)
