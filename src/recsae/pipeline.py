@@ -335,17 +335,24 @@ def _check_compatible(out: Path, cfg: RunConfig, split: SplitData) -> None:
     check_resumable(out / "model", record)
 
 
-def _data_stage(run: Run, force: bool) -> SplitData:
+def make_run_split(cfg: RunConfig) -> SplitData:
+    """The dataset and split of a run, from its options (deterministic)."""
     from recsae.data.split import make_split
-    from recsae.models.pop import MostPopular
     from recsae.models.registry import model_class
+
+    ds = cfg.data.load(cfg.split_seed, **cfg.data_kwargs)
+    # 'auto' holds out at random for general models without time (a user's model: leave-one-out)
+    sequential = model_class(cfg.model.name).sequential if cfg.model.source in ("train", "checkpoint") else True
+    return make_split(ds, cfg.protocol, seed=cfg.split_seed, sequential=sequential)  # type: ignore[arg-type]
+
+
+def _data_stage(run: Run, force: bool) -> SplitData:
+    from recsae.models.pop import MostPopular
     from recsae.models.trainer import evaluate_model
 
     cfg = run.cfg
-    ds = cfg.data.load(cfg.split_seed, **cfg.data_kwargs)
-    # 'auto' holds out at random for general models without time (a user's model: by its data)
-    sequential = model_class(cfg.model.name).sequential if cfg.model.source in ("train", "checkpoint") else True
-    split = make_split(ds, cfg.protocol, seed=cfg.split_seed, sequential=sequential)  # type: ignore[arg-type]
+    split = make_run_split(cfg)
+    ds = split.dataset
     if not force:  # --force deletes the model folder instead
         _check_compatible(run.out, cfg, split)
     log.info("dataset %s: %d users, %d items, %d interactions (%s)", ds.name, ds.n_users, ds.n_items,
