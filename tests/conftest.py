@@ -1,4 +1,5 @@
-"""Shared fixtures: the real-data root (never copied into the repository)."""
+"""Shared fixtures: the real-data root (never copied into the repository), a tiny sequential model
+and split (``tiny_sequences.py``), the in-process CLI."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,22 @@ def data_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"real datasets not found at {root} (set RECSAE_DATA to run this test)")
     return root
+
+
+@pytest.fixture
+def tiny_split() -> Any:
+    """Five hand-built users (see ``tiny_sequences.tiny_split``)."""
+    from tiny_sequences import tiny_split
+
+    return tiny_split()
+
+
+@pytest.fixture
+def tiny_model() -> Any:
+    """``tiny_sequences.AvgSeqModel``: states are a projection of the window's mean item embedding."""
+    from tiny_sequences import AvgSeqModel
+
+    return AvgSeqModel()
 
 
 @pytest.fixture

@@ -43,8 +43,9 @@ def load_run(run: Path, data_root: Path | None = None, device: str = "auto") -> 
     """Model, SAE, split (reloaded from the model's recorded data source), interpretation table
     (None when absent) and concept item sets of a run folder."""
     from recsae.errors import DataError
-    from recsae.interpret.api import TABLE_FILE, read_interpretation
+    from recsae.interpret.api import read_interpretation
     from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
+    from recsae.rundir import RunDir
     from recsae.sae.model import TopKSAE
     from recsae.steer.targets import concept_items
     from recsae.utils import default_device
@@ -52,10 +53,11 @@ def load_run(run: Path, data_root: Path | None = None, device: str = "auto") -> 
     if not run.is_dir():
         raise DataError("run folder not found", path=run)
     dev = default_device(device)
-    model, config = load_checkpoint(run / "model", dev)
-    sae = TopKSAE.load(run / "sae", dev)
-    split = split_for_checkpoint(run / "model", config, data_root)
-    table = read_interpretation(run) if (run / TABLE_FILE).is_file() else None
+    paths = RunDir(run)
+    model, config = load_checkpoint(paths.model, dev)
+    sae = TopKSAE.load(paths.sae, dev)
+    split = split_for_checkpoint(paths.model, config, data_root)
+    table = read_interpretation(run) if paths.interpretation.is_file() else None
     items = concept_items(split)
     return RunInputs(model, sae, split, table, items)
 
