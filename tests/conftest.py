@@ -1,5 +1,5 @@
 """Shared fixtures: the real-data root (never copied into the repository), a tiny sequential model
-and split (``tiny_sequences.py``), the in-process CLI."""
+and split (``tiny_sequences.py``), a tiny finished run (``tiny_pipeline.py``), the in-process CLI."""
 
 from __future__ import annotations
 
@@ -37,6 +37,18 @@ def tiny_model() -> Any:
     from tiny_sequences import AvgSeqModel
 
     return AvgSeqModel()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished ``recsae run`` folder of ``tiny_pipeline.tiny_config()`` (every stage, report
+    included), made once per session: tests read it or copy it, never change what it holds."""
+    from recsae.pipeline import run_pipeline
+    from tiny_pipeline import tiny_config
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    run_pipeline(out, tiny_config())
+    return out
 
 
 @pytest.fixture

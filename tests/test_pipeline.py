@@ -1,4 +1,5 @@
-"""``recsae run`` end to end on a tiny synthetic dataset: documented summary keys, resume, errors."""
+"""``recsae run`` end to end on a tiny synthetic dataset (``tiny_run``: one run per session, shared with
+the report tests): documented summary keys, resume, errors."""
 
 from __future__ import annotations
 
@@ -14,24 +15,7 @@ from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
 from recsae.io import read_json
 from recsae.pipeline import PRESETS, RunConfig, model_settings, preset, run_pipeline
-
-TINY = {"n_users": 160, "n_items": 120, "n_concepts": 6, "min_seq_len": 12, "max_seq_len": 20}
-
-
-def tiny_config(**kw) -> RunConfig:
-    base = {
-        # exactly two SAE passes: the tiny store would otherwise get 100 (sae_min_rows)
-        "data_kwargs": TINY, "epochs": 3, "sae_expansion": 4, "sae_k": 8, "sae_epochs": 2, "sae_min_rows": 0,
-        "seed": 3,
-    }
-    return RunConfig(**(base | kw))
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    run_pipeline(out, tiny_config())
-    return out
+from tiny_pipeline import TINY, tiny_config
 
 
 @pytest.mark.slow
