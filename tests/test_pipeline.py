@@ -1,9 +1,9 @@
-"""``recsae run`` end to end on a tiny synthetic dataset: documented summary keys, resume, errors."""
+"""``recsae run`` end to end on a tiny synthetic dataset (``tiny_run``: one run per session, shared with
+the report tests): documented summary keys, resume, errors."""
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import shutil
 from pathlib import Path
@@ -11,30 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recsae.config import ModelOptions, RunConfig, SaeOptions
+from recsae.config import ModelOptions, RunConfig
 from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
 from recsae.io import read_json
 from recsae.pipeline import PRESETS, check_options, model_settings, preset, run_pipeline
-
-TINY = {"n_users": 160, "n_items": 120, "n_concepts": 6, "min_seq_len": 12, "max_seq_len": 20}
-
-
-def tiny_config(data: DatasetOptions | None = None, **changes: object) -> RunConfig:
-    """The tiny run, with ``changes`` by dotted key (``**{"sae.k": 4}``)."""
-    # exactly two SAE passes: the tiny store would otherwise get 100 (sae.min_rows)
-    base = RunConfig(data_kwargs=TINY, model=ModelOptions(epochs=3), sae=SaeOptions(expansion=4, k=8, epochs=2, min_rows=0),
-                     seed=3)
-    if data is not None:
-        base = dataclasses.replace(base, data=data)
-    return base.override(changes)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    run_pipeline(out, tiny_config())
-    return out
+from tiny_pipeline import TINY, tiny_config
 
 
 @pytest.mark.slow

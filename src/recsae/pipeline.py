@@ -25,20 +25,21 @@ from recsae.data.dataset import SplitData
 from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
 from recsae.io import FORMAT_VERSION, read_json, remove_stale_partials, write_json
+from recsae.rundir import RunDir
 from recsae.sae.config import SaeTrainConfig
 from recsae.sources import ModelSource, model_source, weights_digest
 from recsae.utils import default_device, environment_info, heartbeat, log, seed_everything
 
-SUMMARY = "summary.json"
+SUMMARY = RunDir.SUMMARY
 
 
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     # what each stage writes into the run folder (the model stage resumes through its trainer)
-    "model": ("activations",),
-    "sae": ("sae", "splice.json", "random_sae", "controls"),
-    "interpret": ("interpretation.parquet", "interpret.json"),
-    "steer": ("steer.json",),
-    "report": ("report", "report_data"),
+    "model": (RunDir.ACTIVATIONS,),
+    "sae": (RunDir.SAE, RunDir.SPLICE, RunDir.RANDOM_SAE, RunDir.CONTROLS),
+    "interpret": (RunDir.INTERPRETATION, RunDir.INTERPRET_SUMMARY),
+    "steer": (RunDir.STEER,),
+    "report": (RunDir.REPORT, RunDir.REPORT_DATA),
 }
 """Run-folder entries per stage; a stage redone for new inputs removes its own and every later
 stage's entries first, so nothing stale is ever read back."""
@@ -81,9 +82,10 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _sae_digest(path: Path) -> str:
+    from recsae.sae.model import WEIGHTS_FILE as SAE_WEIGHTS
     from recsae.sources import _file_digest
 
-    weights = path / "sae.safetensors"
+    weights = path / SAE_WEIGHTS
     if not weights.is_file():
         raise ConfigError(f"--sae {path}: not a trained SAE folder (no sae.safetensors)")
     return str(_file_digest(str(weights)))
@@ -285,7 +287,7 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
     with run.stage("data"):
         split = _data_stage(run, force)
     # written once the data loaded, so a bad dataset leaves no run folder behind
-    write_json(out / "config.json", {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
+    write_json(out / RunDir.CONFIG, {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
                                      "seed": cfg.seed, "versions": environment_info()})
     if "steer" in cfg.stages and cfg.steer.concepts:  # a typo fails now, not after the training
         from recsae.steer.targets import concept_items
@@ -332,7 +334,7 @@ def _check_compatible(out: Path, cfg: RunConfig, split: SplitData) -> None:
     model_opts, train_opts = model_settings(cfg)
     record = training_record(cfg.model.name, model_config(cfg.model.name, **model_opts), split, cfg.seed,
                              TrainConfig(**train_opts))
-    check_resumable(out / "model", record)
+    check_resumable(out / RunDir.MODEL, record)
 
 
 def make_run_split(cfg: RunConfig) -> SplitData:
@@ -371,7 +373,7 @@ def _data_stage(run: Run, force: bool) -> SplitData:
     if ds.info.get("format") == "synthetic":
         from recsae.data.synthetic import SyntheticConfig, generate_synthetic, write_ground_truth
 
-        truth = run.out / "ground_truth"
+        truth = run.out / RunDir.GROUND_TRUTH
         if not (truth / "ground_truth.json").is_file():
             write_ground_truth(generate_synthetic(SyntheticConfig(**ds.info["config"])), truth)  # type: ignore[arg-type]
     return split
@@ -403,12 +405,13 @@ def _model_stage(run: Run, source: ModelSource, split: SplitData, device: torch.
 def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, force: bool) -> tuple[Any, Any]:
     from recsae.probe.store import ActivationStore
     from recsae.sae.config import SaeConfig
-    from recsae.sae.model import TopKSAE
-    from recsae.sae.splice import run_sae_stage, splice_summary
+    from recsae.sae.model import CFG_FILE, TopKSAE
+    from recsae.sae_stage import run_sae_stage
+    from recsae.splice import splice_summary
 
-    if not force and run.reusable("sae", "splice.json", "sae/cfg.json", "activations/meta.json"):
-        log.info("sae: reusing %s", run.out / "sae")
-        return TopKSAE.load(run.out / "sae", device), ActivationStore.open(run.out / "activations")
+    if not force and run.reusable("sae", RunDir.SPLICE, f"{RunDir.SAE}/{CFG_FILE}", f"{RunDir.ACTIVATIONS}/meta.json"):
+        log.info("sae: reusing %s", run.out / RunDir.SAE)
+        return TopKSAE.load(run.out / RunDir.SAE, device), ActivationStore.open(run.out / RunDir.ACTIVATIONS)
     run.begin("sae")
     given = None
     if run.cfg.sae.path is not None:
@@ -420,7 +423,7 @@ def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, for
     else:
         sae_cfg = SaeConfig(d_in=model.dim, expansion=run.cfg.sae.expansion, k=run.cfg.sae.k,
                             aux_relu=run.cfg.sae.aux_relu)
-    checkpoint = run.out / "model" if run.cfg.model.source in ("train", "checkpoint") else None
+    checkpoint = run.out / RunDir.MODEL if run.cfg.model.source in ("train", "checkpoint") else None
     result = run_sae_stage(model, split, run.out, sae_cfg, _sae_train_config(run.cfg), checkpoint=checkpoint,
                            device=device, force=force, given=given)
     run.summary["sae"] = splice_summary(result.splice) | ({"given": str(run.cfg.sae.path)} if given else {})
@@ -443,22 +446,20 @@ def _interpret_stage(
 ) -> tuple[Any, Any]:
     """The interpretation table, and the SAE's codes of every row when they were computed."""
     from recsae.interpret.api import (
-        TABLE_FILE,
         interpret,
         read_interpretation,
         write_interpretation,
     )
     from recsae.interpret.from_run import run_inputs, seed_stability
-    from recsae.sae.model import TopKSAE
-    from recsae.sae.splice import RANDOM_SAE_DIR
+    from recsae.sae.model import CFG_FILE, TopKSAE
 
-    table_path = run.out / TABLE_FILE
-    if not force and run.reusable("interpret", TABLE_FILE):
+    table_path = run.out / RunDir.INTERPRETATION
+    if not force and run.reusable("interpret", RunDir.INTERPRETATION):
         log.info("interpret: reusing %s", table_path)
         return read_interpretation(run.out), None
     run.begin("interpret")
-    baseline = run.out / RANDOM_SAE_DIR
-    random_sae = TopKSAE.load(baseline, sae.device) if (baseline / "cfg.json").is_file() else None
+    baseline = run.out / RunDir.RANDOM_SAE
+    random_sae = TopKSAE.load(baseline, sae.device) if (baseline / CFG_FILE).is_file() else None
     random_model = None
     if controls is not None and controls.random_model_sae is not None:
         random_model = (controls.random_model, controls.random_model_store, controls.random_model_sae)
@@ -493,8 +494,8 @@ def _steer_stage(run: Run, model: Any, sae: Any, split: SplitData, table: Any, f
     from recsae.steer import ConceptItems
     from recsae.steer.study import run_steer, steer_summary
 
-    path = run.out / "steer.json"
-    if not force and run.reusable("steer", "steer.json"):
+    path = run.out / RunDir.STEER
+    if not force and run.reusable("steer", RunDir.STEER):
         log.info("steer: reusing %s", path)
         return
     run.begin("steer")

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from recsae.config import RunConfig, load_config
 from recsae.errors import DataError
 from recsae.io import read_json
+from recsae.models.checkpoint import CONFIG_FILE
+from recsae.rundir import RunDir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,20 +44,21 @@ class Run:
         from recsae.pipeline import with_checkpoint_data
 
         self.out = Path(out)
+        self.paths = RunDir(self.out)
+        """Every entry of the run folder."""
         if not self.out.is_dir():
             raise DataError("run folder not found (expected the --out folder of `recsae run`)", path=self.out)
-        if (self.out / "config.json").is_file():
-            cfg = load_config(self.out / "config.json")
-        elif (self.out / "model" / "config.json").is_file():  # a folder assembled by hand around a checkpoint
-            cfg = RunConfig(model=ModelOptions(checkpoint=str(self.out / "model")))
+        if self.paths.config.is_file():
+            cfg = load_config(self.paths.config)
+        elif (self.paths.model / CONFIG_FILE).is_file():  # a folder assembled by hand around a checkpoint
+            cfg = RunConfig(model=ModelOptions(checkpoint=str(self.paths.model)))
         else:
             raise DataError("not a run folder (no config.json; expected the --out folder of `recsae run`)", path=self.out)
         if data_root is not None:
             cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, data_root=Path(data_root)))
         cfg = with_checkpoint_data(cfg)
         self.config: RunConfig = dataclasses.replace(cfg, device=device) if device is not None else cfg
-        summary = self.out / "summary.json"
-        self.summary: dict[str, Any] = read_json(summary) if summary.is_file() else {}
+        self.summary: dict[str, Any] = read_json(self.paths.summary) if self.paths.summary.is_file() else {}
 
     @classmethod
     def open(cls, out: str | Path, data_root: str | Path | None = None, device: str | None = None) -> Run:
@@ -81,21 +84,20 @@ class Run:
     @cached_property
     def model(self) -> Recommender:
         """The run's recommender (eval mode)."""
-        from recsae.models.checkpoint import check_split_fits, load_checkpoint
+        from recsae.models.checkpoint import check_checkpoint_data, load_checkpoint
         from recsae.sources import model_source, weights_digest
 
         self._need("model")
         model: Recommender
         if self.config.model.source in ("train", "checkpoint"):  # OUT/model holds it
-            model, config = load_checkpoint(self.out / "model", self.device)
-            spec = config.get("model", {})
-            check_split_fits(self.split, spec.get("n_users"), spec.get("n_items"), self.out / "model")
+            model, config = load_checkpoint(self.paths.model, self.device)
+            check_checkpoint_data(self.split, config, self.paths.model)
         else:
             model = model_source(self.config).build(self.split, self.out, self.device, force=False).model
         recorded = self.summary.get("model", {}).get("weights_sha256")
         if recorded is not None and weights_digest(model) != recorded:
             raise DataError("the model differs from the one this run used (its code or files changed since); rerun "
-                            "`recsae run` to bring the run up to date", path=self.out / "summary.json", field="model")
+                            "`recsae run` to bring the run up to date", path=self.paths.summary, field="model")
         return model
 
     @cached_property
@@ -103,7 +105,7 @@ class Run:
         from recsae.sae.model import TopKSAE
 
         self._need("sae")
-        return TopKSAE.load(self.out / "sae", self.device)
+        return TopKSAE.load(self.paths.sae, self.device)
 
     @cached_property
     def store(self) -> ActivationStore:
@@ -111,7 +113,7 @@ class Run:
         from recsae.probe.store import ActivationStore
 
         self._need("sae")
-        return ActivationStore.open(self.out / "activations")
+        return ActivationStore.open(self.paths.activations)
 
     @cached_property
     def interpretation(self) -> pd.DataFrame:
@@ -150,10 +152,13 @@ class Run:
 
     def has(self, stage: str) -> bool:
         """Whether the run folder holds the outputs of ``stage`` (model, sae, interpret, steer, report)."""
+        from recsae.sae.model import CFG_FILE as SAE_CFG
+
+        p = self.paths
         trained_here = self.config.model.source in ("train", "checkpoint")
-        needs = {"model": ("model/config.json",) if trained_here else ("summary.json",), "sae": ("sae/cfg.json",),
-                 "interpret": ("interpretation.parquet",), "steer": ("steer.json",), "report": ("report/index.html",)}
-        return all((self.out / f).is_file() for f in needs[stage])
+        needs = {"model": p.model / CONFIG_FILE if trained_here else p.summary, "sae": p.sae / SAE_CFG,
+                 "interpret": p.interpretation, "steer": p.steer, "report": p.report_page}
+        return needs[stage].is_file()
 
     def _need(self, stage: str) -> None:
         if not self.has(stage):

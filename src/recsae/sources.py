@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from recsae.errors import ConfigError, DataError
+from recsae.rundir import RunDir
 from recsae.utils import log, seed_everything
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ class TrainHere(ModelSource):
         from recsae.models.trainer import TrainConfig, train_model
         from recsae.pipeline import model_settings
 
-        model_dir = out / "model"
+        model_dir = RunDir(out).model
         if force and model_dir.exists():
             shutil.rmtree(model_dir)
         model_opts, train_opts = model_settings(self.cfg)
@@ -126,15 +127,14 @@ class FromCheckpoint(ModelSource):
         from recsae.models.checkpoint import (
             CONFIG_FILE,
             WEIGHTS_FILE,
-            check_split_fits,
+            check_checkpoint_data,
             load_checkpoint,
         )
 
         path = Path(str(self.opts.checkpoint))
         model, config = load_checkpoint(path, device)
-        spec = config.get("model", {})
-        check_split_fits(split, spec.get("n_users"), spec.get("n_items"), path)
-        target = out / "model"
+        check_checkpoint_data(split, config, path)
+        target = RunDir(out).model
         if target.resolve() != path.resolve():
             if target.exists():
                 shutil.rmtree(target)

@@ -109,6 +109,7 @@ def run(
     from recsae.config import RunConfig, load_config
     from recsae.io import check_writable_folder
     from recsae.pipeline import check_options, run_pipeline, with_checkpoint_data
+    from recsae.rundir import RunDir
     from recsae.utils import set_threads
 
     base = load_config(config) if config is not None else RunConfig()
@@ -139,7 +140,8 @@ def run(
     set_threads(threads)  # once the options are known good: an error stays the only line
     summary = run_pipeline(out, cfg, force=force)
     typer.echo(_headline(summary))
-    typer.echo(f"wrote {out / 'summary.json'}" + (f" and {out / 'report' / 'index.html'}" if (out / "report" / "index.html").is_file() else ""))
+    paths = RunDir(out)
+    typer.echo(f"wrote {paths.summary}" + (f" and {paths.report_page}" if paths.report_page.is_file() else ""))
 
 
 def _num(x: float | None, spec: str) -> str:

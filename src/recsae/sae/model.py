@@ -22,6 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -389,6 +390,15 @@ class TopKSAE(nn.Module):
         if device is not None:
             sae.to(device)
         return sae
+
+
+def untrained_baseline(cfg: SaeConfig, x: np.ndarray, seed: int, device: torch.device | str | None = None,
+                       sample_rows: int = 100_000) -> TopKSAE:
+    """The SAE exactly as training starts from it (same seed; b_dec and encoder scale fitted to
+    a seeded sample of ``x``), never trained: the random-SAE baseline."""
+    rows = np.sort(np.random.default_rng(seed).permutation(len(x))[:sample_rows])
+    sample = torch.from_numpy(np.asarray(x[rows], dtype=np.float32))
+    return TopKSAE.random_like(cfg, seed=seed, device=device, x_sample=sample.to(device))
 
 
 @torch.no_grad()
