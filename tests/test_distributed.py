@@ -1,6 +1,7 @@
-"""recsae.distributed, and the distributed stages against one process: a harvest and two SAE
-trainings (``tests/distributed_job.py``) run alone and under ``torchrun --nproc-per-node 2``
-(gloo, CPU); a rank that dies or stops makes the other exit with one clear line, not hang."""
+"""recsae.distributed, and the distributed stages against one process: a model training, a
+full-ranking evaluation, a harvest and two SAE trainings (``tests/distributed_job.py``) run
+alone and under ``torchrun --nproc-per-node 2`` (gloo, CPU); a rank that dies or stops makes
+the other exit with one clear line, not hang."""
 
 from __future__ import annotations
 
@@ -127,7 +128,32 @@ def test_two_ranks_harvest_the_same_store_bit_for_bit_under_one_manifest(runs: t
     assert two.index.equals(one.index)
     assert {k: v for k, v in two.meta.items() if k != "shards"} == {k: v for k, v in one.meta.items() if k != "shards"}
     # no rank's part is left beside the store
-    assert sorted(p.name for p in runs[1].iterdir()) == ["activations", "result.json", "sae-balanced", "sae-plain"]
+    assert not [p.name for p in runs[1].iterdir() if p.name.startswith(".")]
+
+
+@needs_gloo
+def test_two_ranks_end_with_the_same_weights_and_only_rank_0_writes_the_result(runs: tuple[Path, Path]) -> None:
+    digests = [json.loads((runs[1] / f"weights-rank{r}.json").read_text()) for r in range(2)]
+    assert digests[0] == digests[1] and set(digests[0]) == {"model", "plain", "balanced"}
+    assert json.loads((runs[1] / "result.json").read_text())["world_size"] == 2
+
+
+@needs_gloo
+def test_two_ranks_evaluate_every_user_once_in_order_with_the_same_values(runs: tuple[Path, Path]) -> None:
+    one, two = (json.loads((out / "result.json").read_text())["evaluation"] for out in runs)
+    assert two["users"] == one["users"] and len(set(two["users"])) == len(two["users"])
+    for name, values in one["per_user"].items():
+        np.testing.assert_allclose(two["per_user"][name], values, rtol=1e-6, atol=1e-9)
+    assert two["metrics"] == pytest.approx(one["metrics"], rel=1e-6)
+
+
+@needs_gloo
+def test_two_ranks_train_the_model_along_the_single_process_losses(runs: tuple[Path, Path]) -> None:
+    one, two = (json.loads((out / "result.json").read_text())["model"] for out in runs)
+    # each rank's loss is a mean over its positions, weighted by its rows: close to, not
+    # exactly, the batch's mean over all positions
+    assert two["loss"] == pytest.approx(one["loss"], rel=1e-3)
+    assert two["test"]["ndcg@10"] == pytest.approx(one["test"]["ndcg@10"], abs=0.01)
 
 
 @needs_gloo

@@ -209,6 +209,30 @@ def all_gather(world: World, x: Tensor, what: str = "all_gather") -> list[Tensor
     return [t.to(x.device) for t in out]
 
 
+def all_gather_rows(world: World, x: np.ndarray, what: str = "all_gather") -> np.ndarray:
+    """Every rank's rows of ``x`` (any count per rank, the same trailing shape and dtype),
+    concatenated in rank order: no padding rows, no duplicates."""
+    if not world.distributed:
+        return x
+    counts = all_gather(world, torch.tensor([len(x)], dtype=torch.int64), what)
+    width = max(int(c[0]) for c in counts)
+    padded = np.zeros((width, *x.shape[1:]), dtype=x.dtype)
+    padded[: len(x)] = x
+    blocks = all_gather(world, torch.from_numpy(padded), what)
+    return np.concatenate([b.numpy()[: int(c[0])] for b, c in zip(blocks, counts, strict=True)])
+
+
+def sum_gradients(world: World, params: list[torch.nn.Parameter]) -> None:
+    """Sum the parameters' gradients over the ranks, in one flat reduction (a missing gradient
+    counts as zero and becomes one)."""
+    if not world.distributed:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = all_reduce(world, torch.cat([g.reshape(-1) for g in grads]), what="gradient all_reduce")
+    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
+        p.grad = g.view_as(p)
+
+
 def broadcast_(world: World, tensors: list[Tensor], src: int = 0, what: str = "broadcast") -> None:
     """Overwrite ``tensors`` in place with rank ``src``'s values."""
     import torch.distributed as dist

@@ -30,7 +30,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from recsae.distributed import World, all_reduce, barrier, broadcast_, rank_slice, single
+from recsae.distributed import (
+    World,
+    all_reduce,
+    barrier,
+    broadcast_,
+    rank_slice,
+    single,
+    sum_gradients,
+)
 from recsae.errors import ConfigError, DataError
 from recsae.io import (
     FORMAT_VERSION,
@@ -328,7 +336,7 @@ def _train_epoch(
         opt.zero_grad()
         loss.backward()
         if world.distributed:
-            _sum_gradients(world, opt.params)
+            sum_gradients(world, opt.params)  # each rank's loss is its share of the batch's
         sae.remove_parallel_grad()
         opt.step(lr)
         sae.normalize_decoder()
@@ -364,15 +372,6 @@ def prediction_kl(
     logq = torch.log_softmax(x_hat @ items.T / temperature, dim=1)
     kl = (logp.exp() * (logp - logq)).sum(1)
     return kl.mean() if n_rows is None else kl.sum() / max(n_rows, 1)
-
-
-def _sum_gradients(world: World, params: list[torch.nn.Parameter]) -> None:
-    """Sum the gradients over the ranks, in one flat reduction (each rank's loss is its share
-    of the global batch's, so the sum is the global batch's gradient)."""
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = all_reduce(world, torch.cat([g.reshape(-1) for g in grads]), what="gradient all_reduce")
-    for p, g in zip(params, flat.split([p.numel() for p in params]), strict=True):
-        p.grad = g.view_as(p)
 
 
 def _format_record(rec: dict[str, Any], aux_relu: bool = True) -> str:
