@@ -23,12 +23,13 @@ import torch
 from recsae.config import STAGES, RunConfig
 from recsae.data.dataset import SplitData
 from recsae.data.registry import DatasetOptions
+from recsae.distributed import World, barrier, single
 from recsae.errors import ConfigError
 from recsae.io import FORMAT_VERSION, read_json, remove_stale_partials, write_json
 from recsae.rundir import RunDir
 from recsae.sae.config import SaeTrainConfig
 from recsae.sources import ModelSource, model_source, weights_digest
-from recsae.utils import default_device, environment_info, heartbeat, log, seed_everything
+from recsae.utils import environment_info, heartbeat, log, seed_everything
 
 SUMMARY = RunDir.SUMMARY
 
@@ -146,9 +147,11 @@ def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 class Run:
     """A run folder and its summary, rewritten after every stage."""
 
-    def __init__(self, out: Path, cfg: RunConfig) -> None:
+    def __init__(self, out: Path, cfg: RunConfig, world: World | None = None) -> None:
         self.out = out
         self.cfg = cfg
+        self.world = world if world is not None else single("cpu")
+        """Under torchrun every rank keeps the summary; rank 0 alone writes and deletes files."""
         prior = out / SUMMARY
         self.summary: dict[str, Any] = read_json(prior) if prior.is_file() else {}
         self.summary.update(format_version=FORMAT_VERSION, seed=cfg.seed, config=cfg.to_dict(), versions=environment_info())
@@ -156,7 +159,8 @@ class Run:
         self.fingerprints = stage_fingerprints(cfg)
 
     def save(self) -> None:
-        write_json(self.out / SUMMARY, self.summary)
+        if self.world.is_main:
+            write_json(self.out / SUMMARY, self.summary)
 
     def reusable(self, stage: str, *files: str) -> bool:
         """True when ``stage`` finished for exactly the current inputs (same fingerprint) and its
@@ -168,7 +172,7 @@ class Run:
         import shutil
 
         for name in stages:
-            for entry in STAGE_OUTPUTS.get(name, ()) if files else ():
+            for entry in STAGE_OUTPUTS.get(name, ()) if files and self.world.is_main else ():
                 path = self.out / entry
                 if path.is_dir():
                     shutil.rmtree(path)
@@ -188,6 +192,7 @@ class Run:
         self._forget((stage,), files=not resumable)
         self.summary.setdefault("started", {})[stage] = self.fingerprints[stage]
         self.save()
+        barrier(self.world, f"starting the {stage} stage")  # rank 0 has removed the stale outputs
 
     def model_built(self, digest: str) -> None:
         """Chain the built model's weights into every later stage's fingerprint. Weights that
@@ -197,6 +202,7 @@ class Run:
         if recorded is not None and recorded != digest:
             log.info("model: its weights changed since the last run; the later stages are redone")
             self._forget(STAGES)
+            barrier(self.world, "removing the stale outputs")
         self.fingerprints = stage_fingerprints(self.cfg, digest)
 
     def done(self, stage: str) -> None:
@@ -268,16 +274,25 @@ def with_checkpoint_data(cfg: RunConfig) -> RunConfig:
     )
 
 
-def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = False) -> dict[str, Any]:
-    """Run the whole job into ``out`` and return the summary (also in ``out/summary.json``)."""
+def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = False,
+                 world: World | None = None) -> dict[str, Any]:
+    """Run the whole job into ``out`` and return the summary (also in ``out/summary.json``).
+
+    ``world`` (torchrun, ``recsae.distributed.init_world``): every rank loads the data, trains
+    the model, harvests and trains the SAE together; rank 0 alone writes the run folder and then
+    goes on alone with the splice, the controls, interpretation, steering and the report, while
+    the other ranks return after the SAE stage."""
     cfg = with_checkpoint_data(cfg or RunConfig())
     check_options(cfg)
     out = Path(out)
-    remove_stale_partials(out)  # temporaries of a killed earlier run in this folder
+    world = world if world is not None else single(cfg.device)
+    if world.is_main:
+        remove_stale_partials(out)  # temporaries of a killed earlier run in this folder
+    barrier(world, "starting the run")
     seed_everything(cfg.seed)
-    device = default_device(cfg.device)
+    device = world.device
     source = model_source(cfg)
-    run = Run(out, cfg)
+    run = Run(out, cfg, world)
     if force:  # nothing of an earlier attempt is resumed
         run.summary.pop("started", None)
     # the model and the SAE are needed by every later stage: they run (or resume) whenever a
@@ -287,8 +302,9 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
     with run.stage("data"):
         split = _data_stage(run, force)
     # written once the data loaded, so a bad dataset leaves no run folder behind
-    write_json(out / RunDir.CONFIG, {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
-                                     "seed": cfg.seed, "versions": environment_info()})
+    if world.is_main:
+        write_json(out / RunDir.CONFIG, {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
+                                         "seed": cfg.seed, "versions": environment_info()})
     if "steer" in cfg.stages and cfg.steer.concepts:  # a typo fails now, not after the training
         from recsae.steer.targets import concept_items
 
@@ -306,6 +322,10 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
         return run.summary
     with run.stage("sae"):
         sae, store = _sae_stage(run, model, split, device, force)
+        barrier(world, "the end of the distributed stages")
+        if not world.is_main:  # rank 0 goes on alone
+            return run.summary
+        run.world = single(device)
         controls = _controls(run, source, model, split, store, sae, device) if run.cfg.sae.controls else None
         run.done("sae")
     table, codes = None, None
@@ -370,7 +390,7 @@ def _data_stage(run: Run, force: bool) -> SplitData:
     }
     pop = evaluate_model(MostPopular.fit(split), split, "test")
     run.summary["baseline"] = {"most_popular": {"test": pop.metrics}}
-    if ds.info.get("format") == "synthetic":
+    if ds.info.get("format") == "synthetic" and run.world.is_main:
         from recsae.data.synthetic import SyntheticConfig, generate_synthetic, write_ground_truth
 
         truth = run.out / RunDir.GROUND_TRUTH
@@ -385,7 +405,7 @@ def _model_stage(run: Run, source: ModelSource, split: SplitData, device: torch.
     code or exported embeddings."""
     from recsae.models.trainer import evaluate_model
 
-    built = source.build(split, run.out, device, force)
+    built = source.build(split, run.out, device, force, run.world)
     digest = weights_digest(built.model)
     run.model_built(digest)
     metrics = {}
@@ -425,7 +445,9 @@ def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, for
                             aux_relu=run.cfg.sae.aux_relu)
     checkpoint = run.out / RunDir.MODEL if run.cfg.model.source in ("train", "checkpoint") else None
     result = run_sae_stage(model, split, run.out, sae_cfg, _sae_train_config(run.cfg), checkpoint=checkpoint,
-                           device=device, force=force, given=given)
+                           device=device, force=force, given=given, world=run.world)
+    if result.splice is None:  # another rank than 0 under torchrun
+        return result.trained.sae, result.store
     run.summary["sae"] = splice_summary(result.splice) | ({"given": str(run.cfg.sae.path)} if given else {})
     return result.trained.sae, result.store
 

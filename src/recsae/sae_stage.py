@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from recsae.data.dataset import SplitData
+from recsae.distributed import World, once, single
 from recsae.errors import ConfigError, DataError
 from recsae.models.base import Recommender
 from recsae.probe.harvest import checkpoint_digest, dataset_info, harvest, model_device
@@ -34,7 +35,8 @@ class SaeStageResult(NamedTuple):
     store: ActivationStore
     trained: SaeTrainResult
     """The SAE training outcome (``trained.sae`` is the SAE)."""
-    splice: SpliceResult
+    splice: SpliceResult | None
+    """The splice table (None on ranks other than 0 under torchrun)."""
 
 
 def run_sae_stage(
@@ -49,6 +51,7 @@ def run_sae_stage(
     force: bool = False,
     eval_batch_size: int = 1024,
     given: TopKSAE | None = None,
+    world: World | None = None,
 ) -> SaeStageResult:
     """Harvest → train the SAE → splice, into the run folder ``out_dir`` (its ``activations``,
     ``sae``, ``random_sae`` and ``splice.json``).
@@ -59,12 +62,16 @@ def run_sae_stage(
     interrupted SAE run resumes, unless ``force``. μ of the mean-ablated row is the mean of
     the training rows. A ``given`` SAE (the user's) is saved into ``out_dir/sae`` and spliced
     instead of training one.
+
+    ``world`` (torchrun): every rank harvests its share and trains the SAE together; rank 0
+    alone then splices and writes ``splice.json`` (the others return ``splice`` None).
     """
+    world = world if world is not None else single(device)
     run = RunDir(out_dir)
     store_dir, sae_dir = run.activations, run.sae
     store = None if force else _reusable_store(store_dir, model, split, last_only, checkpoint)
     if store is None:
-        store = harvest(model, split, store_dir, last_only=last_only, device=device, checkpoint=checkpoint)
+        store = harvest(model, split, store_dir, last_only=last_only, device=device, checkpoint=checkpoint, world=world)
         force = True  # an SAE trained on other activations must not be resumed
     if sae_cfg.d_in != store.d:
         raise ConfigError(f"sae: d_in {sae_cfg.d_in} differs from the activations' width {store.d}")
@@ -72,12 +79,14 @@ def run_sae_stage(
     train_x = store.load(train_rows)
     valid_x = store.load(valid_rows) if len(valid_rows) else None
     if force and sae_dir.exists():
-        shutil.rmtree(sae_dir)
+        once(world, lambda: shutil.rmtree(sae_dir), "removing the stale SAE")
     if given is None:
-        trained = train_sae(train_x, sae_cfg, train_cfg, valid=valid_x, out_dir=sae_dir, device=device)
+        trained = train_sae(train_x, sae_cfg, train_cfg, valid=valid_x, out_dir=sae_dir, device=device, world=world)
     else:
-        given.save(sae_dir)
+        once(world, lambda: given.save(sae_dir), "saving the given SAE")
         trained = SaeTrainResult(given, [], evaluate_sae(given, valid_x) if valid_x is not None else None)
+    if not world.is_main:
+        return SaeStageResult(store, trained, None)
     mean = torch.from_numpy(train_x.mean(0, dtype=np.float64).astype(np.float32))
     random_sae = untrained_baseline(sae_cfg, train_x, train_cfg.seed, model_device(model))
     random_sae.save(run.random_sae)

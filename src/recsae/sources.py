@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 import numpy as np
 import torch
 
+from recsae.distributed import World, once, single
 from recsae.errors import ConfigError, DataError
 from recsae.rundir import RunDir
 from recsae.utils import log, seed_everything
@@ -65,7 +66,10 @@ class ModelSource:
         fingerprint; the built weights' digest is added once it exists)."""
         raise NotImplementedError
 
-    def build(self, split: SplitData, out: Path, device: torch.device, force: bool) -> BuiltModel:
+    def build(self, split: SplitData, out: Path, device: torch.device, force: bool,
+              world: World | None = None) -> BuiltModel:
+        """The model for ``split``; ``out`` is the run folder. Under torchrun (``world``) every
+        rank builds it, a trained one together, and rank 0 alone writes."""
         raise NotImplementedError
 
     def untrained(self, model: Recommender, split: SplitData, seed: int, device: torch.device) -> Recommender | None:
@@ -85,19 +89,21 @@ class TrainHere(ModelSource):
         model_opts, train_opts = model_settings(self.cfg)
         return {"model": self.opts.name, "model_opts": model_opts, "train": train_opts}
 
-    def build(self, split: SplitData, out: Path, device: torch.device, force: bool) -> BuiltModel:
+    def build(self, split: SplitData, out: Path, device: torch.device, force: bool,
+              world: World | None = None) -> BuiltModel:
         from recsae.models.registry import model_class, model_config
         from recsae.models.trainer import TrainConfig, train_model
         from recsae.pipeline import model_settings
 
+        world = world if world is not None else single(device)
         model_dir = RunDir(out).model
         if force and model_dir.exists():
-            shutil.rmtree(model_dir)
+            once(world, lambda: shutil.rmtree(model_dir), "removing the model to retrain it")
         model_opts, train_opts = model_settings(self.cfg)
         data_source = self.cfg.data.to_dict() | {"protocol": self.cfg.protocol, "seed": self.cfg.split_seed,
                                                  "options": self.cfg.data_kwargs}
         result = train_model(self.opts.name, split, model_config(self.opts.name, **model_opts), model_dir,
-                             self.cfg.seed, device, TrainConfig(**train_opts), data_source=data_source)
+                             self.cfg.seed, device, TrainConfig(**train_opts), data_source=data_source, world=world)
         record = {"valid": result.valid, "test": result.test, "train_seconds": round(result.seconds, 2),
                   "best_epoch": result.best_epoch, "epochs": result.epochs}
         return BuiltModel(result.model, model_class(self.opts.name).name, record)
@@ -123,7 +129,8 @@ class FromCheckpoint(ModelSource):
             raise DataError("not a model checkpoint (no model.safetensors)", path=path)
         return {"checkpoint_sha256": digest}
 
-    def build(self, split: SplitData, out: Path, device: torch.device, force: bool) -> BuiltModel:
+    def build(self, split: SplitData, out: Path, device: torch.device, force: bool,
+              world: World | None = None) -> BuiltModel:
         from recsae.models.checkpoint import (
             CONFIG_FILE,
             WEIGHTS_FILE,
@@ -135,13 +142,17 @@ class FromCheckpoint(ModelSource):
         model, config = load_checkpoint(path, device)
         check_checkpoint_data(split, config, path)
         target = RunDir(out).model
-        if target.resolve() != path.resolve():
+
+        def copy() -> None:
             if target.exists():
                 shutil.rmtree(target)
             target.mkdir(parents=True)
             for name in (WEIGHTS_FILE, CONFIG_FILE):
                 shutil.copyfile(path / name, target / f".{name}.tmp")
                 (target / f".{name}.tmp").replace(target / name)
+
+        if target.resolve() != path.resolve():
+            once(world if world is not None else single(device), copy, "copying the checkpoint into the run")
         return BuiltModel(model, model.name, {"checkpoint": str(path)})
 
     def untrained(self, model: Recommender, split: SplitData, seed: int, device: torch.device) -> Recommender | None:
@@ -160,7 +171,8 @@ class FromFunction(ModelSource):
     def identity(self) -> dict[str, Any]:
         return {"model_from": self.opts.model_from}
 
-    def build(self, split: SplitData, out: Path, device: torch.device, force: bool) -> BuiltModel:
+    def build(self, split: SplitData, out: Path, device: torch.device, force: bool,
+              world: World | None = None) -> BuiltModel:
         from recsae.models.base import Recommender
 
         spec = str(self.opts.model_from)
@@ -187,7 +199,8 @@ class FromEmbeddings(ModelSource):
         return {name: _file_digest(getattr(self.opts, name))
                 for name in ("user_vectors", "item_embeddings", "user_ids", "item_ids")}
 
-    def build(self, split: SplitData, out: Path, device: torch.device, force: bool) -> BuiltModel:
+    def build(self, split: SplitData, out: Path, device: torch.device, force: bool,
+              world: World | None = None) -> BuiltModel:
         from recsae.probe.embeddings import EmbeddingModel, load_matrix
 
         users, users_name = load_matrix(str(self.opts.user_vectors), "user vectors")

@@ -107,6 +107,7 @@ def run(
     yours), splice it back, interpret and steer the latents, and write OUT/summary.json and
     OUT/report/index.html."""
     from recsae.config import RunConfig, load_config
+    from recsae.distributed import init_world, shutdown
     from recsae.io import check_writable_folder
     from recsae.pipeline import check_options, run_pipeline, with_checkpoint_data
     from recsae.rundir import RunDir
@@ -138,7 +139,13 @@ def run(
     check_options(with_checkpoint_data(cfg))
     check_writable_folder(out)
     set_threads(threads)  # once the options are known good: an error stays the only line
-    summary = run_pipeline(out, cfg, force=force)
+    world = init_world(cfg.device)  # under torchrun: join the other ranks (else one process)
+    try:
+        summary = run_pipeline(out, cfg, force=force, world=world)
+    finally:
+        shutdown(world)
+    if not world.is_main:
+        return
     typer.echo(_headline(summary))
     paths = RunDir(out)
     typer.echo(f"wrote {paths.summary}" + (f" and {paths.report_page}" if paths.report_page.is_file() else ""))

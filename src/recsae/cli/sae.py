@@ -67,6 +67,7 @@ def train_command(
     sae_cfg = SaeConfig(d_in=model.dim, expansion=expansion, k=k)
     result = run_sae_stage(model, split, out, sae_cfg, train_cfg, last_only=last_only, checkpoint=checkpoint,
                            device=dev, force=force)
+    assert result.splice is not None  # one process: rank 0
     typer.echo(format_splice_table(result.splice))
     run = RunDir(out)
     typer.echo(f"wrote {run.activations}, {run.sae}, {run.random_sae}, {run.splice}")
