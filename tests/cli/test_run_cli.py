@@ -241,6 +241,6 @@ def test_run_options_have_no_defaults_of_their_own_so_the_run_config_supplies_th
     assert own == {"out": Path("runs/latest")}  # where to write, and --force, are not run options
     # and a run given no option runs RunConfig() exactly
     seen: list[RunConfig] = []
-    monkeypatch.setattr(recsae.pipeline, "run_pipeline", lambda out, cfg, force=False: seen.append(cfg) or {})
+    monkeypatch.setattr(recsae.pipeline, "run_pipeline", lambda out, cfg, force=False, world=None: seen.append(cfg) or {})
     run(out=tmp_path / "out")
     assert seen == [RunConfig()]
