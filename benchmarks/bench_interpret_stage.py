@@ -17,14 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recsae.controls import CONTROLS_DIR, RANDOM_MODEL_DIR, SEED_SAE_DIR, untrained_model
+from recsae.controls import untrained_model
 from recsae.interpret import InterpretConfig, interpret
 from recsae.interpret.from_run import run_inputs, seed_stability
 from recsae.io import read_json, write_json
 from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
 from recsae.probe.store import ActivationStore
+from recsae.rundir import RunDir
 from recsae.sae.model import TopKSAE
-from recsae.sae.splice import RANDOM_SAE_DIR
 from recsae.utils import environment_info, setup_logging
 
 RESULT = Path(__file__).parent / "results" / "bench_interpret_stage.json"
@@ -42,26 +42,25 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=RESULT)
     args = ap.parse_args(argv)
     setup_logging()
-    run = args.run
-    config = read_json(run / "config.json")["config"]
-    model, ckpt = load_checkpoint(run / "model")
-    split = split_for_checkpoint(run / "model", ckpt)
-    sae = TopKSAE.load(run / "sae")
-    store = ActivationStore.open(run / "activations")
-    controls = run / CONTROLS_DIR
+    run = RunDir(args.run)
+    config = read_json(run.config)["config"]
+    model, ckpt = load_checkpoint(run.model)
+    split = split_for_checkpoint(run.model, ckpt)
+    sae = TopKSAE.load(run.sae)
+    store = ActivationStore.open(run.activations)
     rm = untrained_model(config["model"], ckpt["model"]["config"], split, config["seed"])
-    random_model = (rm, ActivationStore.open(controls / RANDOM_MODEL_DIR / "activations"),
-                    TopKSAE.load(controls / RANDOM_MODEL_DIR / "sae"))
+    random_model = (rm, ActivationStore.open(run.random_model_control / RunDir.ACTIVATIONS),
+                    TopKSAE.load(run.random_model_control / RunDir.SAE))
     inputs, w_in, c_in = timed(run_inputs, model, sae, store, split, seed=config["seed"],
-                               random_sae=TopKSAE.load(run / RANDOM_SAE_DIR), random_model=random_model)
+                               random_sae=TopKSAE.load(run.random_sae), random_model=random_model)
     result, w_int, c_int = timed(interpret, **inputs, cfg=InterpretConfig(seed=config["seed"]))
-    stability, w_st, c_st = timed(seed_stability, sae, TopKSAE.load(controls / SEED_SAE_DIR / "sae"),
+    stability, w_st, c_st = timed(seed_stability, sae, TopKSAE.load(run.seed_sae_control / RunDir.SAE),
                                   inputs["reps"], config["seed"])
     total = round(w_in + w_int + w_st, 1)
     s = result.summary
     record = {
         "command": " ".join(sys.argv),
-        "run": str(run),
+        "run": str(run.root),
         "rows": s["n_rows"],
         "concepts": s["n_concepts"],
         "seconds": {"inputs": w_in, "interpret_all_families": w_int, "seed_stability": w_st, "total": total},

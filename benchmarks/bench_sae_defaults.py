@@ -34,10 +34,12 @@ from recsae.io import read_json, write_json
 from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
 from recsae.probe.harvest import harvest
 from recsae.probe.store import ActivationStore
+from recsae.rundir import RunDir
 from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeConfig, SaeTrainConfig
 from recsae.sae.metrics import evaluate_sae
-from recsae.sae.splice import evaluate_splice, untrained_baseline
+from recsae.sae.model import untrained_baseline
 from recsae.sae.train import train_sae
+from recsae.splice import evaluate_splice
 from recsae.utils import environment_info, setup_logging
 
 RESULT = Path(__file__).parent / "results" / "bench_sae_defaults.json"
@@ -111,11 +113,12 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         ap.error(f"unknown variant(s) {unknown}")
 
-    model, config = load_checkpoint(args.run / "model")
-    split = split_for_checkpoint(args.run / "model", config)
-    store_dir = args.run / "activations"
+    run = RunDir(args.run)
+    model, config = load_checkpoint(run.model)
+    split = split_for_checkpoint(run.model, config)
+    store_dir = run.activations
     store = (ActivationStore.open(store_dir) if (store_dir / "meta.json").is_file()
-             else harvest(model, split, store_dir, checkpoint=args.run / "model"))
+             else harvest(model, split, store_dir, checkpoint=run.model))
     train_x, valid_x = store.load(store.rows("train")), store.load(store.rows("valid"))
     train_mean = torch.from_numpy(train_x.mean(0, dtype=np.float64).astype(np.float32))
     results = read_json(args.out) if args.out.is_file() else {}

@@ -210,10 +210,10 @@ def main() -> None:
     t0 = time.perf_counter()
     info: dict[str, Any] = {}
     if args.run is not None:
-        from recsae.cli.steer import load_run
+        from recsae.runs import Run
 
-        inputs = load_run(args.run, device="cpu")
-        if inputs.interpretation is None:
+        inputs = Run.open(args.run, device="cpu")
+        if not inputs.has("interpret"):
             raise SystemExit(f"{args.run} has no interpretation.parquet")
         model, sae, split, table, items = inputs.model, inputs.sae, inputs.split, inputs.interpretation, inputs.items
         source = str(args.run)

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real-data root (never copied into the repository)."""
+"""Shared fixtures: the real-data root (never copied into the repository), a tiny sequential model
+and split (``tiny_sequences.py``), a tiny finished run (``tiny_pipeline.py``), the in-process CLI."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +21,34 @@ def data_root() -> Path:
     if not root.is_dir():
         pytest.skip(f"real datasets not found at {root} (set RECSAE_DATA to run this test)")
     return root
+
+
+@pytest.fixture
+def tiny_split() -> Any:
+    """Five hand-built users (see ``tiny_sequences.tiny_split``)."""
+    from tiny_sequences import tiny_split
+
+    return tiny_split()
+
+
+@pytest.fixture
+def tiny_model() -> Any:
+    """``tiny_sequences.AvgSeqModel``: states are a projection of the window's mean item embedding."""
+    from tiny_sequences import AvgSeqModel
+
+    return AvgSeqModel()
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished ``recsae run`` folder of ``tiny_pipeline.tiny_config()`` (every stage, report
+    included), made once per session: tests read it or copy it, never change what it holds."""
+    from recsae.pipeline import run_pipeline
+    from tiny_pipeline import tiny_config
+
+    out = tmp_path_factory.mktemp("tiny_run")
+    run_pipeline(out, tiny_config())
+    return out
 
 
 @pytest.fixture

@@ -79,12 +79,37 @@ def test_every_citation_names_an_existing_section() -> None:
     assert not missing, "docs/method.md has no such section:\n" + "\n".join(missing)
 
 
-def test_every_python_example_in_the_readme_runs_as_written() -> None:
+@pytest.mark.slow
+def test_every_python_example_in_the_readme_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     readme = README.read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     assert blocks, "the README has no Python example"
+    monkeypatch.chdir(tmp_path)  # the examples write their run folders where they are run
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+    assert (tmp_path / "runs" / "quick" / "report" / "index.html").is_file()
+
+
+def test_the_pipeline_example_in_the_readme_is_at_most_eight_lines() -> None:
+    readme = README.read_text(encoding="utf-8")
+    api = readme[readme.index("## Python API"):]
+    block = re.search(r"```python\n(.*?)```", api, flags=re.S)
+    assert block is not None
+    lines = [line for line in block.group(1).splitlines() if line.strip()]
+    assert any("recsae.run(" in line for line in lines) and any(".steer(" in line for line in lines)
+    assert len(lines) <= 8
+
+
+def test_the_readme_config_file_example_is_a_valid_run_config(tmp_path: Path) -> None:
+    from recsae.config import load_config
+
+    readme = README.read_text(encoding="utf-8")
+    blocks = re.findall(r"```toml\n(.*?)```", readme, flags=re.S)
+    assert blocks, "the README has no config file example"
+    for block in blocks:
+        (tmp_path / "run.toml").write_text(block)
+        cfg = load_config(tmp_path / "run.toml")
+        assert cfg.to_dict()["data"]["dataset"] and cfg.model.name
 
 
 # ---- shell examples of the README and command lines of the --help texts ----------------------

@@ -1,4 +1,5 @@
-"""``recsae run`` end to end on a tiny synthetic dataset: documented summary keys, resume, errors."""
+"""``recsae run`` end to end on a tiny synthetic dataset (``tiny_run``: one run per session, shared with
+the report tests): documented summary keys, resume, errors."""
 
 from __future__ import annotations
 
@@ -10,28 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from recsae.config import ModelOptions, RunConfig
 from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
 from recsae.io import read_json
-from recsae.pipeline import PRESETS, RunConfig, model_settings, preset, run_pipeline
-
-TINY = {"n_users": 160, "n_items": 120, "n_concepts": 6, "min_seq_len": 12, "max_seq_len": 20}
-
-
-def tiny_config(**kw) -> RunConfig:
-    base = {
-        # exactly two SAE passes: the tiny store would otherwise get 100 (sae_min_rows)
-        "data_kwargs": TINY, "epochs": 3, "sae_expansion": 4, "sae_k": 8, "sae_epochs": 2, "sae_min_rows": 0,
-        "seed": 3,
-    }
-    return RunConfig(**(base | kw))
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    run_pipeline(out, tiny_config())
-    return out
+from recsae.pipeline import PRESETS, check_options, model_settings, preset, run_pipeline
+from tiny_pipeline import TINY, tiny_config
 
 
 @pytest.mark.slow
@@ -105,7 +90,7 @@ def test_refused_rerun_changes_nothing_on_disk(tiny_run: Path, tmp_path: Path) -
     reruns = {
         "seed": tiny_config(seed=4),
         "data": tiny_config(data_kwargs=TINY | {"n_users": 150}),
-        "dataset": tiny_config(data=DatasetOptions(str(table)), data_kwargs={}),
+        "dataset": tiny_config(DatasetOptions(str(table)), data_kwargs={}),
     }
     for what, cfg in reruns.items():
         with pytest.raises(ConfigError, match="holds a different training run"):
@@ -127,12 +112,12 @@ def test_a_changed_sae_option_redoes_the_sae_and_every_later_stage_and_the_summa
     store_before = _mtimes(run, ["activations/meta.json"])
     later = ["sae/sae.safetensors", "interpretation.parquet", "steer.json"]
     before = _mtimes(run, later)
-    summary = run_pipeline(run, tiny_config(sae_k=4))
+    summary = run_pipeline(run, tiny_config(**{"sae.k": 4}))
     assert (run / "model/model.safetensors").read_bytes() == model_before
     assert _mtimes(run, ["activations/meta.json"]) == store_before  # the model did not change: same store
     after = _mtimes(run, later)
     assert all(after[p] != before[p] for p in later)
-    assert read_json(run / "sae/cfg.json")["sae"]["k"] == 4 == summary["config"]["sae_k"]
+    assert read_json(run / "sae/cfg.json")["sae"]["k"] == 4 == summary["config"]["sae"]["k"]
     assert read_json(run / "controls/seed_sae/sae/cfg.json")["sae"]["k"] == 4
     assert summary["sae"]["l0"] <= 4
     assert read_json(run / "summary.json")["fingerprints"] == summary["fingerprints"]
@@ -147,7 +132,7 @@ def test_a_changed_interpretation_option_redoes_only_interpretation_steering_and
     kept = ["sae/sae.safetensors", "splice.json", "controls/random_model/sae/sae.safetensors"]
     redone = ["interpretation.parquet", "steer.json", "report/index.html"]
     before_kept, before_redone = _mtimes(run, kept), _mtimes(run, redone)
-    summary = run_pipeline(run, tiny_config(causal=False))
+    summary = run_pipeline(run, tiny_config(**{"interpret.causal": False}))
     assert _mtimes(run, kept) == before_kept
     after = _mtimes(run, redone)
     assert all(after[p] != before_redone[p] for p in redone)
@@ -173,31 +158,31 @@ def test_a_stage_with_other_inputs_never_resumes_their_partial_outputs(tmp_path:
 
 
 def test_stages_stop_after_the_last_requested_one(tmp_path: Path) -> None:
-    summary = run_pipeline(tmp_path, tiny_config(stages=("model",), epochs=1))
+    summary = run_pipeline(tmp_path, tiny_config(stages=["model"], **{"model.epochs": 1}))
     assert "model" in summary and "sae" not in summary
     assert not (tmp_path / "sae").exists()
 
 
 def test_unknown_stage_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="unknown stage"):
-        run_pipeline(tmp_path, tiny_config(stages=("model", "dance")))
+        run_pipeline(tmp_path, tiny_config(stages=["model", "dance"]))
 
 
 def test_explicit_options_override_the_dataset_preset() -> None:
     preset_model, preset_train = model_settings(RunConfig())
     assert preset_model["max_len"] == 50 and preset_train["lr"] == 5e-3
-    model_opts, train_opts = model_settings(RunConfig(max_len=30, lr=1e-4))
+    model_opts, train_opts = model_settings(RunConfig(model=ModelOptions(max_len=30, lr=1e-4)))
     assert model_opts["max_len"] == 30 and train_opts["lr"] == 1e-4
-    assert model_settings(RunConfig(data=DatasetOptions("ml-1m"), model="bpr")) == ({}, {"epochs": 200})
+    assert model_settings(RunConfig(data=DatasetOptions("ml-1m"), model=ModelOptions("bpr"))) == ({}, {"epochs": 200})
 
 
 def test_model_name_case_does_not_skip_the_preset() -> None:
-    assert model_settings(RunConfig(model="SASRec")) == model_settings(RunConfig(model="sasrec"))
+    assert model_settings(RunConfig(model=ModelOptions("SASRec"))) == model_settings(RunConfig(model=ModelOptions("sasrec")))
 
 
 def test_unknown_steering_concept_fails_before_anything_is_written(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="concept=no-such-concept"):
-        run_pipeline(tmp_path, tiny_config(steer_concepts=("concept=no-such-concept",)))
+        run_pipeline(tmp_path, tiny_config(**{"steer.concepts": ["concept=no-such-concept"]}))
     assert list(tmp_path.iterdir()) == []  # no config.json, summary.json or ground_truth/ either
 
 
@@ -214,9 +199,9 @@ def test_preset_lays_given_options_over_the_tuned_ones_and_leaves_presets_alone(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("option", "message"), [("sae_k", "k and expansion"), ("sae_expansion", "k and expansion"),
-                                                  ("sae_epochs", "epochs"), ("sae_balance", "balance_rate"),
-                                                  ("sae_min_rows", "min_rows")])
+@pytest.mark.parametrize(("option", "message"), [("sae.k", "k and expansion"), ("sae.expansion", "k and expansion"),
+                                                  ("sae.epochs", "epochs"), ("sae.balance", "balance_rate"),
+                                                  ("sae.min_rows", "min_rows")])
 def test_bad_sae_options_fail_before_any_stage_runs(tmp_path: Path, option: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         run_pipeline(tmp_path / "run", tiny_config(**{option: -1}))
@@ -241,18 +226,18 @@ def test_stage_commands_work_on_a_run_folder(tiny_run: Path) -> None:
 
 
 def test_a_later_stage_alone_also_runs_the_model_and_sae_it_needs(tmp_path: Path) -> None:
-    summary = run_pipeline(tmp_path, tiny_config(stages=("interpret",), epochs=1, sae_epochs=1))
+    summary = run_pipeline(tmp_path, tiny_config(stages=["interpret"], **{"model.epochs": 1, "sae.epochs": 1}))
     assert {"model", "sae", "interpret"} <= set(summary)
     assert "steer" not in summary and not (tmp_path / "report").exists()
 
 
 @pytest.mark.slow
 def test_steer_alone_reuses_the_finished_interpretation_and_runs(tmp_path: Path) -> None:
-    run_pipeline(tmp_path, tiny_config(stages=("interpret",), epochs=1, sae_epochs=1))
+    run_pipeline(tmp_path, tiny_config(stages=["interpret"], **{"model.epochs": 1, "sae.epochs": 1}))
     table = (tmp_path / "interpretation.parquet").stat().st_mtime_ns
     # a named concept: which concepts qualify for the automatic choice depends on the tiny run
-    summary = run_pipeline(tmp_path, tiny_config(stages=("steer",), epochs=1, sae_epochs=1,
-                                                 steer_concepts=("concept=jazz",)))
+    summary = run_pipeline(tmp_path, tiny_config(stages=["steer"], **{"model.epochs": 1, "sae.epochs": 1,
+                                                                     "steer.concepts": ["concept=jazz"]}))
     assert summary["steer"]["concept=jazz"]["share_before"] >= 0 and (tmp_path / "steer.json").is_file()
     assert (tmp_path / "interpretation.parquet").stat().st_mtime_ns == table
 
@@ -261,19 +246,20 @@ def test_a_run_removes_temporaries_a_killed_run_left_in_its_folder(tmp_path: Pat
     (tmp_path / ".activations.partial-ab12cd34").mkdir()
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / ".model.safetensors.ab12cd34.tmp").touch()
-    run_pipeline(tmp_path, tiny_config(stages=("model",), epochs=1))
+    run_pipeline(tmp_path, tiny_config(stages=["model"], **{"model.epochs": 1}))
     assert not (tmp_path / ".activations.partial-ab12cd34").exists()
     assert not list((tmp_path / "model").glob(".*"))
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"epochs": 0}, "epochs must be >= 1"), ({"lr": float("nan")}, "lr must be a finite number"),
-    ({"batch_size": 0}, "batch_size"), ({"model": "foo"}, "unknown model 'foo'"), ({"max_len": 0}, "max_len"),
-    ({"sae_k": 65, "sae_expansion": 1}, r"k must be in \[1, 64\]"), ({"sae_balance": float("inf")}, "balance_rate"),
+    ({"model.epochs": 0}, "epochs must be >= 1"), ({"model.lr": float("nan")}, "lr must be a finite number"),
+    ({"model.batch_size": 0}, "batch_size"), ({"model.name": "foo"}, "unknown model 'foo'"),
+    ({"model.max_len": 0}, "max_len"), ({"sae.k": 65, "sae.expansion": 1}, r"k must be in \[1, 64\]"),
+    ({"sae.balance": float("inf")}, "balance_rate"),
 ])
-def test_run_config_rejects_bad_options_when_it_is_built(options: dict, message: str) -> None:
+def test_bad_options_fail_the_option_check_before_any_work(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        RunConfig(**options)
+        check_options(RunConfig().override(options))
 
 
 
@@ -284,7 +270,7 @@ def test_data_without_timestamps_is_never_split_by_file_order(tmp_path: Path, mo
     lines = ["user_id,item_id,plays"] + [f"u{u},i{(u + t) % 20:02d},{t + 1}" for u in range(30) for t in range(6)]
     (tmp_path / "plays.csv").write_text("\n".join(lines) + "\n")
     (tmp_path / "plays.json").write_text('{"interactions": "plays.csv", "mapping": {"time": null}}')
-    cfg = RunConfig(data=DatasetOptions(str(tmp_path / "plays.json")), model=model, stages=())
+    cfg = RunConfig(data=DatasetOptions(str(tmp_path / "plays.json")), model=ModelOptions(model), stages=())
     summary = run_pipeline(tmp_path / "run", cfg)
     assert summary["dataset"]["protocol"] == protocol
     assert summary["dataset"]["split"]["test_users"] == 30 and summary["dataset"]["split"]["order"] == "random"
@@ -298,7 +284,7 @@ def test_a_model_that_does_not_beat_most_popular_is_flagged_in_the_summary_and_l
     lines = ["user_id,item_id,timestamp"] + [f"u{u},i{k},{10 * u + k}" for u in range(60) for k in
                                              (0, 1, 2, 3, 4, 5 + u % 40, 45 + u % 30)]
     (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
-    cfg = RunConfig(data=DatasetOptions(str(tmp_path / "log.csv")), model="bpr", epochs=1, protocol="random",
+    cfg = RunConfig(data=DatasetOptions(str(tmp_path / "log.csv")), model=ModelOptions("bpr", epochs=1), protocol="random",
                     stages=("model",))
     with caplog.at_level("WARNING", logger="recsae"):
         summary = run_pipeline(tmp_path / "run", cfg)

@@ -6,7 +6,7 @@
 - **second-seed SAE**: the run's SAE recipe with another seed on the same activations; with two
   untrained SAEs as the floor, it gives the seed stability of the dictionary.
 
-The untrained SAE and the raw neurons need no training (``recsae.sae.splice.untrained_baseline``;
+The untrained SAE and the raw neurons need no training (``recsae.sae.model.untrained_baseline``;
 the representations themselves). Everything lives under ``OUT/controls/``; each trained control
 is reused only when the record of what it was trained from (``source.json``) is unchanged.
 """
@@ -26,15 +26,13 @@ from recsae.io import read_json, write_json
 from recsae.models.base import Recommender
 from recsae.probe.harvest import harvest
 from recsae.probe.store import ActivationStore
+from recsae.rundir import RunDir
 from recsae.sae.config import SaeConfig, SaeTrainConfig
-from recsae.sae.model import TopKSAE
-from recsae.sae.splice import sae_rows
+from recsae.sae.model import CFG_FILE, TopKSAE
 from recsae.sae.train import train_sae
+from recsae.sae_stage import sae_rows
 from recsae.utils import log, seed_everything
 
-CONTROLS_DIR = "controls"
-RANDOM_MODEL_DIR = "random_model"
-SEED_SAE_DIR = "seed_sae"
 SOURCE_FILE = "source.json"
 SEED_OFFSET = 1
 """The second-seed SAE (and the second untrained SAE of the stability floor) uses seed + this."""
@@ -74,7 +72,7 @@ def _fresh(folder: Path, source: dict[str, Any]) -> bool:
     folder is emptied so that nothing stale is resumed."""
     path = folder / SOURCE_FILE
     as_written = json.loads(json.dumps(source))  # tuples read back as lists
-    if path.is_file() and read_json(path) == as_written and (folder / "sae" / "cfg.json").is_file():
+    if path.is_file() and read_json(path) == as_written and (folder / RunDir.SAE / CFG_FILE).is_file():
         return True
     if folder.exists():
         shutil.rmtree(folder)
@@ -83,49 +81,49 @@ def _fresh(folder: Path, source: dict[str, Any]) -> bool:
 
 def _train(x: np.ndarray, valid: np.ndarray | None, sae_cfg: SaeConfig, train_cfg: SaeTrainConfig, folder: Path,
            source: dict[str, Any], device: torch.device | str) -> TopKSAE:
-    sae = train_sae(x, sae_cfg, train_cfg, valid=valid, out_dir=folder / "sae", device=device).sae
+    sae = train_sae(x, sae_cfg, train_cfg, valid=valid, out_dir=folder / RunDir.SAE, device=device).sae
     write_json(folder / SOURCE_FILE, source)
     return sae
 
 
 def train_controls(
     out: str | Path,
-    model_name: str,
-    model_opts: dict[str, Any],
+    untrained: Recommender | None,
+    model_identity: dict[str, Any],
     split: SplitData,
     store: ActivationStore,
     sae_cfg: SaeConfig,
     train_cfg: SaeTrainConfig,
     device: torch.device | str = "cpu",
-    random_model: bool = True,
     seed_sae: bool = True,
 ) -> Controls:
     """Train (or reuse) the controls of a run folder ``out`` whose SAE was trained on ``store``
-    with ``sae_cfg`` and ``train_cfg``."""
-    root = Path(out) / CONTROLS_DIR
+    with ``sae_cfg`` and ``train_cfg``: an SAE on the representations of ``untrained`` (the
+    model's architecture, never trained, identified by ``model_identity``; None: no such control)
+    and the SAE again with another seed."""
+    run = RunDir(out)
     base = {"sae": sae_cfg.to_dict(), "train": train_cfg.to_dict(), "store": store.meta.get("dataset"),
             "rows": store.n_rows}
-    rm = rm_store = rm_sae = second = None
-    if random_model:
-        folder = root / RANDOM_MODEL_DIR
-        rm = untrained_model(model_name, model_opts, split, train_cfg.seed, device)
-        source = base | {"model": model_name, "model_opts": model_opts, "model_seed": train_cfg.seed}
+    rm_store = rm_sae = second = None
+    if untrained is not None:
+        folder = run.random_model_control
+        source = base | {"model": model_identity, "model_seed": train_cfg.seed}
         if _fresh(folder, source):
-            rm_store = ActivationStore.open(folder / "activations")
-            rm_sae = TopKSAE.load(folder / "sae", device)
+            rm_store = ActivationStore.open(folder / RunDir.ACTIVATIONS)
+            rm_sae = TopKSAE.load(folder / RunDir.SAE, device)
         else:
-            log.info("controls: harvesting and training an SAE on the untrained %s", model_name)
-            rm_store = harvest(rm, split, folder / "activations", device=device)
+            log.info("controls: harvesting and training an SAE on the untrained model")
+            rm_store = harvest(untrained, split, folder / RunDir.ACTIVATIONS, device=device)
             x, valid = _train_rows(rm_store)
             rm_sae = _train(x, valid, sae_cfg, train_cfg, folder, source, device)
     if seed_sae:
-        folder = root / SEED_SAE_DIR
+        folder = run.seed_sae_control
         cfg2 = SaeTrainConfig.from_dict(train_cfg.to_dict() | {"seed": train_cfg.seed + SEED_OFFSET})
         source = base | {"train": cfg2.to_dict()}
         if _fresh(folder, source):
-            second = TopKSAE.load(folder / "sae", device)
+            second = TopKSAE.load(folder / RunDir.SAE, device)
         else:
             log.info("controls: training the SAE again with seed %d (seed stability)", cfg2.seed)
             x, valid = _train_rows(store)
             second = _train(x, valid, sae_cfg, cfg2, folder, source, device)
-    return Controls(rm, rm_store, rm_sae, second)
+    return Controls(untrained, rm_store, rm_sae, second)

@@ -36,3 +36,8 @@ class DataError(RecsaeError):
 
 class ConfigError(RecsaeError):
     """An invalid option value or combination of options."""
+
+
+class DistributedError(RecsaeError):
+    """A collective operation under ``torchrun`` failed or timed out: another rank died or
+    stopped taking part."""

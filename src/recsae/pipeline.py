@@ -14,131 +14,83 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from recsae.config import STAGES, RunConfig
 from recsae.data.dataset import SplitData
 from recsae.data.registry import DatasetOptions
+from recsae.distributed import World, barrier, single
 from recsae.errors import ConfigError
 from recsae.io import FORMAT_VERSION, read_json, remove_stale_partials, write_json
-from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeTrainConfig
-from recsae.utils import default_device, environment_info, heartbeat, log, seed_everything
+from recsae.rundir import RunDir
+from recsae.sae.config import SaeTrainConfig
+from recsae.sources import ModelSource, model_source, weights_digest
+from recsae.utils import environment_info, heartbeat, log, seed_everything
 
-SUMMARY = "summary.json"
+SUMMARY = RunDir.SUMMARY
 
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Options of a whole run."""
-
-    data: DatasetOptions = field(default_factory=DatasetOptions)
-    """Which dataset, with which filters."""
-    data_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra options of the dataset's loader (e.g. the synthetic generator's ``n_users``)."""
-    protocol: str = "auto"
-    """Split: auto (the source's own split, else leave-one-out; random for bpr and lightgcn on data
-    without timestamps), leave-one-out, random, time or given."""
-    model: str = "sasrec"
-    """Recommender to train (sasrec, gru4rec, bpr, lightgcn)."""
-    epochs: int = 200
-    """Most training epochs of the recommender (early stopping usually ends sooner)."""
-    patience: int | None = None
-    """Early-stopping patience of the recommender, in epochs (None: the preset's, else 10)."""
-    lr: float | None = None
-    """Adam learning rate of the recommender (None: the preset's, else 1e-3)."""
-    batch_size: int | None = None
-    """Training batch size of the recommender (None: the preset's, else the model's)."""
-    max_len: int | None = None
-    """Longest history a sequential model reads (None: the preset's, else 200)."""
-    sae_k: int = 32
-    """Active latents per row."""
-    sae_expansion: int = 32
-    """Latents per input dimension."""
-    sae_epochs: int = RUN_EPOCHS
-    """Passes of the SAE over the training rows (the epoch with the best validation FVU is kept). On ML-1M
-    (470k rows) 16 passes instead of 4 raised the share of interpretable latents from 52.9 % to
-    56.7 % and cut the validation FVU from 0.046 to 0.040 (label-smoothed SASRec: 55.8 -> 61.6 %;
-    64 passes gave no more, 60.4 %)."""
-    sae_min_rows: int = RUN_MIN_ROWS
-    """The SAE trains on at least this many rows in all, so a small activation store gets more
-    passes (ML-1M's 470k training rows keep ``sae_epochs``; ml-latest-small's 27k get 55: FVU 0.143 -> 0.083
-    with 4 -> 70 passes). 0: exactly ``sae_epochs``."""
-    sae_balance: float = 0.0
-    """Load balancing of latent usage (``SaeTrainConfig.balance_rate``; 0: plain TopK). On ML-1M
-    (SASRec, 2,048 latents, k 32) a rate of 0.03 raised the rule-test share (60 % against 9 %)
-    but an untrained SAE scores 54 % there; it cost fidelity (validation FVU 0.030 against 0.011,
-    top-10 overlap 0.838 against 0.910) and 1-unit probing of the next item's concepts (mean AUC
-    0.548 against 0.669; untrained SAE 0.598): benchmarks/bench_sae_defaults.py."""
-    sae_balance_until: float = 1.0
-    """Share of the SAE's training rows after which balancing stops and its selection bias decays
-    to zero by the end (``SaeTrainConfig.balance_until``; 1.0: balanced throughout)."""
-    sae_aux_relu: bool = False
-    """AuxK reads the dead latents' pre-activations through the ReLU (``SaeConfig.aux_relu``).
-    False (the default) lets it revive latents whose pre-activation is negative on every row: on
-    ML-1M a plain TopK SAE then ends with 0.1 % dead latents instead of most of them."""
-    controls: bool = True
-    """Train the controls beside the SAE (an SAE on the untrained model's representations, and
-    the SAE again with another seed) and interpret them through the same pipeline."""
-    causal: bool = True
-    """Test every validated unit's causal faithfulness (SAE, neurons and every control)."""
-    steer_concepts: tuple[str, ...] = ()
-    """Concepts to steer toward; empty: chosen automatically from the interpretation."""
-    stages: tuple[str, ...] = ("model", "sae", "interpret", "steer", "report")
-    """Stages to run. The model and SAE stages also run (or resume from disk) whenever a later
-    stage is asked for, since every later stage needs them."""
-    seed: int = 0
-    """Seed of data generation, initialisations and samples."""
-    device: str = "auto"
-    """auto (CUDA when available), cpu, cuda, ..."""
-
-    def __post_init__(self) -> None:
-        _check_options(self)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["data"] = self.data.to_dict()
-        return d
-
-
-STAGES = ("model", "sae", "interpret", "steer", "report")
 
 STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
     # what each stage writes into the run folder (the model stage resumes through its trainer)
-    "model": ("activations",),
-    "sae": ("sae", "splice.json", "random_sae", "controls"),
-    "interpret": ("interpretation.parquet", "interpret.json"),
-    "steer": ("steer.json",),
-    "report": ("report", "report_data"),
+    "model": (RunDir.ACTIVATIONS,),
+    "sae": (RunDir.SAE, RunDir.SPLICE, RunDir.RANDOM_SAE, RunDir.CONTROLS),
+    "interpret": (RunDir.INTERPRETATION, RunDir.INTERPRET_SUMMARY),
+    "steer": (RunDir.STEER,),
+    "report": (RunDir.REPORT, RunDir.REPORT_DATA),
 }
 """Run-folder entries per stage; a stage redone for new inputs removes its own and every later
 stage's entries first, so nothing stale is ever read back."""
 
 
-def stage_fingerprints(cfg: RunConfig) -> dict[str, str]:
+def stage_fingerprints(cfg: RunConfig, weights: str | None = None) -> dict[str, str]:
     """A fingerprint per stage: a hash of the options the stage reads and of the fingerprint of
-    the stage before it, so a changed option changes its stage's and every later stage's."""
+    the stage before it, so a changed option changes its stage's and every later stage's.
+    ``weights`` (the built model's digest) enters every stage after the model, so a model that
+    changed without its options changing (the user's own code, exported files) redoes them."""
     import hashlib
     import json
 
-    model_opts, train_opts = model_settings(cfg)
+    sae = {"train": _sae_train_config(cfg).to_dict(), "controls": cfg.sae.controls}
+    if cfg.sae.path is None:
+        sae |= {"k": cfg.sae.k, "expansion": cfg.sae.expansion, "aux_relu": cfg.sae.aux_relu}
+    else:
+        sae["sae_sha256"] = _sae_digest(Path(cfg.sae.path))
     parts: dict[str, Any] = {
         "model": {"data": cfg.data.to_dict(), "data_kwargs": cfg.data_kwargs, "protocol": cfg.protocol,
-                  "model": cfg.model, "model_opts": model_opts, "train": train_opts, "seed": cfg.seed},
-        "sae": {"k": cfg.sae_k, "expansion": cfg.sae_expansion, "aux_relu": cfg.sae_aux_relu,
-                "train": _sae_train_config(cfg).to_dict(), "controls": cfg.controls},
-        "interpret": {"causal": cfg.causal, "seed": cfg.seed},
-        "steer": {"concepts": list(cfg.steer_concepts), "seed": cfg.seed},
+                  "split_seed": cfg.split_seed, "source": model_source(cfg).identity(), "seed": cfg.seed},
+        "sae": sae | {"weights": weights},
+        "interpret": {"config": cfg.interpret},
+        "steer": {"config": cfg.steer},
     }
     out: dict[str, str] = {}
     previous = ""
     for stage, opts in parts.items():
-        text = json.dumps({"after": previous, "options": opts}, sort_keys=True, default=str)
+        text = json.dumps({"after": previous, "options": opts}, sort_keys=True, default=_jsonable)
         previous = out[stage] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return out
+
+
+def _jsonable(obj: Any) -> Any:
+    import dataclasses
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return str(obj)
+
+
+def _sae_digest(path: Path) -> str:
+    from recsae.sae.model import WEIGHTS_FILE as SAE_WEIGHTS
+    from recsae.sources import _file_digest
+
+    weights = path / SAE_WEIGHTS
+    if not weights.is_file():
+        raise ConfigError(f"--sae {path}: not a trained SAE folder (no sae.safetensors)")
+    return str(_file_digest(str(weights)))
+
 
 PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {
     # (dataset, model) -> (model options, training options), measured to train well and fast.
@@ -184,19 +136,22 @@ def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """The model config overrides and ``TrainConfig`` options for a run: preset, then explicit."""
     from recsae.models.registry import model_class
 
+    m = cfg.model
     model_opts, train_opts = preset(
-        cfg.data.dataset, model_class(cfg.model).name, {"max_len": cfg.max_len},
-        {"lr": cfg.lr, "batch_size": cfg.batch_size, "patience": cfg.patience},
+        cfg.data.dataset, model_class(m.name).name, {"max_len": m.max_len},
+        {"lr": m.lr, "batch_size": m.batch_size, "patience": m.patience},
     )
-    return model_opts, {"epochs": cfg.epochs} | train_opts
+    return model_opts, {"epochs": m.epochs} | train_opts
 
 
 class Run:
     """A run folder and its summary, rewritten after every stage."""
 
-    def __init__(self, out: Path, cfg: RunConfig) -> None:
+    def __init__(self, out: Path, cfg: RunConfig, world: World | None = None) -> None:
         self.out = out
         self.cfg = cfg
+        self.world = world if world is not None else single("cpu")
+        """Under torchrun every rank keeps the summary; rank 0 alone writes and deletes files."""
         prior = out / SUMMARY
         self.summary: dict[str, Any] = read_json(prior) if prior.is_file() else {}
         self.summary.update(format_version=FORMAT_VERSION, seed=cfg.seed, config=cfg.to_dict(), versions=environment_info())
@@ -204,7 +159,8 @@ class Run:
         self.fingerprints = stage_fingerprints(cfg)
 
     def save(self) -> None:
-        write_json(self.out / SUMMARY, self.summary)
+        if self.world.is_main:
+            write_json(self.out / SUMMARY, self.summary)
 
     def reusable(self, stage: str, *files: str) -> bool:
         """True when ``stage`` finished for exactly the current inputs (same fingerprint) and its
@@ -216,7 +172,7 @@ class Run:
         import shutil
 
         for name in stages:
-            for entry in STAGE_OUTPUTS.get(name, ()) if files else ():
+            for entry in STAGE_OUTPUTS.get(name, ()) if files and self.world.is_main else ():
                 path = self.out / entry
                 if path.is_dir():
                     shutil.rmtree(path)
@@ -236,6 +192,18 @@ class Run:
         self._forget((stage,), files=not resumable)
         self.summary.setdefault("started", {})[stage] = self.fingerprints[stage]
         self.save()
+        barrier(self.world, f"starting the {stage} stage")  # rank 0 has removed the stale outputs
+
+    def model_built(self, digest: str) -> None:
+        """Chain the built model's weights into every later stage's fingerprint. Weights that
+        differ from the recorded run's (the user's code or files changed under the same options)
+        make the harvested activations and every later stage stale."""
+        recorded = self.summary.get("model", {}).get("weights_sha256")
+        if recorded is not None and recorded != digest:
+            log.info("model: its weights changed since the last run; the later stages are redone")
+            self._forget(STAGES)
+            barrier(self.world, "removing the stale outputs")
+        self.fingerprints = stage_fingerprints(self.cfg, digest)
 
     def done(self, stage: str) -> None:
         """Record that ``stage`` now holds the results of the current inputs."""
@@ -252,35 +220,79 @@ class Run:
 
 
 def _sae_train_config(cfg: RunConfig) -> SaeTrainConfig:
-    return SaeTrainConfig(epochs=cfg.sae_epochs, min_rows=cfg.sae_min_rows, seed=cfg.seed, balance_rate=cfg.sae_balance,
-                          balance_until=cfg.sae_balance_until)
+    return SaeTrainConfig(epochs=cfg.sae.epochs, min_rows=cfg.sae.min_rows, seed=cfg.seed, balance_rate=cfg.sae.balance,
+                          balance_until=cfg.sae.balance_until)
 
 
-def _check_options(cfg: RunConfig) -> None:
+def check_options(cfg: RunConfig) -> None:
     """Build every config the run will build, so that a bad option fails before any data is
     loaded or file written. The built-in models' width d comes from their config, which bounds k."""
     from recsae.models.registry import model_config
     from recsae.models.trainer import TrainConfig
     from recsae.sae.config import SaeConfig
 
-    if cfg.sae_k < 1 or cfg.sae_expansion < 1:
-        raise ConfigError(f"sae: k and expansion must be >= 1, got k={cfg.sae_k}, expansion={cfg.sae_expansion}")
+    if cfg.sae.k < 1 or cfg.sae.expansion < 1:
+        raise ConfigError(f"sae: k and expansion must be >= 1, got k={cfg.sae.k}, expansion={cfg.sae.expansion}")
     _sae_train_config(cfg)
-    model_opts, train_opts = model_settings(cfg)
-    TrainConfig(**train_opts)
-    SaeConfig(d_in=model_config(cfg.model, **model_opts).dim, expansion=cfg.sae_expansion, k=cfg.sae_k)
+    for name in ("checkpoint", "user_vectors", "item_embeddings", "user_ids", "item_ids"):
+        path = getattr(cfg.model, name)
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"model.{name}: {path} not found")
+    if cfg.sae.path is not None:
+        _sae_digest(Path(cfg.sae.path))
+    if cfg.model.source == "train":
+        model_opts, train_opts = model_settings(cfg)
+        TrainConfig(**train_opts)
+        if cfg.sae.path is None:
+            SaeConfig(d_in=model_config(cfg.model.name, **model_opts).dim, expansion=cfg.sae.expansion, k=cfg.sae.k)
+    elif cfg.model.source == "function":
+        from recsae.sources import load_function
+
+        load_function(str(cfg.model.model_from))
 
 
-def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = False) -> dict[str, Any]:
-    """Run the whole job into ``out`` and return the summary (also in ``out/summary.json``)."""
-    unknown = set(cfg.stages) - set(STAGES)
-    if unknown:
-        raise ConfigError(f"unknown stage(s) {sorted(unknown)}: expected some of {', '.join(STAGES)}")
+def with_checkpoint_data(cfg: RunConfig) -> RunConfig:
+    """A run from a checkpoint reads the dataset and split the checkpoint records, unless the
+    run names another dataset than the default."""
+    import dataclasses
+
+    from recsae.models.checkpoint import CONFIG_FILE
+
+    if cfg.model.checkpoint is None or cfg.data.dataset != DatasetOptions().dataset:
+        return cfg
+    path = Path(cfg.model.checkpoint) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"--checkpoint {cfg.model.checkpoint}: not a model checkpoint (no {CONFIG_FILE})")
+    record = read_json(path)
+    src = record.get("data", {}).get("source") or {}
+    if not src.get("dataset"):
+        raise ConfigError(f"{path} does not record its dataset (data.source): name it with --dataset")
+    return dataclasses.replace(
+        cfg, data=DatasetOptions.from_dict(src, cfg.data.data_root), protocol=src.get("protocol", "auto"),
+        data_kwargs=src.get("options") or {}, data_seed=int(src.get("seed", record.get("seed", 0))),
+        model=dataclasses.replace(cfg.model, name=record.get("model", {}).get("name", cfg.model.name)),
+    )
+
+
+def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = False,
+                 world: World | None = None) -> dict[str, Any]:
+    """Run the whole job into ``out`` and return the summary (also in ``out/summary.json``).
+
+    ``world`` (torchrun, ``recsae.distributed.init_world``): every rank loads the data, trains
+    the model, harvests and trains the SAE together; rank 0 alone writes the run folder and then
+    goes on alone with the splice, the controls, interpretation, steering and the report, while
+    the other ranks return after the SAE stage."""
+    cfg = with_checkpoint_data(cfg or RunConfig())
+    check_options(cfg)
     out = Path(out)
-    remove_stale_partials(out)  # temporaries of a killed earlier run in this folder
+    world = world if world is not None else single(cfg.device)
+    if world.is_main:
+        remove_stale_partials(out)  # temporaries of a killed earlier run in this folder
+    barrier(world, "starting the run")
     seed_everything(cfg.seed)
-    device = default_device(cfg.device)
-    run = Run(out, cfg)
+    device = world.device
+    source = model_source(cfg)
+    run = Run(out, cfg, world)
     if force:  # nothing of an earlier attempt is resumed
         run.summary.pop("started", None)
     # the model and the SAE are needed by every later stage: they run (or resume) whenever a
@@ -290,20 +302,25 @@ def run_pipeline(out: str | Path, cfg: RunConfig = RunConfig(), force: bool = Fa
     with run.stage("data"):
         split = _data_stage(run, force)
     # written once the data loaded, so a bad dataset leaves no run folder behind
-    write_json(out / "config.json", {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
-                                     "seed": cfg.seed, "versions": environment_info()})
+    if world.is_main:
+        write_json(out / RunDir.CONFIG, {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
+                                         "seed": cfg.seed, "versions": environment_info()})
     if last < STAGES.index("model"):
         return run.summary
     with run.stage("model"):
         if force or not run.reusable("model"):
             run.begin("model")  # the trainer itself resumes the model, or refuses other options
-        model = _model_stage(run, split, device, force)
+        model = _model_stage(run, source, split, device, force)
         run.done("model")
     if last < STAGES.index("sae"):
         return run.summary
     with run.stage("sae"):
         sae, store = _sae_stage(run, model, split, device, force)
-        controls = _controls(run, split, store, sae, device) if run.cfg.controls else None
+        barrier(world, "the end of the distributed stages")
+        if not world.is_main:  # rank 0 goes on alone
+            return run.summary
+        run.world = single(device)
+        controls = _controls(run, source, model, split, store, sae, device) if run.cfg.sae.controls else None
         run.done("sae")
     table, codes = None, None
     if last >= STAGES.index("interpret"):
@@ -326,27 +343,39 @@ def _check_compatible(out: Path, cfg: RunConfig, split: SplitData) -> None:
     from recsae.models.registry import model_config
     from recsae.models.trainer import TrainConfig, check_resumable, training_record
 
+    if cfg.model.source != "train":
+        return
     model_opts, train_opts = model_settings(cfg)
-    record = training_record(cfg.model, model_config(cfg.model, **model_opts), split, cfg.seed, TrainConfig(**train_opts))
-    check_resumable(out / "model", record)
+    record = training_record(cfg.model.name, model_config(cfg.model.name, **model_opts), split, cfg.seed,
+                             TrainConfig(**train_opts))
+    check_resumable(out / RunDir.MODEL, record)
+
+
+def make_run_split(cfg: RunConfig) -> SplitData:
+    """The dataset and split of a run, from its options (deterministic)."""
+    from recsae.data.split import make_split
+    from recsae.models.registry import model_class
+
+    ds = cfg.data.load(cfg.split_seed, **cfg.data_kwargs)
+    # 'auto' holds out at random for general models without time (a user's model: leave-one-out)
+    sequential = model_class(cfg.model.name).sequential if cfg.model.source in ("train", "checkpoint") else True
+    return make_split(ds, cfg.protocol, seed=cfg.split_seed, sequential=sequential)  # type: ignore[arg-type]
 
 
 def _data_stage(run: Run, force: bool) -> SplitData:
-    from recsae.data.split import make_split
     from recsae.models.pop import MostPopular
-    from recsae.models.registry import model_class
     from recsae.models.trainer import evaluate_model
 
-    ds = run.cfg.data.load(run.cfg.seed, **run.cfg.data_kwargs)
-    sequential = model_class(run.cfg.model).sequential  # 'auto' holds out at random for general models without time
-    split = make_split(ds, run.cfg.protocol, seed=run.cfg.seed, sequential=sequential)  # type: ignore[arg-type]
+    cfg = run.cfg
+    split = make_run_split(cfg)
+    ds = split.dataset
     if not force:  # --force deletes the model folder instead
-        _check_compatible(run.out, run.cfg, split)
-    if "steer" in run.cfg.stages and run.cfg.steer_concepts:  # a typo fails now, before any write
+        _check_compatible(run.out, cfg, split)
+    if "steer" in cfg.stages and cfg.steer.concepts:  # a typo fails now, before any write
         from recsae.steer.targets import concept_items
 
         items = concept_items(split)
-        for concept in run.cfg.steer_concepts:
+        for concept in cfg.steer.concepts:
             items.mask(concept)
     log.info("dataset %s: %d users, %d items, %d interactions (%s)", ds.name, ds.n_users, ds.n_items,
              ds.n_interactions, split.protocol)
@@ -361,70 +390,77 @@ def _data_stage(run: Run, force: bool) -> SplitData:
     }
     pop = evaluate_model(MostPopular.fit(split), split, "test")
     run.summary["baseline"] = {"most_popular": {"test": pop.metrics}}
-    if ds.info.get("format") == "synthetic":
+    if ds.info.get("format") == "synthetic" and run.world.is_main:
         from recsae.data.synthetic import SyntheticConfig, generate_synthetic, write_ground_truth
 
-        truth = run.out / "ground_truth"
+        truth = run.out / RunDir.GROUND_TRUTH
         if not (truth / "ground_truth.json").is_file():
             write_ground_truth(generate_synthetic(SyntheticConfig(**ds.info["config"])), truth)  # type: ignore[arg-type]
     return split
 
 
-def _model_stage(run: Run, split: SplitData, device: torch.device, force: bool) -> Any:
-    """Train the recommender into OUT/model; a finished or interrupted training there resumes
-    (and returns at once when it had finished)."""
-    import shutil
+def _model_stage(run: Run, source: ModelSource, split: SplitData, device: torch.device, force: bool) -> Any:
+    """The run's model from its source: trained into OUT/model (a finished or interrupted
+    training there resumes, and returns at once when it had finished), a checkpoint, the user's
+    code or exported embeddings."""
+    from recsae.models.trainer import evaluate_model
 
-    from recsae.models.registry import model_class, model_config
-    from recsae.models.trainer import TrainConfig, train_model
-
-    model_dir = run.out / "model"
-    if force and model_dir.exists():
-        shutil.rmtree(model_dir)
-    model_opts, train_opts = model_settings(run.cfg)
-    source = run.cfg.data.to_dict() | {"protocol": run.cfg.protocol, "seed": run.cfg.seed,
-                                       "options": run.cfg.data_kwargs}
-    result = train_model(run.cfg.model, split, model_config(run.cfg.model, **model_opts), model_dir, run.cfg.seed,
-                         device, TrainConfig(**train_opts), data_source=source)
-    run.summary["model"] = {
-        "name": model_class(run.cfg.model).name,
-        "valid": result.valid,
-        "test": result.test,
-        "train_seconds": round(result.seconds, 2),
-        "best_epoch": result.best_epoch,
-        "epochs": result.epochs,
-    }
+    built = source.build(split, run.out, device, force, run.world)
+    digest = weights_digest(built.model)
+    run.model_built(digest)
+    metrics = {}
+    for which in ("valid", "test"):  # a trained model comes with them
+        if which not in built.record and len(getattr(split, which).values):
+            metrics[which] = evaluate_model(built.model, split, which).metrics
+    run.summary["model"] = {"name": built.name, "source": source.kind, "weights_sha256": digest} | built.record | metrics
+    test = run.summary["model"]["test"]
     pop = run.summary["baseline"]["most_popular"]["test"]["ndcg@10"]
-    run.summary["model"]["below_most_popular"] = below = bool(result.test["ndcg@10"] <= pop)
+    run.summary["model"]["below_most_popular"] = below = bool(test["ndcg@10"] <= pop)
     if below:  # its latents would explain a model that ranks worse than counting
         log.warning("%s does not beat most-popular: test NDCG@10 %.4f <= %.4f; check the split, the options "
-                    "(--epochs, --lr) and the data", run.summary["model"]["name"], result.test["ndcg@10"], pop)
-    return result.model
+                    "(--epochs, --lr) and the data", built.name, test["ndcg@10"], pop)
+    return built.model
 
 
 def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, force: bool) -> tuple[Any, Any]:
     from recsae.probe.store import ActivationStore
     from recsae.sae.config import SaeConfig
-    from recsae.sae.model import TopKSAE
-    from recsae.sae.splice import run_sae_stage, splice_summary
+    from recsae.sae.model import CFG_FILE, TopKSAE
+    from recsae.sae_stage import run_sae_stage
+    from recsae.splice import splice_summary
 
-    if not force and run.reusable("sae", "splice.json", "sae/cfg.json", "activations/meta.json"):
-        log.info("sae: reusing %s", run.out / "sae")
-        return TopKSAE.load(run.out / "sae", device), ActivationStore.open(run.out / "activations")
+    if not force and run.reusable("sae", RunDir.SPLICE, f"{RunDir.SAE}/{CFG_FILE}", f"{RunDir.ACTIVATIONS}/meta.json"):
+        log.info("sae: reusing %s", run.out / RunDir.SAE)
+        return TopKSAE.load(run.out / RunDir.SAE, device), ActivationStore.open(run.out / RunDir.ACTIVATIONS)
     run.begin("sae")
-    sae_cfg = SaeConfig(d_in=model.dim, expansion=run.cfg.sae_expansion, k=run.cfg.sae_k, aux_relu=run.cfg.sae_aux_relu)
-    result = run_sae_stage(model, split, run.out, sae_cfg, _sae_train_config(run.cfg), checkpoint=run.out / "model",
-                           device=device, force=force)
-    run.summary["sae"] = splice_summary(result.splice)
+    given = None
+    if run.cfg.sae.path is not None:
+        given = TopKSAE.load(run.cfg.sae.path, device)
+        if given.cfg.d_in != model.dim:
+            raise ConfigError(f"--sae {run.cfg.sae.path}: the SAE reads d = {given.cfg.d_in}, the model's "
+                              f"representation has d = {model.dim}")
+        sae_cfg = given.cfg
+    else:
+        sae_cfg = SaeConfig(d_in=model.dim, expansion=run.cfg.sae.expansion, k=run.cfg.sae.k,
+                            aux_relu=run.cfg.sae.aux_relu)
+    checkpoint = run.out / RunDir.MODEL if run.cfg.model.source in ("train", "checkpoint") else None
+    result = run_sae_stage(model, split, run.out, sae_cfg, _sae_train_config(run.cfg), checkpoint=checkpoint,
+                           device=device, force=force, given=given, world=run.world)
+    if result.splice is None:  # another rank than 0 under torchrun
+        return result.trained.sae, result.store
+    run.summary["sae"] = splice_summary(result.splice) | ({"given": str(run.cfg.sae.path)} if given else {})
     return result.trained.sae, result.store
 
 
-def _controls(run: Run, split: SplitData, store: Any, sae: Any, device: torch.device) -> Any:
+def _controls(run: Run, source: ModelSource, model: Any, split: SplitData, store: Any, sae: Any,
+              device: torch.device) -> Any:
     """The trained controls (reused when trained from the same inputs)."""
     from recsae.controls import train_controls
 
-    model_opts, _ = model_settings(run.cfg)
-    return train_controls(run.out, run.cfg.model, model_opts, split, store, sae.cfg, _sae_train_config(run.cfg), device)
+    untrained = source.untrained(model, split, run.cfg.seed, device)
+    identity = {"model": source.identity(), "weights": run.summary["model"]["weights_sha256"], "seed": run.cfg.seed}
+    return train_controls(run.out, untrained, identity, split, store,
+                          sae.cfg, _sae_train_config(run.cfg), device)
 
 
 def _interpret_stage(
@@ -432,30 +468,26 @@ def _interpret_stage(
 ) -> tuple[Any, Any]:
     """The interpretation table, and the SAE's codes of every row when they were computed."""
     from recsae.interpret.api import (
-        TABLE_FILE,
-        InterpretConfig,
         interpret,
         read_interpretation,
         write_interpretation,
     )
     from recsae.interpret.from_run import run_inputs, seed_stability
-    from recsae.sae.model import TopKSAE
-    from recsae.sae.splice import RANDOM_SAE_DIR
+    from recsae.sae.model import CFG_FILE, TopKSAE
 
-    table_path = run.out / TABLE_FILE
-    if not force and run.reusable("interpret", TABLE_FILE):
+    table_path = run.out / RunDir.INTERPRETATION
+    if not force and run.reusable("interpret", RunDir.INTERPRETATION):
         log.info("interpret: reusing %s", table_path)
         return read_interpretation(run.out), None
     run.begin("interpret")
-    baseline = run.out / RANDOM_SAE_DIR
-    random_sae = TopKSAE.load(baseline, sae.device) if (baseline / "cfg.json").is_file() else None
+    baseline = run.out / RunDir.RANDOM_SAE
+    random_sae = TopKSAE.load(baseline, sae.device) if (baseline / CFG_FILE).is_file() else None
     random_model = None
     if controls is not None and controls.random_model_sae is not None:
         random_model = (controls.random_model, controls.random_model_store, controls.random_model_sae)
     inputs = run_inputs(model, sae, store, split, seed=run.cfg.seed, random_sae=random_sae,
-                        random_model=random_model, causal=run.cfg.causal)
-    cfg = InterpretConfig(seed=run.cfg.seed)
-    result = interpret(**inputs, cfg=cfg)
+                        random_model=random_model, causal=run.cfg.interpret.causal)
+    result = interpret(**inputs, cfg=run.cfg.interpret)
     if controls is not None and controls.seed_sae is not None:
         result.summary["seed_stability"] = seed_stability(sae, controls.seed_sae, inputs["reps"], run.cfg.seed)
     write_interpretation(result, run.out)
@@ -482,17 +514,16 @@ def _steer_stage(run: Run, model: Any, sae: Any, split: SplitData, table: Any, f
     from recsae.data.dataset import item_popularity
     from recsae.interpret import build_vocabulary
     from recsae.steer import ConceptItems
-    from recsae.steer.study import SteerConfig, run_steer, steer_summary
+    from recsae.steer.study import run_steer, steer_summary
 
-    path = run.out / "steer.json"
-    if not force and run.reusable("steer", "steer.json"):
+    path = run.out / RunDir.STEER
+    if not force and run.reusable("steer", RunDir.STEER):
         log.info("steer: reusing %s", path)
         return
     run.begin("steer")
     meta = split.dataset.item_meta
     items = ConceptItems.from_vocabulary(meta, build_vocabulary(meta, item_popularity(split.train.values, split.n_items)))
-    cfg = SteerConfig(concepts=run.cfg.steer_concepts, seed=run.cfg.seed)
-    result = run_steer(model, sae, split, table, items, cfg)
+    result = run_steer(model, sae, split, table, items, run.cfg.steer)
     write_json(path, result.to_dict() | {"versions": environment_info(), "seed": run.cfg.seed})
     run.summary["steer"] = steer_summary(result)
 

@@ -238,18 +238,21 @@ def test_unusable_data_fails_with_one_line_before_the_run_folder_is_made(
     assert not out.exists()
 
 
-def test_run_option_defaults_are_the_run_configs() -> None:
-    import dataclasses
-
+def test_run_options_have_no_defaults_of_their_own_so_the_run_config_supplies_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import typer.main
 
+    import recsae.pipeline
     from recsae.cli import app
-    from recsae.pipeline import RunConfig
+    from recsae.cli.run import run
+    from recsae.config import RunConfig
 
     command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
-    defaults = {p.name: p.default for p in command.params}
-    fields = {f.name: f.default for f in dataclasses.fields(RunConfig)}
-    names = {"k": "sae_k", "expansion": "sae_expansion", "sae_epochs": "sae_epochs", "sae_min_rows": "sae_min_rows",
-             "sae_balance": "sae_balance", "sae_balance_until": "sae_balance_until", "sae_aux_relu": "sae_aux_relu",
-             "controls": "controls", "causal": "causal", "epochs": "epochs", "seed": "seed", "model": "model"}
-    assert {cli: defaults[cli] for cli in names} == {cli: fields[field] for cli, field in names.items()}
+    own = {p.name: p.default for p in command.params if p.default not in (None, False)}
+    assert own == {"out": Path("runs/latest")}  # where to write, and --force, are not run options
+    # and a run given no option runs RunConfig() exactly
+    seen: list[RunConfig] = []
+    monkeypatch.setattr(recsae.pipeline, "run_pipeline", lambda out, cfg, force=False, world=None: seen.append(cfg) or {})
+    run(out=tmp_path / "out")
+    assert seen == [RunConfig()]

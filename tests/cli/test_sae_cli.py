@@ -67,12 +67,12 @@ def test_sae_train_defaults_are_those_of_recsae_run() -> None:
     import inspect
 
     from recsae.cli.sae import train_command
-    from recsae.pipeline import RunConfig
+    from recsae.config import SaeOptions
     from recsae.sae.config import SaeTrainConfig
 
     defaults = {name: p.default for name, p in inspect.signature(train_command).parameters.items()}
-    run = RunConfig()
+    run = SaeOptions()
     assert (defaults["epochs"], defaults["min_rows"], defaults["k"], defaults["expansion"], defaults["balance"]) == (
-        run.sae_epochs, run.sae_min_rows, run.sae_k, run.sae_expansion, run.sae_balance
+        run.epochs, run.min_rows, run.k, run.expansion, run.balance
     )
     assert defaults["lr"] == SaeTrainConfig().lr

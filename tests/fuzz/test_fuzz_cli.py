@@ -46,7 +46,7 @@ SAE = {
     "--k": VALUE, "--expansion": VALUE, "--epochs": VALUE, "--min-rows": VALUE, "--lr": VALUE, "--batch-size": VALUE,
     "--balance": VALUE, "--patience": VALUE, "--seed": VALUE, "--device": st.sampled_from(["cpu", "auto", "tpu"]),
 }
-COMMANDS = {"run": (RUN, "recsae.pipeline.run_pipeline"), "steer": (STEER, "recsae.cli.steer.load_run"),
+COMMANDS = {"run": (RUN, "recsae.pipeline.run_pipeline"), "steer": (STEER, "recsae.runs.Run.open"),
             "sae train": (SAE, "recsae.models.checkpoint.load_checkpoint")}
 
 

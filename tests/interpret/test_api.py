@@ -174,12 +174,13 @@ def test_read_interpretation_returns_the_written_table(toy: Toy, tmp_path) -> No
 )
 def test_read_interpretation_names_a_missing_or_damaged_table(tmp_path, content: object, message: str) -> None:
     from recsae.errors import DataError
-    from recsae.interpret.api import TABLE_FILE, read_interpretation
+    from recsae.interpret.api import read_interpretation
+    from recsae.rundir import RunDir
 
     if isinstance(content, bytes):
-        (tmp_path / TABLE_FILE).write_bytes(content)
+        RunDir(tmp_path).interpretation.write_bytes(content)
     elif content is not None:
-        pd.DataFrame({"rule": ["x"]}).to_parquet(tmp_path / TABLE_FILE)
+        pd.DataFrame({"rule": ["x"]}).to_parquet(RunDir(tmp_path).interpretation)
     with pytest.raises(DataError, match=message):
         read_interpretation(tmp_path)
 

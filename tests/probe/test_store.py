@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from recsae.errors import DataError
+from recsae.io import remove_stale_partials
 from recsae.probe import ActivationStore, StoreWriter
+from recsae.probe.store import merge_stores, part_dir
 
 
 def _write(path, x, shard_rows=None, chunks=(3, 5, 9)):
@@ -148,3 +150,27 @@ def test_a_meta_value_of_the_wrong_type_is_a_data_error_naming_the_field(x, tmp_
     meta_path.write_text(json.dumps(json.loads(meta_path.read_text()) | {key: value}))
     with pytest.raises(DataError, match=f"field '{key}': expected"):
         ActivationStore.open(tmp_path / "s")
+
+
+def test_merged_parts_read_exactly_as_the_store_written_at_once_and_the_parts_go(x, tmp_path):
+    whole = _write(tmp_path / "whole", x, shard_rows=4)
+    # the rows 0-6, 7-16 written as two parts (as two ranks would), with their own shard sizes
+    parts = [part_dir(tmp_path / "merged", r) for r in range(2)]
+    for part, (lo, hi) in zip(parts, [(0, 7), (7, 17)], strict=True):
+        with StoreWriter(part, 5, {"mode": "model"}, shard_rows=3) as w:
+            w.append(x[lo:hi], np.arange(lo, hi) + 1, np.ones(hi - lo), np.arange(lo, hi) % 3, np.zeros(hi - lo),
+                     np.zeros(hi - lo))
+            w.finish()
+    merged = merge_stores(parts, tmp_path / "merged")
+    assert merged.load().tobytes() == whole.load().tobytes()
+    assert merged.index.equals(whole.index)
+    assert {k: v for k, v in merged.meta.items() if k != "shards"} == {k: v for k, v in whole.meta.items()
+                                                                       if k != "shards"}
+    assert [s["rows"] for s in merged.meta["shards"]] == [3, 3, 1, 3, 3, 3, 1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["merged", "whole"]
+
+
+def test_a_part_left_by_a_killed_distributed_harvest_counts_as_a_stale_partial(x, tmp_path):
+    with StoreWriter(part_dir(tmp_path / "s", 1), 5, {}) as w:
+        w.finish()
+    assert remove_stale_partials(tmp_path, target="s") == [part_dir(tmp_path / "s", 1)]

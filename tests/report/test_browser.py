@@ -161,3 +161,24 @@ def test_report_of_an_empty_run_folder_loads_without_console_errors(driver, tmp_
 
     assert "Not available" in drv.find_element(By.ID, "latents").text
     assert severe_logs(drv) == []
+
+
+def test_a_real_runs_latent_view_shows_its_examples(driver, tiny_run):
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    examples = json.loads((tiny_run / "report_data" / "latent_examples.json").read_text())["latents"]
+    j, ex = max(examples.items(), key=lambda kv: (len(kv[1]["examples"]), -int(kv[0])))
+    drv = driver
+    drv.get((tiny_run / "report" / "index.html").resolve().as_uri())
+    drv.find_element(By.CSS_SELECTOR, f"tr[data-latent='{j}'] td:nth-child(2)").click()
+    view = drv.find_element(By.ID, "latent-view")
+    assert view.is_displayed()
+    assert drv.find_element(By.CSS_SELECTOR, "#latent-view h2").text.startswith(f"Latent {j}")
+    shown = drv.find_elements(By.CSS_SELECTOR, "#latent-view ol.seqs > li")
+    assert len(shown) == min(5, len(ex["examples"])) > 0
+    for li, x in zip(shown, ex["examples"], strict=False):
+        assert x["recent_titles"][-1] in li.text  # each example's latest item, as a title
+    assert drv.find_elements(By.CSS_SELECTOR, "#latent-view svg.chart rect")  # its activation histogram
+    assert severe_logs(drv) == []

@@ -1,7 +1,9 @@
-"""The report page: escaping of untrusted text, sections present or replaced by a note, size."""
+"""The report page: escaping of untrusted text, sections present or replaced by a note, size; and the
+report of a real small run (``tiny_run``): its latent rows, splice table, latent views and controls."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -241,3 +243,128 @@ def test_a_model_below_most_popular_gets_a_warning_note_and_one_above_none(fake_
     model = model[: model.index("</section>")]
     assert '<p class="warning" role="note">Warning: this model does not beat the most-popular ranker' in model
     assert "0.18" in model and "0.25" in model and "below_most_popular" not in model
+
+
+# ---------- the report of a real run (tests/conftest.py: tiny_run) ----------
+
+def _sections(page: str) -> dict[str, str]:
+    return dict(re.findall(r'<section id="([^"]+)">(.*?)</section>', main_html(page), flags=re.S))
+
+
+def _text(fragment: str) -> str:
+    """The visible text of an HTML fragment, whitespace collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def _num(cell: str) -> float:
+    """A splice-table cell as a number ('76.3 %' -> 0.763)."""
+    text = _text(cell).replace(",", "")
+    return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+
+
+@pytest.mark.slow
+def test_real_run_report_has_every_part_and_no_missing_note(tiny_run):
+    page = (tiny_run / "report" / "index.html").read_text(encoding="utf-8")
+    sections = _sections(page)
+    assert set(SECTIONS) <= set(sections)
+    assert 'class="missing"' not in main_html(page)  # every input of every section was written
+
+
+@pytest.mark.slow
+def test_real_run_latent_table_has_a_row_per_latent_with_its_rule_and_marks(tiny_run):
+    import pandas as pd
+
+    page = (tiny_run / "report" / "index.html").read_text(encoding="utf-8")
+    table = pd.read_parquet(tiny_run / "interpretation.parquet").set_index("latent")
+    summary = json.loads((tiny_run / "summary.json").read_text())["interpret"]
+    rows = dict(re.findall(r'<tr data-latent="(\d+)">(.*?)</tr>', _sections(page)["latents"], flags=re.S))
+    assert sorted(map(int, rows)) == sorted(table.index)
+    cells = {int(j): re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S) for j, row in rows.items()}
+    alive = {j for j in cells if "dead: never fires" not in cells[j][1]}
+    assert alive == set(table.index[table["alive"]])
+    assert len(alive) == summary["n_alive"] > 0
+    ticks = {j for j in cells if "✓" in cells[j][1]}
+    assert ticks == set(table.index[table["interpretable"].astype(bool)])
+    assert len(ticks) == summary["n_interpretable"] > 0
+    causal = {j for j in cells if ">causal</span>" in cells[j][1]}
+    assert causal == set(table.index[table["faithful"].fillna(False).astype(bool)])
+    for j in alive:
+        rule = table.at[j, "rule"]
+        label = html.unescape(re.sub(r'<span class="tag[^"]*"[^>]*>.*?</span>', "", cells[j][1]))
+        if j in ticks:
+            assert isinstance(rule, str) and rule and label == rule, j
+        elif isinstance(rule, str) and rule:
+            assert label == rule, j
+        titles = [str(t) for t in table.at[j, "top_item_titles"]][:3]
+        assert _text(cells[j][6]) == " · ".join(titles), j  # the decoder's top items
+
+
+@pytest.mark.slow
+def test_real_run_splice_table_is_splice_json_and_the_summary(tiny_run):
+    page = (tiny_run / "report" / "index.html").read_text(encoding="utf-8")
+    from recsae.report.html import CONDITIONS
+
+    splice = json.loads((tiny_run / "splice.json").read_text())["conditions"]
+    summary = json.loads((tiny_run / "summary.json").read_text())["sae"]
+    body = re.search(r"<tbody>(.*?)</tbody>", _sections(page)["splice"], flags=re.S)
+    assert body is not None
+    rows = {_text(label): re.findall(r'<td class="num">(.*?)</td>', cells)
+            for label, cells in re.findall(r"<tr><th>(.*?)</th>(.*?)</tr>", body.group(1), flags=re.S)}
+    assert set(rows) == {CONDITIONS[name] for name in splice} and len(splice) == 5
+    base = splice["original"]["metrics"]["ndcg@10"]
+    for name, c in splice.items():
+        cells = rows[CONDITIONS[name]]
+        want = [c["metrics"]["ndcg@10"], c["metrics"]["hr@10"], c["metrics"]["ndcg@10"] / base,
+                c["top10_overlap"], c["kl"], c["fvu"], c["cosine"]]
+        got = [_num(v) for v in cells[:7]]
+        assert got == pytest.approx(want, rel=1e-3, abs=1e-12), name  # shown to 4 significant digits
+        if c["sae"] is None:
+            assert [_text(v) for v in cells[7:]] == ["—"] * 3, name
+        else:
+            assert _num(cells[7]) == pytest.approx(c["sae"]["l0"], rel=1e-3), name
+            assert _num(cells[8]) == pytest.approx(c["sae"]["dead_fraction"], abs=5e-4), name
+    # the summary's sae part is the same table
+    assert summary["spliced"]["test"] == splice["spliced"]["metrics"]
+    assert summary["random_sae"]["top10_overlap"] == splice["random_sae"]["top10_overlap"]
+    assert summary["mean_ablated"]["kl"] == splice["mean_ablated"]["kl"]
+    assert summary["fvu"] == splice["spliced"]["fvu"]
+
+
+@pytest.mark.slow
+def test_real_run_latent_views_carry_their_examples(tiny_run):
+    page = (tiny_run / "report" / "index.html").read_text(encoding="utf-8")
+    from recsae.report.latents import MAX_EXAMPLES, MAX_TITLES
+
+    assert '<aside id="latent-view"' in page
+    payload = json.loads(parse(page).scripts[0][1])
+    examples = json.loads((tiny_run / "report_data" / "latent_examples.json").read_text())["latents"]
+    views = {lat["id"]: lat for lat in payload["latents"]}
+    shown = 0
+    for j, ex in examples.items():
+        view, want = views[int(j)], ex["examples"][:MAX_EXAMPLES]
+        assert [(x["u"], x["t"]) for x in view["ex"]] == [(x["user"], x["position"]) for x in want], j
+        for got, x in zip(view["ex"], want, strict=True):
+            assert [payload["strings"][i] for i in got["ti"]] == x["recent_titles"][-MAX_TITLES:], j
+        if view["ex"]:  # a latent that fires: its activation histogram too
+            assert view["hist"] is not None and sum(view["hist"]["c"]) > 0, j
+            shown += 1
+    assert shown >= 1 and payload["hasExamples"] and payload["hasHistograms"]
+
+
+@pytest.mark.slow
+def test_real_run_shows_every_control_beside_the_sae(tiny_run):
+    page = (tiny_run / "report" / "index.html").read_text(encoding="utf-8")
+    from recsae.report.html import FAMILIES
+
+    interp = json.loads((tiny_run / "summary.json").read_text())["interpret"]
+    text = _text(_sections(page)["interpretability"])
+    for family in ("neurons", "random_sae", "random_model_sae"):
+        assert family in interp, family
+        assert FAMILIES[family] in text, family
+    assert f"alive latents {interp['n_alive']}" in text
+    assert f"interpretable latents {interp['n_interpretable']}" in text
+    assert f"faithful latents {interp['faithful']['sae']['n']}" in text
+    assert "shuffled explanations: median confidence" in text
+    assert "latents found again with another seed" in text
+    splice_text = _text(_sections(page)["splice"])
+    assert "mean-ablated" in splice_text and "random SAE (untrained)" in splice_text

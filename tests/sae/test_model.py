@@ -7,7 +7,7 @@ import torch
 
 from recsae.errors import ConfigError, DataError
 from recsae.sae import SaeConfig, TopKSAE
-from recsae.sae.model import gather_dot, scatter_rows, topk_rows
+from recsae.sae.model import gather_dot, scatter_rows, topk_rows, untrained_baseline
 from recsae.sae.train import Adam
 
 
@@ -333,6 +333,20 @@ def test_random_like_is_seeded_and_untrained() -> None:
     d = TopKSAE.random_like(cfg, seed=7, x_sample=x)
     assert torch.allclose(d.b_dec, x.mean(0))
     assert torch.allclose(d.W_enc, a.W_enc * (d.W_enc.norm() / a.W_enc.norm()))  # same directions, rescaled
+
+
+def test_untrained_baseline_is_random_like_on_a_seeded_sample_of_the_rows() -> None:
+    import numpy as np
+
+    cfg = SaeConfig(d_in=8, n_latents=32, k=4)
+    x = np.random.default_rng(0).normal(size=(60, 8)).astype(np.float32) + 3
+    every = untrained_baseline(cfg, x, seed=7)  # the sample holds every row
+    want = TopKSAE.random_like(cfg, seed=7, x_sample=torch.from_numpy(x))
+    assert all(torch.allclose(every.state_dict()[n], t) for n, t in want.state_dict().items())
+    part, again = untrained_baseline(cfg, x, seed=7, sample_rows=10), untrained_baseline(cfg, x, seed=7, sample_rows=10)
+    assert torch.equal(part.b_dec, again.b_dec)  # the sample is seeded
+    assert not torch.allclose(part.b_dec, every.b_dec)  # fitted to its 10 rows, not to all of them
+    assert not torch.equal(untrained_baseline(cfg, x, seed=8, sample_rows=10).b_dec, part.b_dec)
 
 
 @pytest.mark.parametrize(("sae", "message"), [({"d_in": 10**9, "expansion": 10**6, "k": 1}, "do not match the config's shapes"),

@@ -49,10 +49,10 @@ def test_steer_concept_prints_lists_and_effect_table_and_writes_json(run_dir: Pa
 
 @pytest.mark.slow
 def test_steer_concept_by_default_edits_the_latents_whose_decoders_raise_its_items(run_dir: Path) -> None:
-    from recsae.cli.steer import load_run
+    from recsae.runs import Run
     from recsae.steer.targets import decoder_selectivity, selective_latents
 
-    inputs = load_run(run_dir, None, "cpu")
+    inputs = Run.open(run_dir, None, "cpu")
     expected = selective_latents(decoder_selectivity(inputs.model, inputs.sae, inputs.items.mask("concept=noir")), 4)
     res = CliRunner().invoke(
         app, ["steer", "--run", str(run_dir), "--concept", "concept=noir", "--n-latents", "4", "--alpha", "0.1",

@@ -61,14 +61,15 @@ def summary_lines(s: dict, coherence: bool = False) -> list[str]:
 def show_interpretation(run: Path, top: int = 20, all_latents: bool = False) -> str:
     """Text listing of the most confident latents of a run folder's interpretation."""
     from recsae.errors import DataError
-    from recsae.interpret.api import SUMMARY_FILE, read_interpretation
+    from recsae.interpret.api import read_interpretation
     from recsae.io import read_json
+    from recsae.rundir import RunDir
 
     if not run.is_dir():
         raise DataError("run folder not found (expected the --out folder of `recsae run`)", path=run)
     table = read_interpretation(run)
     lines = []
-    summary_path = run / SUMMARY_FILE
+    summary_path = RunDir(run).interpret_summary
     if summary_path.is_file():
         lines += summary_lines(read_json(summary_path), coherence=True)
     shown = table if all_latents else table[table["interpretable"]]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Optional
 
 import typer
 
 from recsae.cli.data import (
     DataRootOpt,
-    DatasetOpt,
     FormatOpt,
     ItemColOpt,
     ItemTableOpt,
@@ -25,16 +25,28 @@ from recsae.cli.data import (
     table_options,
 )
 from recsae.cli.interpret import summary_lines
-from recsae.cli.train import ProtocolOpt, ThreadsOpt
+from recsae.cli.train import ThreadsOpt
+from recsae.config import ModelOptions, SaeOptions
+
+_M, _S = ModelOptions(), SaeOptions()
+
+
+def _default(value: object) -> str:
+    return f" Default: {value}."
 
 
 def run(
-    dataset: DatasetOpt = "synthetic",
+    config: Annotated[Optional[Path], typer.Option("--config", help="Run config file (TOML, or a run folder's config.json) with "  # noqa: UP045
+                                                   "the tables of `recsae.config.RunConfig` ([model], [sae], [interpret], [steer], ...); "
+                                                   "options given on the command line override it.")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="Dataset name (synthetic, ml-100k, ml-1m, ml-latest-small; see "  # noqa: UP045
+                                                   "`recsae data list`) or a path. Default: synthetic, or the dataset a --checkpoint records.")] = None,
     data_root: DataRootOpt = None,
     fmt: FormatOpt = None,
     min_rating: MinRatingOpt = None,
     k_core: KCoreOpt = None,
-    protocol: ProtocolOpt = "auto",
+    protocol: Annotated[Optional[str], typer.Option("--protocol", help="Split: auto (the source's own split, else leave-one-out; random for bpr and "  # noqa: UP045
+                                                    "lightgcn on data without timestamps), leave-one-out, random, time or given. Default: auto.")] = None,
     sep: SepOpt = None,
     user_col: UserColOpt = None,
     item_col: ItemColOpt = None,
@@ -43,69 +55,101 @@ def run(
     title_col: TitleColOpt = None,
     multi_col: MultiColOpt = None,
     item_table: ItemTableOpt = None,
-    out: Annotated[Path, typer.Option("--out", help="Run folder. Rerunning with the same folder resumes "
-                                      "from the finished stages.")] = Path("runs/latest"),
-    model: Annotated[str, typer.Option("--model", help="Recommender: sasrec, gru4rec, bpr or lightgcn.")] = "sasrec",
-    epochs: Annotated[int, typer.Option(help="Most training epochs of the recommender (early stopping).")] = 200,
-    patience: Annotated[int | None, typer.Option(help="Early-stopping patience in epochs. Default: tuned preset, else 10.")] = None,
-    lr: Annotated[float | None, typer.Option(help="Learning rate of the recommender. Default: tuned preset, else 1e-3.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Training batch size of the recommender. Default: tuned preset, else the model's.")] = None,
-    max_len: Annotated[int | None, typer.Option(help="Longest history a sequential model reads. Default: tuned preset, else 200.")] = None,
-    k: Annotated[int, typer.Option("--k", help="SAE: active latents per row.")] = 32,
-    expansion: Annotated[int, typer.Option(help="SAE: latents per input dimension.")] = 32,
-    sae_epochs: Annotated[int, typer.Option(help="SAE: passes over the training rows.")] = 16,
-    sae_min_rows: Annotated[int, typer.Option(help="SAE: train on at least this many rows in all (more passes on a small store, at most 100; 0: exactly --sae-epochs).")] = 1_500_000,
-    sae_balance: Annotated[float, typer.Option(help="SAE: load-balancing rate of latent usage (0: plain TopK). It evens out how often latents fire and helps the rule test, which an untrained SAE also passes, at a cost in fidelity and in sparse probing.")] = 0.0,
-    sae_balance_until: Annotated[float, typer.Option(help="SAE: share of the training after which balancing stops and its bias decays to zero (1: throughout).")] = 1.0,
-    sae_aux_relu: Annotated[bool, typer.Option("--sae-aux-relu/--sae-aux-raw", help="SAE: AuxK reads dead latents' pre-activations through the ReLU, or raw (the default), which revives latents that never pre-activate.")] = False,
-    controls: Annotated[bool, typer.Option("--controls/--no-controls", help="Train an SAE on the untrained model and a second-seed SAE beside the SAE, and interpret them as controls.")] = True,
-    causal: Annotated[bool, typer.Option("--causal/--no-causal", help="Test every validated unit's causal faithfulness (SAE and controls).")] = True,
-    concept: Annotated[list[str] | None, typer.Option("--concept", help="Concept to steer toward, e.g. concept=horror "
-                                                      "on the synthetic data or genre=Horror on MovieLens (repeatable; "
-                                                      "default: chosen automatically; `recsae data stats --concepts` "
-                                                      "lists a dataset's).")] = None,
-    stages: Annotated[str, typer.Option(help="Comma-separated stages to run: model,sae,interpret,steer,report. The model and SAE "
-                                                     "stages always run (or resume) when a later stage is asked for.")] = "model,sae,interpret,steer,report",
-    seed: Annotated[int, typer.Option(help="Random seed (data, initialisations, samples).")] = 0,
-    device: Annotated[str, typer.Option(help="auto (CUDA when available), cpu, cuda, ...")] = "auto",
+    out: Annotated[Path, typer.Option("--out", help="Run folder. Rerunning with the same folder redoes only the stages whose "
+                                      "options or inputs changed.")] = Path("runs/latest"),
+    model: Annotated[Optional[str], typer.Option("--model", help="Recommender to train: sasrec, gru4rec, bpr or lightgcn." + _default(_M.name))] = None,  # noqa: UP045
+    checkpoint: Annotated[Optional[Path], typer.Option("--checkpoint", help="Use this `recsae train` checkpoint folder instead of training "  # noqa: UP045
+                                                       "(on the dataset and split it records, unless --dataset is given).")] = None,
+    model_from: Annotated[Optional[str], typer.Option("--model-from", help="Use your own model: module:function or path/to/file.py:function, "  # noqa: UP045
+                                                      "called with the run's recsae SplitData, returning a recsae Recommender "
+                                                      "(e.g. recsae.models.DotProductModel around your PyTorch module).")] = None,
+    user_vectors: Annotated[Optional[Path], typer.Option("--user-vectors", help="Embeddings mode: a .npy of one vector per user, exported "  # noqa: UP045
+                                                         "from any model that scores user . item (with --item-embeddings).")] = None,
+    item_embeddings: Annotated[Optional[Path], typer.Option("--item-embeddings", help="Embeddings mode: a .npy of one vector per item.")] = None,  # noqa: UP045
+    user_ids: Annotated[Optional[Path], typer.Option("--user-ids", help="Embeddings mode: a text file with the original user id of each "  # noqa: UP045
+                                                     "row of --user-vectors (default: the dataset's user order).")] = None,
+    item_ids: Annotated[Optional[Path], typer.Option("--item-ids", help="Embeddings mode: a text file with the original item id of each "  # noqa: UP045
+                                                     "row of --item-embeddings.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Most training epochs of the recommender (early stopping)." + _default(_M.epochs))] = None,  # noqa: UP045
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs. Default: tuned preset, else 10.")] = None,  # noqa: UP045
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate of the recommender. Default: tuned preset, else 1e-3.")] = None,  # noqa: UP045
+    batch_size: Annotated[Optional[int], typer.Option(help="Training batch size of the recommender. Default: tuned preset, else the model's.")] = None,  # noqa: UP045
+    max_len: Annotated[Optional[int], typer.Option(help="Longest history a sequential model reads. Default: tuned preset, else 200.")] = None,  # noqa: UP045
+    sae: Annotated[Optional[Path], typer.Option("--sae", help="Use this trained SAE folder (cfg.json + sae.safetensors, e.g. from "  # noqa: UP045
+                                                "`recsae sae train`) instead of training one.")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="SAE: active latents per row." + _default(_S.k))] = None,  # noqa: UP045
+    expansion: Annotated[Optional[int], typer.Option(help="SAE: latents per input dimension." + _default(_S.expansion))] = None,  # noqa: UP045
+    sae_epochs: Annotated[Optional[int], typer.Option(help="SAE: passes over the training rows." + _default(_S.epochs))] = None,  # noqa: UP045
+    sae_min_rows: Annotated[Optional[int], typer.Option(help="SAE: train on at least this many rows in all (more passes on a small store, "  # noqa: UP045
+                                                        "at most 100; 0: exactly --sae-epochs)." + _default(_S.min_rows))] = None,
+    sae_balance: Annotated[Optional[float], typer.Option(help="SAE: load-balancing rate of latent usage (0: plain TopK). It evens out how often "  # noqa: UP045
+                                                         "latents fire and helps the rule test, which an untrained SAE also passes, at a cost "
+                                                         "in fidelity and in sparse probing." + _default(_S.balance))] = None,
+    sae_balance_until: Annotated[Optional[float], typer.Option(help="SAE: share of the training after which balancing stops and its bias "  # noqa: UP045
+                                                               "decays to zero (1: throughout)." + _default(_S.balance_until))] = None,
+    sae_aux_relu: Annotated[Optional[bool], typer.Option("--sae-aux-relu/--sae-aux-raw", help="SAE: AuxK reads dead latents' pre-activations "  # noqa: UP045
+                                                         "through the ReLU, or raw, which revives latents that never pre-activate."
+                                                         + _default("raw" if not _S.aux_relu else "relu"))] = None,
+    controls: Annotated[Optional[bool], typer.Option("--controls/--no-controls", help="Train an SAE on the untrained model and a second-seed "  # noqa: UP045
+                                                     "SAE beside the SAE, and interpret them as controls." + _default("on" if _S.controls else "off"))] = None,
+    causal: Annotated[Optional[bool], typer.Option("--causal/--no-causal", help="Test every validated unit's causal faithfulness (SAE and "  # noqa: UP045
+                                                   "controls). Default: on.")] = None,
+    concept: Annotated[Optional[list[str]], typer.Option("--concept", help="Concept to steer toward, e.g. concept=horror on the "  # noqa: UP045
+                                                         "synthetic data or genre=Horror on MovieLens (repeatable; default: chosen "
+                                                         "automatically; `recsae data stats --concepts` lists a dataset's).")] = None,
+    stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages to run: model,sae,interpret,steer,report (the default: all). "  # noqa: UP045
+                                                  "The model and SAE stages always run (or resume) when a later stage is asked for.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (data, initialisations, samples). Default: 0.")] = None,  # noqa: UP045
+    device: Annotated[Optional[str], typer.Option(help="auto (CUDA when available), cpu, cuda, ... Default: auto.")] = None,  # noqa: UP045
     threads: ThreadsOpt = None,
     force: Annotated[bool, typer.Option(help="Redo every stage even if its outputs exist.")] = False,
 ) -> None:
-    """Train a recommender, train a TopK SAE on its representation, splice it back, interpret
-    and steer the latents, and write OUT/summary.json and OUT/report/index.html."""
+    """Train a recommender (or take yours), train a TopK SAE on its representation (or take
+    yours), splice it back, interpret and steer the latents, and write OUT/summary.json and
+    OUT/report/index.html."""
+    from recsae.config import RunConfig, load_config
+    from recsae.distributed import init_world, shutdown
     from recsae.io import check_writable_folder
-    from recsae.pipeline import RunConfig, run_pipeline
+    from recsae.pipeline import check_options, run_pipeline, with_checkpoint_data
+    from recsae.rundir import RunDir
     from recsae.utils import set_threads
 
-    cfg = RunConfig(
-        data=dataset_options(dataset, data_root, fmt, min_rating, k_core, table_options(
-            sep, user_col, item_col, time_col, rating_col, title_col, multi_col, item_table)),
-        protocol=protocol,
-        model=model,
-        epochs=epochs,
-        patience=patience,
-        lr=lr,
-        batch_size=batch_size,
-        max_len=max_len,
-        sae_k=k,
-        sae_expansion=expansion,
-        sae_epochs=sae_epochs,
-        sae_balance=sae_balance,
-        sae_balance_until=sae_balance_until,
-        sae_aux_relu=sae_aux_relu,
-        controls=controls,
-        causal=causal,
-        sae_min_rows=sae_min_rows,
-        steer_concepts=tuple(concept or ()),
-        stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
-        seed=seed,
-        device=device,
-    )
+    base = load_config(config) if config is not None else RunConfig()
+    table = table_options(sep, user_col, item_col, time_col, rating_col, title_col, multi_col, item_table)
+    data = base.data
+    if dataset is not None:  # another dataset: the file's filters do not carry over
+        data = dataset_options(dataset, data.data_root)
+    filters: dict[str, Any] = {"data_root": data_root, "fmt": fmt, "min_rating": min_rating, "k_core": k_core}
+    data = dataclasses.replace(data, **{k: v for k, v in filters.items() if v is not None})
+    if table:
+        data = dataclasses.replace(data, table=table)
+    path = {"checkpoint": checkpoint, "user_vectors": user_vectors, "item_embeddings": item_embeddings,
+            "user_ids": user_ids, "item_ids": item_ids, "sae": sae}
+    given = {name: str(p) for name, p in path.items() if p is not None}
+    cfg = dataclasses.replace(base, data=data).override({
+        "protocol": protocol, "seed": seed, "device": device,
+        "stages": None if stages is None else [s.strip() for s in stages.split(",") if s.strip()],
+        "model.name": model, "model.epochs": epochs, "model.patience": patience, "model.lr": lr,
+        "model.batch_size": batch_size, "model.max_len": max_len, "model.model_from": model_from,
+        **{f"model.{name}": v for name, v in given.items() if name != "sae"},
+        "sae.path": given.get("sae"), "sae.k": k, "sae.expansion": expansion, "sae.epochs": sae_epochs,
+        "sae.min_rows": sae_min_rows, "sae.balance": sae_balance, "sae.balance_until": sae_balance_until,
+        "sae.aux_relu": sae_aux_relu, "sae.controls": controls, "interpret.causal": causal,
+        "steer.concepts": concept or None,
+    })
+    check_options(with_checkpoint_data(cfg))
     check_writable_folder(out)
     set_threads(threads)  # once the options are known good: an error stays the only line
-    summary = run_pipeline(out, cfg, force=force)
+    world = init_world(cfg.device)  # under torchrun: join the other ranks (else one process)
+    try:
+        summary = run_pipeline(out, cfg, force=force, world=world)
+    finally:
+        shutdown(world)
+    if not world.is_main:
+        return
     typer.echo(_headline(summary))
-    typer.echo(f"wrote {out / 'summary.json'}" + (f" and {out / 'report' / 'index.html'}" if (out / "report" / "index.html").is_file() else ""))
+    paths = RunDir(out)
+    typer.echo(f"wrote {paths.summary}" + (f" and {paths.report_page}" if paths.report_page.is_file() else ""))
 
 
 def _num(x: float | None, spec: str) -> str:

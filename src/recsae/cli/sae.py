@@ -29,7 +29,7 @@ DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")]
 @sae_app.command("train")
 def train_command(
     checkpoint: CheckpointOpt,
-    out: Annotated[Path, typer.Option("--out", help="Output folder: activations/, sae/, splice.json. "
+    out: Annotated[Path, typer.Option("--out", help="Output folder: activations/, sae/, random_sae/, splice.json. "
                                       "A rerun reuses the activations and resumes the SAE.")],
     k: Annotated[int, typer.Option(help="Active latents per row (TopK).")] = 32,
     expansion: Annotated[int, typer.Option(help="Latents per input dimension (m = expansion x d).")] = 32,
@@ -50,8 +50,10 @@ def train_command(
     """Harvest a model's activations, train a TopK SAE on them and print the splice table."""
     from recsae.io import check_writable_folder
     from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
+    from recsae.rundir import RunDir
     from recsae.sae.config import SaeConfig
-    from recsae.sae.splice import format_splice_table, run_sae_stage
+    from recsae.sae_stage import run_sae_stage
+    from recsae.splice import format_splice_table
     from recsae.utils import default_device, seed_everything, set_threads
 
     check_writable_folder(out)
@@ -65,8 +67,10 @@ def train_command(
     sae_cfg = SaeConfig(d_in=model.dim, expansion=expansion, k=k)
     result = run_sae_stage(model, split, out, sae_cfg, train_cfg, last_only=last_only, checkpoint=checkpoint,
                            device=dev, force=force)
+    assert result.splice is not None  # one process: rank 0
     typer.echo(format_splice_table(result.splice))
-    typer.echo(f"wrote {out / 'activations'}, {out / 'sae'}, {out / 'splice.json'}")
+    run = RunDir(out)
+    typer.echo(f"wrote {run.activations}, {run.sae}, {run.random_sae}, {run.splice}")
 
 
 @sae_app.command("eval")
@@ -87,8 +91,10 @@ def eval_command(
     from recsae.errors import ConfigError
     from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
     from recsae.probe.store import ActivationStore
-    from recsae.sae.model import TopKSAE
-    from recsae.sae.splice import evaluate_splice, format_splice_table, untrained_baseline
+    from recsae.rundir import RunDir
+    from recsae.sae.model import TopKSAE, untrained_baseline
+    from recsae.sae_stage import sae_rows
+    from recsae.splice import evaluate_splice, format_splice_table
     from recsae.utils import default_device
 
     if which not in ("valid", "test"):
@@ -99,12 +105,11 @@ def eval_command(
     trained = TopKSAE.load(sae, device=dev)
     if trained.cfg.d_in != model.dim:
         raise ConfigError(f"the SAE reads d = {trained.cfg.d_in}, the model's representation has d = {model.dim}")
-    store_dir = activations or (sae.parent / "activations")
+    store_dir = activations or RunDir(sae.parent).activations
     mean, source, random_sae = None, None, None
     if activations is not None or (store_dir / "meta.json").is_file():
         store = ActivationStore.open(store_dir)
-        rows = store.rows("train")
-        x = store.load(rows if len(rows) else None)
+        x = store.load(sae_rows(store)[0])  # the rows the SAE trained on
         mean, source = torch.from_numpy(np.asarray(x).mean(0, dtype=np.float64).astype(np.float32)), f"{store_dir} train rows"
         # the random-SAE row of recsae run and recsae sae train: the same recipe on the same rows
         random_sae = untrained_baseline(trained.cfg, x, seed, dev)

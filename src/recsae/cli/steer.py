@@ -1,6 +1,6 @@
 """CLI commands of the steer stage: ``recsae steer``.
 
-Edits SAE latents of a run folder's model (``OUT/model``, ``OUT/sae``, ``OUT/interpretation.parquet``)
+Edits SAE latents of a run folder's model (opened with ``recsae.runs.Run``: ``OUT/sae``, ``OUT/interpretation.parquet``)
 and prints the top-10 lists of a few users before and after, then the effect table beside a
 random-latent control. The work is done by ``recsae.steer``; this module only loads and prints.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -18,57 +17,21 @@ import numpy as np
 import typer
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from recsae.data.dataset import SplitData
-    from recsae.models.base import Recommender
-    from recsae.sae.model import TopKSAE
-    from recsae.steer import ConceptItems, Edit
+    from recsae.runs import Run
+    from recsae.steer import Edit
     from recsae.steer.effects import SteerContext
     from recsae.steer.study import SteerConfig
 
 
-@dataclass
-class RunInputs:
-    """What a run folder gives the steer stage."""
-
-    model: Recommender
-    sae: TopKSAE
-    split: SplitData
-    interpretation: pd.DataFrame | None
-    items: ConceptItems
-
-
-def load_run(run: Path, data_root: Path | None = None, device: str = "auto") -> RunInputs:
-    """Model, SAE, split (reloaded from the model's recorded data source), interpretation table
-    (None when absent) and concept item sets of a run folder."""
-    from recsae.errors import DataError
-    from recsae.interpret.api import TABLE_FILE, read_interpretation
-    from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
-    from recsae.sae.model import TopKSAE
-    from recsae.steer.targets import concept_items
-    from recsae.utils import default_device
-
-    if not run.is_dir():
-        raise DataError("run folder not found", path=run)
-    dev = default_device(device)
-    model, config = load_checkpoint(run / "model", dev)
-    sae = TopKSAE.load(run / "sae", dev)
-    split = split_for_checkpoint(run / "model", config, data_root)
-    table = read_interpretation(run) if (run / TABLE_FILE).is_file() else None
-    items = concept_items(split)
-    return RunInputs(model, sae, split, table, items)
-
-
 def _target(
-    inputs: RunInputs, ctx: SteerContext, concept: str | None, latents: list[int], cfg: SteerConfig
+    inputs: Run, ctx: SteerContext, concept: str | None, latents: list[int], cfg: SteerConfig
 ) -> tuple[tuple[int, ...], list[str]]:
     """The latents to edit and the concepts to measure."""
     from recsae.errors import ConfigError
     from recsae.steer.study import steering_targets
     from recsae.steer.targets import check_latents, most_confident
 
-    table = inputs.interpretation
+    table = inputs.interpretation if inputs.has("interpret") else None
     if latents:
         ids = check_latents(latents, inputs.sae.cfg.m)
     elif concept is not None:
@@ -113,12 +76,6 @@ def _edit(ids: tuple[int, ...], alpha: float | None, scale: float | None, clamp:
     if scale is not None:
         return Scale(ids, scale)
     return Clamp(ids, float(clamp))  # type: ignore[arg-type]
-
-
-def _fmt(x: Any) -> str:
-    if isinstance(x, float):
-        return "-" if x != x else f"{x:.4f}"
-    return str(x)
 
 
 def _lists_text(
@@ -179,7 +136,9 @@ def steer_command(
     cfg = SteerConfig(
         max_users=max_users, n_random=n_random, seed=seed, latent_source=latents_from, latents_per_concept=n_latents
     )
-    inputs = load_run(run, data_root, device)
+    from recsae.runs import Run
+
+    inputs = Run.open(run, data_root, device)
     if concept is not None:  # a typo fails before the study's work
         inputs.items.mask(concept)
     ctx = make_context(inputs.model, inputs.sae, inputs.split, cfg)
@@ -196,9 +155,7 @@ def steer_command(
     typer.echo(f"edit: {edit}   ({len(changed)} of {len(ctx.users)} users' top-{ctx.k} lists change)")
     typer.echo("\n".join(_lists_text(titles, ctx.users[shown], before_top[shown], after_top[shown], list(masks.values()))))
     typer.echo(f"\neffects on {len(ctx.users)} users (random control: mean of {n_random} draws of {len(ids)} latent(s))")
-    typer.echo(f"  {'metric':<40} {'before':>10} {'after':>10} {'random':>10}")
-    for row in cmp.table(ctx.k):
-        typer.echo(f"  {row['metric'][:40]:<40} {_fmt(row['before']):>10} {_fmt(row['after']):>10} {_fmt(row['random_control']):>10}")
+    typer.echo(cmp.text(ctx.k))
 
     result: dict[str, Any] = {
         "edit": {"type": type(edit).__name__, **dataclasses.asdict(edit)},  # type: ignore[call-overload]

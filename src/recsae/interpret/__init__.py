@@ -3,8 +3,6 @@ dictionary fitted on some users and validated on the others, the neuron and rand
 baselines, coherence and planted-concept recovery."""
 
 from recsae.interpret.api import (
-    SUMMARY_FILE,
-    TABLE_FILE,
     InterpretationResult,
     InterpretConfig,
     UnitResult,
@@ -19,8 +17,6 @@ from recsae.interpret.dictionary import FitConfig
 from recsae.interpret.features import FeatureConfig, RowContext, row_features
 
 __all__ = [
-    "SUMMARY_FILE",
-    "TABLE_FILE",
     "ConceptConfig",
     "ConceptVocab",
     "FeatureConfig",

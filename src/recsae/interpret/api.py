@@ -42,9 +42,7 @@ from recsae.interpret.faithfulness import (
 from recsae.interpret.features import FeatureConfig, FeatureSpace, RowContext, row_features
 from recsae.interpret.probing import ProbeConfig
 from recsae.interpret.validate import shuffled_rules, split_users, validate_rules
-
-TABLE_FILE = "interpretation.parquet"
-SUMMARY_FILE = "interpret.json"
+from recsae.rundir import RunDir
 
 
 @dataclass(frozen=True)
@@ -533,9 +531,9 @@ def write_interpretation(result: InterpretationResult, out_dir: str | Path) -> N
     """Write ``interpretation.parquet`` (SAE latents) and ``interpret.json`` atomically."""
     from recsae.io import write_json, write_parquet
 
-    out = Path(out_dir)
-    write_parquet(out / TABLE_FILE, result.table)
-    write_json(out / SUMMARY_FILE, result.summary)
+    out = RunDir(out_dir)
+    write_parquet(out.interpretation, result.table)
+    write_json(out.interpret_summary, result.summary)
 
 
 def read_interpretation(run_dir: str | Path) -> pd.DataFrame:
@@ -543,10 +541,10 @@ def read_interpretation(run_dir: str | Path) -> pd.DataFrame:
     ``run_dir``; DataError naming the file if it is missing, damaged or has no ``latent`` column."""
     import pyarrow as pa
 
-    path = Path(run_dir) / TABLE_FILE
+    path = RunDir(run_dir).interpretation
     if not path.is_file():
         raise DataError(
-            f"no {TABLE_FILE} in this run folder; run `recsae run --out {run_dir}` (which interprets the "
+            f"no {RunDir.INTERPRETATION} in this run folder; run `recsae run --out {run_dir}` (which interprets the "
             "SAE) or call recsae.interpret.interpret(...) and write_interpretation(...)",
             path=run_dir,
         )

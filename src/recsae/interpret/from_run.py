@@ -1,7 +1,7 @@
 """Inputs of ``interpret`` from a trained model, its SAE and activation store (``recsae run``).
 
 Every row of the store is interpreted. Per row: the SAE's top-k activations (sparse), the
-random-init SAE's (the splice stage's baseline, ``untrained_baseline``), the representation
+random-init SAE's (the splice stage's baseline, ``recsae.sae.model.untrained_baseline``), the representation
 itself (raw neurons and coherence), and the model's top-10 recommendations for the prefix with the prefix's items masked, as in ranking.
 """
 
@@ -102,7 +102,7 @@ def run_inputs(
     ``random_sae``: the untrained baseline (default: the splice stage's recipe on these rows);
     ``random_model``: (untrained model, its store, its SAE) for the untrained-model control;
     ``causal``: pass the model's scores, so that every validated unit's faithfulness is tested."""
-    from recsae.sae.splice import untrained_baseline
+    from recsae.sae.model import untrained_baseline
 
     users, positions = _row_index(store)
     histories = split.history("test")
@@ -150,7 +150,7 @@ def seed_stability(sae: Any, second: Any, reps: np.ndarray, seed: int, threshold
     ``second``'s). Alive: in some row's top-k on ``reps``."""
     from recsae.controls import SEED_OFFSET
     from recsae.interpret.stability import match_dictionaries, stability_summary
-    from recsae.sae.splice import untrained_baseline
+    from recsae.sae.model import untrained_baseline
 
     def alive(model: Any) -> np.ndarray:
         return np.asarray((sparse_codes(model, reps) != 0).sum(axis=0)).ravel() > 0

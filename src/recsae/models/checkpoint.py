@@ -24,7 +24,7 @@ from recsae.io import (
 )
 from recsae.models.base import TrainableRecommender
 from recsae.models.registry import model_class
-from recsae.utils import environment_info
+from recsae.utils import environment_info, log
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -119,7 +119,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None) 
 
 
 def split_for_checkpoint(checkpoint: Path, config: dict[str, Any], data_root: Path | None = None) -> SplitData:
-    """Reload the dataset and split recorded in a model checkpoint, checking its size."""
+    """Reload the dataset and split recorded in a model checkpoint, checking that it is the data
+    the model was trained on (``check_checkpoint_data``)."""
     from recsae.data.registry import DatasetOptions
     from recsae.data.split import make_split
     from recsae.errors import ConfigError
@@ -132,9 +133,31 @@ def split_for_checkpoint(checkpoint: Path, config: dict[str, Any], data_root: Pa
     sequential = model_class(config.get("model", {}).get("name", "sasrec")).sequential
     split = make_split(opts.load(seed, **src.get("options", {})), src.get("protocol", "auto"), seed=seed,
                        sequential=sequential)
-    model_spec = config.get("model", {})
-    check_split_fits(split, model_spec.get("n_users"), model_spec.get("n_items"), checkpoint)
+    check_checkpoint_data(split, config, checkpoint)
     return split
+
+
+def check_checkpoint_data(split: SplitData, config: dict[str, Any], checkpoint: Path) -> None:
+    """DataError naming the checkpoint's config.json unless ``split`` is the data its model was
+    trained on: the same users and items, and the same interactions split the same way (the
+    recorded ``data.split_fingerprint``). A checkpoint written before the fingerprint was
+    recorded is checked by its size only, with a warning."""
+    spec = config.get("model", {})
+    check_split_fits(split, spec.get("n_users"), spec.get("n_items"), checkpoint)
+    recorded = config.get("data", {}).get("split_fingerprint")
+    if recorded is None:
+        log.warning("%s records no split fingerprint (an older checkpoint): only the data's size was checked",
+                    checkpoint / CONFIG_FILE)
+        return
+    now = split_fingerprint(split)
+    if recorded != now:
+        raise DataError(
+            f"the data has the model's {split.n_users} users and {split.n_items} items but other interactions or "
+            f"another split than it was trained on (split fingerprint {now[:12]}..., recorded {str(recorded)[:12]}...); "
+            "load the dataset with the options the model was trained with",
+            path=checkpoint / CONFIG_FILE,
+            field="data.split_fingerprint",
+        )
 
 
 def check_split_fits(split: SplitData, n_users: int | None, n_items: int | None, checkpoint: Path) -> None:
@@ -143,6 +166,6 @@ def check_split_fits(split: SplitData, n_users: int | None, n_items: int | None,
         raise DataError(
             f"the data has {split.n_users} users and {split.n_items} items; the model was trained on "
             f"{n_users} and {n_items}",
-            path=checkpoint / "config.json",
+            path=checkpoint / CONFIG_FILE,
             field="data",
         )

@@ -5,6 +5,14 @@ the best epoch so far) and, after every epoch, a resume state (``train_state.jso
 ``train_state.safetensors``: current weights, optimizer moments, random generator states,
 epoch log). A rerun with the same folder and settings continues from the last finished epoch
 and gives the same result as an uninterrupted run.
+
+Distributed (``world`` from ``recsae.distributed.init_world``, under ``torchrun``): every rank
+draws the same batches of training rows (users, for the sequential models) and takes its
+contiguous slice of each, so the ranks hold disjoint rows and take the same number of steps;
+each rank's mean loss is weighted by its share of the batch's rows and the gradients summed
+(for the losses that are means over rows, the single-process batch gradient). Sampling
+(negatives) uses a generator per rank and epoch. Evaluation ranks each rank's block of users
+and gathers the per-user values, none padded or counted twice. Rank 0 writes.
 """
 
 from __future__ import annotations
@@ -16,10 +24,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from recsae.data.dataset import SplitData, SplitName
+from recsae.distributed import (
+    World,
+    all_gather_rows,
+    all_reduce,
+    barrier,
+    broadcast_,
+    rank_slice,
+    single,
+    sum_gradients,
+)
 from recsae.errors import ConfigError, DataError
 from recsae.eval import EvalResult, ScoreFn, evaluate
 from recsae.io import read_json, read_tensors, write_json, write_tensors
@@ -108,17 +127,34 @@ def score_fn(model: Recommender) -> ScoreFn:
 
 
 def evaluate_model(
-    model: Recommender, split: SplitData, which: SplitName = "test", batch_size: int = 1024, **kw: Any
+    model: Recommender, split: SplitData, which: SplitName = "test", batch_size: int = 1024,
+    world: World | None = None, **kw: Any
 ) -> EvalResult:
-    """Full-ranking metrics of a model on ``split`` (wraps ``recsae.eval.evaluate``)."""
+    """Full-ranking metrics of a model on ``split`` (wraps ``recsae.eval.evaluate``). With a
+    distributed ``world`` (every rank calls it), each rank ranks its block of the users and
+    every rank gets the per-user values of all of them, in the users' order."""
     device = next(iter(model.parameters()), torch.empty(0)).device
     max_len = getattr(getattr(model, "cfg", None), "max_len", 200) if model.sequential else 1
     was_training = model.training
     model.eval()
+    if world is None or not world.distributed:
+        try:
+            return evaluate(score_fn(model), split, which, batch_size=batch_size, max_len=max_len, device=device, **kw)
+        finally:
+            model.train(was_training)
+    users = kw.pop("users", None)
+    users = split.eval_users(which) if users is None else np.asarray(users, dtype=np.int64)
     try:
-        return evaluate(score_fn(model), split, which, batch_size=batch_size, max_len=max_len, device=device, **kw)
+        mine = evaluate(score_fn(model), split, which, users=users[rank_slice(len(users), world)],
+                        batch_size=batch_size, max_len=max_len, device=device, **kw)
     finally:
         model.train(was_training)
+    names = list(mine.per_user)
+    table = all_gather_rows(world, np.stack([mine.per_user[n] for n in names], axis=1).reshape(-1, len(names)),
+                            what="gathering the evaluation")
+    per_user = {n: table[:, i] for i, n in enumerate(names)}
+    metrics = {n: float(a.mean()) if len(a) else float("nan") for n, a in per_user.items()}
+    return EvalResult(metrics, per_user, users, mine.protocol | {"n_users": len(users)})
 
 
 def _optim_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
@@ -166,18 +202,22 @@ def train_model(
     device: str | torch.device | None = None,
     train_cfg: TrainConfig | None = None,
     data_source: dict[str, Any] | None = None,
+    world: World | None = None,
 ) -> TrainResult:
     """Train model ``name`` on ``split`` and return the best model with its metrics.
 
     ``cfg`` is the model config (None: defaults); ``data_source`` (the options that loaded the
-    data) is recorded in the checkpoint so that ``recsae evaluate`` can reload it.
+    data) is recorded in the checkpoint so that ``recsae evaluate`` can reload it. ``world``:
+    the ranks training together (it then sets the device; every rank passes the same
+    arguments and gets the same model); None: this process alone.
     """
     cls = model_class(name)
     cfg = cfg if cfg is not None else cls.config_class()
     if not isinstance(cfg, cls.config_class):
         raise ConfigError(f"model {name!r} takes a {cls.config_class.__name__}, got {type(cfg).__name__}")
     tcfg = train_cfg or TrainConfig()
-    dev = default_device(None if device is None else str(device))
+    dev = world.device if world is not None else default_device(None if device is None else str(device))
+    world = world if world is not None else single(dev)
     gen = seed_everything(seed)
     model = cls.build(cfg, split.n_users, split.n_items, split.train).to(dev)
     tensors = model.training_tensors(split)
@@ -210,6 +250,7 @@ def train_model(
         done = _finished(len(history), best_epoch, seconds, tcfg)
         best_state = read_tensors(out / WEIGHTS_FILE) if best_epoch else None
         log.info(f"resuming {out} after epoch {len(history)} (best epoch {best_epoch})")
+    broadcast_(world, [*model.parameters(), *model.buffers()], what="model initialisation")
 
     n_rows = len(tensors[0])
     epoch = len(history)
@@ -219,15 +260,22 @@ def train_model(
         model.train()
         total = torch.zeros((), dtype=torch.float64, device=dev)
         batches = model.batches(tensors, batch_size, gen)
+        sampler = gen if not world.distributed else _rank_generator(seed, world.rank, epoch)
         for idx in progress(batches, desc=f"epoch {epoch}", total=len(batches)):
-            loss = model.loss(tuple(t[idx].to(dev) for t in tensors), gen)
+            mine = idx[rank_slice(len(idx), world)]
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if len(mine):  # a rank without rows in a small last batch adds a zero gradient
+                # the rank's mean loss weighted by its share of the batch's rows
+                loss = model.loss(tuple(t[mine].to(dev) for t in tensors), sampler) * (len(mine) / len(idx))
+                loss.backward()
+                total += loss.detach() * len(idx)
+            sum_gradients(world, list(model.parameters()))
             opt.step()
-            total += loss.detach() * len(idx)
-        valid = evaluate_model(model, split, "valid", tcfg.eval_batch_size, ks=(10, 20)).metrics
+        total = all_reduce(world, total, what="training loss")
+        valid = evaluate_model(model, split, "valid", tcfg.eval_batch_size, world, ks=(10, 20)).metrics
         improved = valid[VALID_METRIC] > best_value
-        secs = time.perf_counter() - t0
+        # the ranks' clocks differ: the slowest one decides a time limit for all of them
+        secs = float(all_reduce(world, torch.tensor([time.perf_counter() - t0], dtype=torch.float64), "max")[0])
         seconds += secs
         history.append(EpochLog(epoch, secs, float(total) / n_rows, valid, improved))
         log.info(f"epoch {epoch:3d}  {secs:6.1f}s  loss {float(total) / n_rows:.4f}  "
@@ -237,25 +285,35 @@ def train_model(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         done = _finished(epoch, best_epoch, seconds, tcfg)
         if out is not None:
-            if improved:
-                save_checkpoint(out, model, checkpoint_config(model, data, seed, train_record,
-                                                             {"best_epoch": best_epoch, "valid": valid}))
-            _save_state(out, model, opt, gen, dev, run, history, best_value, best_epoch, seconds)
+            if world.is_main:
+                if improved:
+                    save_checkpoint(out, model, checkpoint_config(model, data, seed, train_record,
+                                                                 {"best_epoch": best_epoch, "valid": valid}))
+                _save_state(out, model, opt, gen, dev, run, history, best_value, best_epoch, seconds)
+            barrier(world, "model checkpoint")
 
     final = model  # training is over: the model becomes the best one
     if best_state is not None:
         final.load_state_dict(best_state)
     final.eval()
     best_valid = history[best_epoch - 1].valid if best_epoch else {}
-    test = evaluate_model(final, split, "test", tcfg.eval_batch_size).metrics
+    test = evaluate_model(final, split, "test", tcfg.eval_batch_size, world).metrics
     result = TrainResult(final, best_valid, test, len(history), best_epoch, seconds, history)
     if out is not None:
         metrics = {"best_epoch": best_epoch, "epochs": len(history), "train_seconds": seconds,
                    "valid": best_valid, "test": test}
-        save_checkpoint(out, final, checkpoint_config(final, data, seed, train_record, metrics))
+        if world.is_main:
+            save_checkpoint(out, final, checkpoint_config(final, data, seed, train_record, metrics))
+        barrier(world, "model checkpoint")
     log.info(f"best epoch {best_epoch}/{len(history)}  test ndcg@10 {test['ndcg@10']:.4f}  "
              f"hr@10 {test['hr@10']:.4f}  ({seconds:.0f}s)")
     return result
+
+
+def _rank_generator(seed: int, rank: int, epoch: int) -> torch.Generator:
+    """The sampling generator of one rank in one epoch: distinct per rank, and rebuilt from the
+    numbers alone, so that a resumed run needs no rank's generator state."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0]))
 
 
 def _finished(epoch: int, best_epoch: int, seconds: float, tcfg: TrainConfig) -> bool:

@@ -38,7 +38,7 @@ HISTORIES_FILE = "histories.npz"
 ArrayLike = np.ndarray | str | Path
 
 
-def _load_matrix(source: ArrayLike, what: str) -> tuple[np.ndarray, str]:
+def load_matrix(source: ArrayLike, what: str) -> tuple[np.ndarray, str]:
     """A finite 2-D float32 matrix from an array or a ``.npy`` path, with a name for errors."""
     if isinstance(source, (str, Path)):
         name = str(source)
@@ -116,8 +116,8 @@ def from_embeddings(
     Without ``provenance`` every user gets one row: position = history length, split ``test``,
     target 0.
     """
-    users_x, users_name = _load_matrix(user_vectors, "user vectors")
-    items_x, items_name = _load_matrix(item_table, "item table")
+    users_x, users_name = load_matrix(user_vectors, "user vectors")
+    items_x, items_name = load_matrix(item_table, "item table")
     hist = load_histories(histories)
     hist_name = str(histories) if not isinstance(histories, Ragged) else "<histories>"
     d = users_x.shape[1]

@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from recsae.data.dataset import SplitData, input_sequences
+from recsae.distributed import World, barrier, once, rank_slice, single
 from recsae.models.base import Recommender
-from recsae.probe.store import ActivationStore, StoreWriter
+from recsae.probe.store import ActivationStore, StoreWriter, merge_stores, part_dir
 from recsae.utils import environment_info, progress
 
 DEFAULT_MAX_LEN = 200
@@ -125,12 +126,17 @@ def harvest(
     max_len: int | None = None,
     checkpoint: str | Path | None = None,
     shard_rows: int | None = None,
+    world: World | None = None,
 ) -> ActivationStore:
     """Run the frozen ``model`` over every user's full history and write an activation store.
 
     ``device``: where to run (default: the model's device); the model is moved back afterwards.
     ``max_len``: history window (default: the model's own, see :func:`model_max_len`).
     ``checkpoint``: recorded in ``meta.json`` as the model's origin.
+    ``world``: distributed, every rank calls this with the same arguments and harvests its
+    contiguous block of the batches of users into its own part; rank 0 then merges the parts
+    into the store at ``out_dir``, the same rows in the same order with the same values as one
+    process writes (the batches are the same), and every rank returns it.
     """
     max_len = max_len or model_max_len(model)
     home = model_device(model)
@@ -151,11 +157,14 @@ def harvest(
         "dataset": dataset_info(split),
         "environment": environment_info(),
     }
+    world = world if world is not None else single(run_on)
     if run_on != home:
         model.to(run_on)
     try:
-        with StoreWriter(out_dir, model.dim, meta, shard_rows) as writer, frozen(model):
+        dest = part_dir(out_dir, world.rank) if world.distributed else Path(out_dir)
+        with StoreWriter(dest, model.dim, meta, shard_rows) as writer, frozen(model):
             starts = range(0, len(users), batch_size)
+            starts = starts[rank_slice(len(starts), world)]  # whole batches: the same as one process's
             for lo in progress(starts, desc="harvest", total=len(starts)):
                 batch = users[lo : lo + batch_size]
                 seqs = input_sequences(history, batch, max_len).to(run_on)
@@ -180,7 +189,13 @@ def harvest(
                 target = np.where(t < n_hist[u], nxt, first_test[u])
                 code = np.where(t < n_train[u], 0, np.where(t < n_hist[u], 1, 2))
                 writer.append(x, u, t, code, target, n_hist[u] - window)
-            return writer.finish()
+            store = writer.finish()
     finally:
         if run_on != home:
             model.to(home)
+    if not world.distributed:
+        return store
+    barrier(world, "harvest")
+    parts = [part_dir(out_dir, r) for r in range(world.world_size)]
+    once(world, lambda: merge_stores(parts, out_dir), "merging the harvest's parts")
+    return ActivationStore.open(out_dir)

@@ -9,6 +9,9 @@ A store is a folder (docs/ARCHITECTURE.md, probe section)::
 The writer fills a hidden sibling folder and renames it into place only after every shard, the
 index and ``meta.json`` are complete, so a killed harvest never leaves a folder that opens as a
 store. Memory stays bounded: one shard buffer plus the (small) index columns.
+
+A distributed harvest writes one such store per rank (``part_dir``); ``merge_stores`` then moves
+their shards under one manifest, which reads exactly as the store one process would have written.
 """
 
 from __future__ import annotations
@@ -298,6 +301,47 @@ class StoreWriter:
         dest = self.tmp / name
         writer(dest)
         return dest
+
+
+def part_dir(out_dir: str | Path, rank: int) -> Path:
+    """Where rank ``rank`` of a distributed harvest writes its part of the store at ``out_dir``:
+    a hidden sibling that ``recsae.io.remove_stale_partials`` clears when a killed run left it."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f".{out_dir.name}.partial-rank{rank:04d}"
+
+
+def merge_stores(parts: list[Path], out_dir: str | Path) -> ActivationStore:
+    """Publish one store at ``out_dir`` whose rows are those of the stores ``parts``, in order:
+    their shard files are moved (not copied) under one manifest (``meta.json``, the index), and
+    the emptied parts are removed. The metadata is the first part's, less its row counts."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out_dir = Path(out_dir)
+    metas = [read_json(part / "meta.json") for part in parts]
+    for part, meta in zip(parts, metas, strict=True):
+        check_format_version(meta, part / "meta.json")
+        if meta.get("d") != metas[0].get("d"):
+            raise DataError(f"width {meta.get('d')} differs from the first part's {metas[0].get('d')}",
+                            path=part / "meta.json", field="d")
+    tmp = make_temp_dir(out_dir.parent, f".{out_dir.name}.partial-")
+    try:
+        shards: list[dict[str, Any]] = []
+        for part, meta in zip(parts, metas, strict=True):
+            for entry in meta["shards"]:
+                name = f"shard-{len(shards):05d}.npy"
+                os.replace(part / entry["file"], tmp / name)
+                shards.append({"file": name, "rows": entry["rows"]})
+        write_parquet(tmp / "index.parquet", pa.concat_tables([pq.read_table(part / "index.parquet") for part in parts]))
+        n_rows = sum(int(meta["n_rows"]) for meta in metas)
+        write_json(tmp / "meta.json", {**metas[0], "n_rows": n_rows, "shards": shards})
+        _replace_dir(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for part in parts:
+        shutil.rmtree(part, ignore_errors=True)
+    return ActivationStore.open(out_dir)
 
 
 def _replace_dir(src: Path, dest: Path) -> None:

@@ -6,7 +6,6 @@
 """
 
 from recsae.report.examples import (
-    EXAMPLES_PATH,
     activation_histograms,
     build_latent_examples,
     write_latent_examples,
@@ -15,7 +14,6 @@ from recsae.report.html import render_report, write_report
 from recsae.report.run_data import RunData, load_run
 
 __all__ = [
-    "EXAMPLES_PATH",
     "RunData",
     "activation_histograms",
     "build_latent_examples",

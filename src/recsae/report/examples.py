@@ -43,10 +43,9 @@ import pandas as pd
 from recsae.data.dataset import Ragged
 from recsae.errors import DataError
 from recsae.io import write_json
+from recsae.rundir import RunDir
 
 FORMAT_VERSION = 1
-EXAMPLES_PATH = Path("report_data") / "latent_examples.json"
-"""Where the examples live, relative to the run folder."""
 
 MAX_EXAMPLES = 5
 MAX_TITLES = 8
@@ -205,6 +204,6 @@ def write_latent_examples(
     activations: Any = None,
 ) -> Path:
     """Build the examples and write them atomically to ``run_dir/report_data/latent_examples.json``."""
-    path = Path(run_dir) / EXAMPLES_PATH
+    path = RunDir(run_dir).latent_examples
     write_json(path, build_latent_examples(table, histories, titles, activations))
     return path

@@ -22,6 +22,7 @@ from recsae.report import svg
 from recsae.report.assets import CSS, JS
 from recsae.report.latents import VIEW_SHELL, embed_json, latent_payload, latent_table
 from recsae.report.run_data import RunData, get, load_run, number
+from recsae.rundir import RunDir
 
 CONDITIONS = {
     "original": "original model",
@@ -627,7 +628,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     from recsae.io import atomic_path
 
     run = load_run(run_dir)
-    path = Path(out) if out is not None else Path(run_dir) / "report" / "index.html"
+    path = Path(out) if out is not None else RunDir(run_dir).report_page
     page = render_report(run)
     with atomic_path(path) as tmp:
         tmp.write_text(page, encoding="utf-8")

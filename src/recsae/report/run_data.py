@@ -10,9 +10,10 @@ from typing import Any
 import pandas as pd
 
 from recsae.errors import DataError
-from recsae.interpret.api import SUMMARY_FILE, TABLE_FILE, read_interpretation
+from recsae.interpret.api import read_interpretation
 from recsae.io import read_json
-from recsae.report.examples import EXAMPLES_PATH, normalize_latents
+from recsae.report.examples import normalize_latents
+from recsae.rundir import RunDir
 
 
 @dataclass
@@ -42,7 +43,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _read_latents(run_dir: Path) -> pd.DataFrame | None:
-    if not (run_dir / TABLE_FILE).is_file():
+    if not RunDir(run_dir).interpretation.is_file():
         return None
     df = read_interpretation(run_dir)
     return normalize_latents(df.sort_values("latent", kind="stable").reset_index(drop=True))
@@ -50,18 +51,18 @@ def _read_latents(run_dir: Path) -> pd.DataFrame | None:
 
 def load_run(run_dir: str | Path) -> RunData:
     """Read the run folder ``run_dir``; raises DataError if it is not a folder or a file is corrupt."""
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise DataError("run folder not found (expected the --out folder of `recsae run`)", path=path)
+    run = RunDir(run_dir)
+    if not run.root.is_dir():
+        raise DataError("run folder not found (expected the --out folder of `recsae run`)", path=run.root)
     return RunData(
-        path=path,
-        config=_read_json(path / "config.json"),
-        summary=_read_json(path / "summary.json"),
-        splice=_read_json(path / "splice.json"),
-        interpret=_read_json(path / SUMMARY_FILE),
-        steer=_read_json(path / "steer.json"),
-        latents=_read_latents(path),
-        examples=_read_json(path / EXAMPLES_PATH),
+        path=run.root,
+        config=_read_json(run.config),
+        summary=_read_json(run.summary),
+        splice=_read_json(run.splice),
+        interpret=_read_json(run.interpret_summary),
+        steer=_read_json(run.steer),
+        latents=_read_latents(run.root),
+        examples=_read_json(run.latent_examples),
     )
 
 

@@ -1,4 +1,6 @@
-"""Sparse autoencoder stage: TopK + AuxK SAE, its metrics and its trainer (docs/method.md §2).
+"""The SAE core: TopK + AuxK SAE, its metrics, its trainer and the untrained baseline
+(docs/method.md §2). It knows nothing of recommenders, activation stores or the evaluator
+(``recsae.splice`` and ``recsae.sae_stage`` bring those together with an SAE).
 
 The names are imported on first use, so that ``recsae.sae.config`` (which the CLI reads for
 its defaults) does not load torch.
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from recsae.sae.config import SaeConfig, SaeTrainConfig
     from recsae.sae.metrics import SaeMetrics, evaluate_sae
-    from recsae.sae.model import EncoderOutput, ForwardOutput, TopKSAE
+    from recsae.sae.model import EncoderOutput, ForwardOutput, TopKSAE, untrained_baseline
     from recsae.sae.train import SaeTrainResult, train_sae
 
 _MODULES = {
@@ -25,6 +27,7 @@ _MODULES = {
     "TopKSAE": "model",
     "evaluate_sae": "metrics",
     "train_sae": "train",
+    "untrained_baseline": "model",
 }
 
 __all__ = [
@@ -37,6 +40,7 @@ __all__ = [
     "TopKSAE",
     "evaluate_sae",
     "train_sae",
+    "untrained_baseline",
 ]
 
 

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recsae.distributed import World, all_gather, all_reduce, rank_slice
+
 if TYPE_CHECKING:
     from recsae.sae.model import TopKSAE
 
@@ -72,9 +74,15 @@ class RunningFvu:
         nb = x64.shape[0]
         if nb == 0:
             return
-        self.sse += float((x64 - x_hat.detach().double()).pow(2).sum())
+        sse = float((x64 - x_hat.detach().double()).pow(2).sum())
         mb = x64.mean(0)
-        m2b = float((x64 - mb).pow(2).sum())
+        self._merge(nb, sse, mb, float((x64 - mb).pow(2).sum()))
+
+    def _merge(self, nb: int, sse: float, mb: Tensor, m2b: float) -> None:
+        """Add a block of ``nb`` rows with error ``sse``, mean ``mb`` and centred sum ``m2b``."""
+        if nb == 0:
+            return
+        self.sse += sse
         if self.mean is None:
             self.n, self.mean, self.m2 = nb, mb, m2b
             return
@@ -83,6 +91,19 @@ class RunningFvu:
         self.m2 += m2b + float(delta.pow(2).sum()) * self.n * nb / n
         self.mean = self.mean + delta * (nb / n)
         self.n = n
+
+    def state(self, d: int, device: torch.device) -> Tensor:
+        """[n, sse, m2, mean (d)] as one float64 vector, to gather from every rank."""
+        mean = self.mean if self.mean is not None else torch.zeros(d, dtype=torch.float64, device=device)
+        return torch.cat([torch.tensor([self.n, self.sse, self.m2], dtype=torch.float64, device=device), mean])
+
+    @classmethod
+    def merged(cls, states: list[Tensor]) -> RunningFvu:
+        """One running FVU over the blocks whose ``state`` vectors are given, merged in order."""
+        run = cls()
+        for st in states:
+            run._merge(int(st[0]), float(st[1]), st[3:], float(st[2]))
+        return run
 
     def value(self) -> float:
         return self.sse / self.m2 if self.m2 > 0 else float("nan")
@@ -129,9 +150,11 @@ def iter_row_batches(x: Any, batch_size: int, device: torch.device) -> Iterator[
 
 
 @torch.no_grad()
-def evaluate_sae(sae: TopKSAE, x: Any, batch_size: int = 16384) -> SaeMetrics:
+def evaluate_sae(sae: TopKSAE, x: Any, batch_size: int = 16384, world: World | None = None) -> SaeMetrics:
     """FVU, cosine, L0, dead/dense fractions and the frequency histogram of ``sae`` on ``x``
-    (rows x d: tensor, array or memory map; streamed in batches)."""
+    (rows x d: tensor, array or memory map; streamed in batches). With a distributed ``world``
+    (every rank calls it with the same ``sae`` and ``x``), each rank evaluates its block of the
+    rows and every rank gets the metrics of all of them."""
     device = sae.device
     m = sae.cfg.m
     run = RunningFvu()
@@ -139,6 +162,8 @@ def evaluate_sae(sae: TopKSAE, x: Any, batch_size: int = 16384) -> SaeMetrics:
     nnz = 0
     counts = torch.zeros(m, dtype=torch.int64, device=device)
     n = 0
+    if world is not None and world.distributed:
+        x = x[rank_slice(len(x), world)]
     for xb in iter_row_batches(x, batch_size, device):
         acts, idx = sae.encode(xb)
         x_hat = sae.decode(acts, idx)
@@ -147,6 +172,11 @@ def evaluate_sae(sae: TopKSAE, x: Any, batch_size: int = 16384) -> SaeMetrics:
         nnz += int((acts > 0).sum())
         counts += latent_counts(acts, idx, m)
         n += xb.shape[0]
+    if world is not None and world.distributed:
+        counts = all_reduce(world, counts, what="SAE evaluation")
+        cos_sum, nnz_f, n_f = all_reduce(world, np.array([cos_sum, nnz, n], dtype=np.float64)).tolist()
+        nnz, n = int(nnz_f), int(n_f)
+        run = RunningFvu.merged(all_gather(world, run.state(sae.cfg.d_in, device), what="SAE evaluation"))
     if n == 0:
         raise ValueError("evaluate_sae: no rows to evaluate")
     freq = counts.double().cpu().numpy() / n

@@ -19,9 +19,11 @@ scales with k, not with m.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -36,6 +38,9 @@ from recsae.io import (
     write_tensors,
 )
 from recsae.sae.config import SaeConfig
+
+Reduce = Callable[[Tensor], Tensor]
+"""Sums a tensor over the ranks of a distributed training (``recsae.distributed.all_reduce``)."""
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae.safetensors"
@@ -60,8 +65,9 @@ class ForwardOutput(NamedTuple):
     top_indices: Tensor
     """B x k latent indices."""
     fvu: Tensor
-    """Training loss: Σ‖x − x̂‖² / Σ‖x − x̄‖² with x̄ the mean of this batch. For the reported
-    metric (mean of the whole evaluation set) use ``recsae.sae.metrics.evaluate_sae``."""
+    """Training loss: Σ‖x − x̂‖² / Σ‖x − x̄‖² with x̄ the mean of this batch (distributed: this
+    rank's share, its Σ‖x − x̂‖² over the whole batch's denominator). For the reported metric
+    (mean of the whole evaluation set) use ``recsae.sae.metrics.evaluate_sae``."""
     auxk_loss: Tensor
     """AuxK loss Σ‖e − ê‖² / Σ‖e‖² (0 when no latent is dead or no ``dead_mask`` is given)."""
 
@@ -299,10 +305,15 @@ class TopKSAE(nn.Module):
         acts, idx = self.encode(x)
         return acts.new_zeros(x.shape[0], self.cfg.m).scatter_(1, idx, acts)
 
-    def forward(self, x: Tensor, dead_mask: Tensor | None = None) -> ForwardOutput:
+    def forward(self, x: Tensor, dead_mask: Tensor | None = None, reduce: Reduce | None = None) -> ForwardOutput:
         """Reconstruct ``x`` (B x d). With ``dead_mask`` (bool, m), also the AuxK loss: the
         residual e = x − x̂ (detached) is reconstructed from the ``k_aux`` largest
-        pre-activations among dead latents, without b_dec: L_aux = Σ‖e − ê‖² / Σ‖e‖²."""
+        pre-activations among dead latents, without b_dec: L_aux = Σ‖e − ê‖² / Σ‖e‖².
+
+        ``reduce`` (distributed training): sums a tensor over the ranks that each hold a slice
+        of the batch. The losses' denominators (Σ‖x − x̄‖², Σ‖e‖²) are then those of the whole
+        batch, so each rank's losses are its share and the ranks' shares add up to the losses
+        (and gradients) of the batch in one process."""
         cfg = self.cfg
         dead_idx = None
         if dead_mask is not None and cfg.aux_alpha > 0:
@@ -312,28 +323,44 @@ class TopKSAE(nn.Module):
         )
         x_hat = self.decode(vals, idx)
         err = x - x_hat
-        total_var = (x - x.mean(0)).pow(2).sum()
+        total_var = (x - x.mean(0)).pow(2).sum() if reduce is None else self._batch_variance(x, reduce)
         fvu = err.pow(2).sum() / total_var.clamp_min(1e-12)
         if a_idx.shape[1] > 0:
             e = err.detach()
             e_hat = self.decode_residual(a_vals, a_idx)
-            auxk = (e - e_hat).pow(2).sum() / e.pow(2).sum().clamp_min(1e-12)
+            e_norm = e.pow(2).sum() if reduce is None else reduce(e.pow(2).sum())
+            auxk = (e - e_hat).pow(2).sum() / e_norm.clamp_min(1e-12)
         else:
             auxk = fvu.new_zeros(())
         return ForwardOutput(x_hat, vals, idx, fvu, auxk)
+
+    @torch.no_grad()
+    def _batch_variance(self, x: Tensor, reduce: Reduce) -> Tensor:
+        """Σ‖x − x̄‖² over the rows of every rank, x̄ their mean: from sums about b_dec (near the
+        data's mean, so that little cancels), in float64, one reduction."""
+        xc = x.double() - self.b_dec.double()
+        sums = reduce(torch.cat([xc.sum(0), xc.pow(2).sum().view(1), xc.new_tensor([x.shape[0]])]))
+        n = sums[-1].clamp_min(1.0)
+        return (sums[-2] - sums[:-2].pow(2).sum() / n).to(x.dtype)
 
     def _selection_bias(self) -> Tensor | None:
         # None when all zero: selection is then plain TopK, on the fast path.
         return self.selection_bias if bool(self.selection_bias.any()) else None
 
     @torch.no_grad()
-    def balance_step(self, top_indices: Tensor, top_acts: Tensor, rate: float) -> None:
+    def balance_step(self, top_indices: Tensor, top_acts: Tensor, rate: float, reduce: Reduce | None = None) -> None:
         """One load-balancing update: raise the selection bias of latents chosen less often than
         the uniform share k/m in this batch, lower it for the others, by ``rate`` times the
-        batch's mean selected activation (so the step follows the data's scale)."""
+        batch's mean selected activation (so the step follows the data's scale). ``reduce``: as
+        in ``forward``; the loads and the mean are then those of the whole batch."""
         load = torch.bincount(top_indices.reshape(-1), minlength=self.cfg.m).to(top_acts.dtype)
-        target = top_indices.numel() / self.cfg.m
-        self.selection_bias += rate * top_acts.mean() * torch.sign(target - load)
+        if reduce is None:
+            mean_act, n = top_acts.mean(), top_indices.numel()
+        else:
+            sums = reduce(torch.cat([load, top_acts.sum().view(1), load.new_tensor([top_indices.numel()])]).double())
+            load, n = sums[:-2].to(load.dtype), int(sums[-1])
+            mean_act = (sums[-2] / max(n, 1)).to(top_acts.dtype)
+        self.selection_bias += rate * mean_act * torch.sign(n / self.cfg.m - load)
 
     # -- decoder constraint --------------------------------------------------------------------
     @torch.no_grad()
@@ -389,6 +416,15 @@ class TopKSAE(nn.Module):
         if device is not None:
             sae.to(device)
         return sae
+
+
+def untrained_baseline(cfg: SaeConfig, x: np.ndarray, seed: int, device: torch.device | str | None = None,
+                       sample_rows: int = 100_000) -> TopKSAE:
+    """The SAE exactly as training starts from it (same seed; b_dec and encoder scale fitted to
+    a seeded sample of ``x``), never trained: the random-SAE baseline."""
+    rows = np.sort(np.random.default_rng(seed).permutation(len(x))[:sample_rows])
+    sample = torch.from_numpy(np.asarray(x[rows], dtype=np.float32))
+    return TopKSAE.random_like(cfg, seed=seed, device=device, x_sample=sample.to(device))
 
 
 @torch.no_grad()

@@ -7,6 +7,14 @@ epoch with a seeded generator and streamed from a memory map when the input is l
 Checkpoints (``out_dir``): ``cfg.json`` + ``sae.safetensors`` (best or last weights),
 ``train_log.jsonl`` and ``train_state/`` (optimizer state, dead-latent counters, progress) for
 resuming after a kill; all written atomically, no pickle.
+
+Distributed (``world`` from ``recsae.distributed.init_world``, under ``torchrun``): every rank
+walks the same global shuffled order and takes its contiguous slice of each global batch, so all
+ranks take the same number of steps. The losses' denominators are the global batch's, each
+rank's loss is its share, and the gradients are summed over the ranks: the step equals the
+single-process step up to rounding. Dead-latent counters, load-balancing statistics and
+validation metrics are global too; rank 0 writes the checkpoints (to a folder every rank can
+read, for resuming) and every rank meets the same barriers.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -21,6 +30,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from recsae.distributed import (
+    World,
+    all_reduce,
+    barrier,
+    broadcast_,
+    rank_slice,
+    single,
+    sum_gradients,
+)
 from recsae.errors import ConfigError, DataError
 from recsae.io import (
     FORMAT_VERSION,
@@ -33,7 +51,7 @@ from recsae.io import (
     write_with,
 )
 from recsae.sae.config import MIN_ROWS_MAX_EPOCHS, SaeConfig, SaeTrainConfig
-from recsae.sae.metrics import SaeMetrics, evaluate_sae, l0
+from recsae.sae.metrics import SaeMetrics, evaluate_sae
 from recsae.sae.model import TopKSAE
 from recsae.utils import default_device, environment_info, log, progress
 
@@ -110,18 +128,23 @@ class Adam:
 class DeadLatentTracker:
     """Rows since each latent was last active, updated per batch but exact per row: a latent
     last active at row r of a batch of B rows gets B − 1 − r, so the counts (and the dead mask
-    at any row boundary) do not depend on the batch size."""
+    at any row boundary) do not depend on the batch size (nor on how ranks split the batch)."""
 
     def __init__(self, n_latents: int, window: int, device: torch.device) -> None:
         self.window = window
         self.rows_since = torch.zeros(n_latents, dtype=torch.int64, device=device)
 
-    def update(self, top_acts: Tensor, top_indices: Tensor) -> None:
-        b = top_acts.shape[0]
+    def update(self, top_acts: Tensor, top_indices: Tensor, world: World | None = None, first: int = 0,
+               batch_rows: int | None = None) -> None:
+        """Count a batch. Distributed: these are rows ``first`` .. of a global batch of
+        ``batch_rows`` rows, whose last active rows are reduced over ``world``'s ranks."""
+        b = top_acts.shape[0] if batch_rows is None else batch_rows
         active = top_acts > 0
-        rows = torch.arange(b, device=top_acts.device).unsqueeze(1).expand_as(top_indices)
+        rows = torch.arange(first, first + top_acts.shape[0], device=top_acts.device)
         last = torch.full_like(self.rows_since, -1)
-        last.scatter_reduce_(0, top_indices[active], rows[active], reduce="amax")
+        last.scatter_reduce_(0, top_indices[active], rows.unsqueeze(1).expand_as(top_indices)[active], reduce="amax")
+        if world is not None:
+            last = all_reduce(world, last, "max", what="dead-latent counts")
         self.rows_since = torch.where(last >= 0, b - 1 - last, self.rows_since + b)
 
     @property
@@ -189,13 +212,17 @@ def train_sae(
     callback: Callback | None = None,
     resume: bool = True,
     item_emb: np.ndarray | Tensor | None = None,
+    world: World | None = None,
 ) -> SaeTrainResult:
     """Train a TopK SAE on ``train`` (rows x d). With ``valid``, evaluate FVU after each epoch,
     stop early after ``patience`` epochs without improvement and return the best epoch. With
     ``out_dir``, write checkpoints there and (``resume``) continue a run interrupted there.
     ``item_emb`` ((n_items + 1) x d, row 0 padding): the item table of the prediction-aware loss
-    (``train_cfg.kl_weight``)."""
-    dev = default_device(None if device is None else str(device))
+    (``train_cfg.kl_weight``). ``world``: the ranks training together (it then sets the device);
+    every rank passes the same ``train`` and ``valid`` (a memory map is read only where the
+    rank's slices lie) and gets the same SAE. None: this process alone."""
+    dev = world.device if world is not None else default_device(None if device is None else str(device))
+    world = world if world is not None else single(dev)
     items = None
     if train_cfg.kl_weight > 0:
         if item_emb is None:
@@ -225,16 +252,18 @@ def train_sae(
     if out is not None and resume and (out / STATE_DIR / "state.json").is_file():
         state, history, best = _load_state(out, cfg, train_cfg, sae, opt, tracker)
         log.info("sae: resuming at epoch %d (%d rows done)", state["epoch"] + 1, state["rows_done"])
+    # the ranks computed the same start; rank 0's copy makes it exact
+    broadcast_(world, [*sae.parameters(), *sae.buffers()], what="SAE initialisation")
 
     stopped = bool(state.get("stopped", False))
     while state["epoch"] < n_epochs and state["rows_done"] < total_rows and not stopped:
         epoch = state["epoch"]
         t0 = time.perf_counter()
-        rec = _train_epoch(sae, opt, tracker, rows, train_cfg, epoch, state, total_rows, items)
+        rec = _train_epoch(sae, opt, tracker, rows, train_cfg, epoch, state, total_rows, items, world)
         rec["seconds"] = time.perf_counter() - t0
         rec["rows_per_s"] = rec["rows"] / max(rec["seconds"], 1e-9)
         if valid is not None:
-            m = evaluate_sae(sae, valid, train_cfg.eval_batch_size)
+            m = evaluate_sae(sae, valid, train_cfg.eval_batch_size, world)
             rec.update(valid_fvu=m.fvu, valid_cosine=m.cosine, valid_dead_fraction=m.dead_fraction)
             if m.fvu < state["best_fvu"] - train_cfg.min_delta:
                 state.update(best_fvu=m.fvu, best_epoch=epoch, bad_epochs=0)
@@ -244,8 +273,9 @@ def train_sae(
         history.append(rec)
         if epoch % train_cfg.log_every == 0 or state["epoch"] + 1 >= n_epochs:
             log.info(_format_record(rec, cfg.aux_relu))
-        if callback is not None and callback(sae, rec):
-            stopped = True
+        asked = callback is not None and bool(callback(sae, rec))
+        if all_reduce(world, torch.tensor([int(asked)]), "max", what="SAE stop decision").item():
+            stopped = True  # on every rank, when any rank's callback asked
         if train_cfg.patience is not None and state["bad_epochs"] >= train_cfg.patience:
             log.info("sae: early stop after epoch %d (best validation FVU %.4f at epoch %d)",
                      epoch + 1, state["best_fvu"], state["best_epoch"] + 1)
@@ -254,13 +284,17 @@ def train_sae(
         state["stopped"] = stopped
         last = state["epoch"] >= n_epochs or state["rows_done"] >= total_rows or stopped
         if out is not None and (state["epoch"] % train_cfg.checkpoint_every == 0 or last):
-            _save_state(out, cfg, train_cfg, sae, opt, tracker, state, history, best)
+            if world.is_main:
+                _save_state(out, cfg, train_cfg, sae, opt, tracker, state, history, best)
+            barrier(world, "SAE checkpoint")
 
     if best is not None:
         sae.load_state_dict(best)
-    metrics = evaluate_sae(sae, valid, train_cfg.eval_batch_size) if valid is not None else None
+    metrics = evaluate_sae(sae, valid, train_cfg.eval_batch_size, world) if valid is not None else None
     if out is not None:
-        _save_final(out, sae, train_cfg, history, metrics)
+        if world.is_main:
+            _save_final(out, sae, train_cfg, history, metrics)
+        barrier(world, "SAE final checkpoint")
     return SaeTrainResult(sae, history, metrics)
 
 
@@ -273,8 +307,10 @@ def _train_epoch(
     epoch: int,
     state: dict[str, Any],
     total_rows: int,
-    items: Tensor | None = None,
+    items: Tensor | None,
+    world: World,
 ) -> dict[str, Any]:
+    reduce = partial(all_reduce, world, what="SAE batch statistics") if world.distributed else None
     cfg = sae.cfg
     balance_end = train_cfg.balance_until * total_rows
     perm = _epoch_perm(rows.n, train_cfg.seed, epoch)
@@ -285,45 +321,57 @@ def _train_epoch(
     n_done = 0
     lr = train_cfg.lr
     for s in progress(starts, desc=f"sae epoch {epoch + 1}", total=len(starts)):
-        x = rows.batch(perm[s : min(s + bs, n_rows)])
+        idx = perm[s : min(s + bs, n_rows)]
+        b = len(idx)  # rows of the global batch; this rank takes its slice
+        part = rank_slice(b, world)
+        x = rows.batch(idx[part])
         lr = lr_at(state["rows_done"], total_rows, train_cfg)
         dead = tracker.dead_mask if cfg.aux_alpha > 0 else None
-        out = sae(x, dead)
+        out = sae(x, dead, reduce)
         loss = out.fvu + cfg.aux_alpha * out.auxk_loss
-        kl = prediction_kl(x, out.x_hat, items, train_cfg.kl_temperature) if items is not None else out.fvu.new_zeros(())
+        kl = out.fvu.new_zeros(())
         if items is not None:
+            kl = prediction_kl(x, out.x_hat, items, train_cfg.kl_temperature, n_rows=b)
             loss = loss + train_cfg.kl_weight * kl
         opt.zero_grad()
         loss.backward()
+        if world.distributed:
+            sum_gradients(world, opt.params)  # each rank's loss is its share of the batch's
         sae.remove_parallel_grad()
         opt.step(lr)
         sae.normalize_decoder()
-        b = x.shape[0]
         if train_cfg.balance_rate > 0:
             done = state["rows_done"] + b
             if done <= balance_end:
-                sae.balance_step(out.top_indices, out.top_acts.detach(), train_cfg.balance_rate)
+                sae.balance_step(out.top_indices, out.top_acts.detach(), train_cfg.balance_rate, reduce)
             else:  # the bias decays linearly to zero at the last row
                 left = total_rows - max(state["rows_done"], balance_end)
                 sae.selection_bias.mul_(max(total_rows - done, 0) / left if left > 0 else 0.0)
-        tracker.update(out.top_acts, out.top_indices)
+        tracker.update(out.top_acts, out.top_indices, world, part.start, b)
         state["rows_done"] += b
         n_done += b
+        # distributed, each value is this rank's share of the batch's: the shares add up
         for key, val in (("loss", loss), ("fvu", out.fvu), ("auxk", out.auxk_loss), ("kl", kl)):
             sums[key] += float(val.detach()) * b
-        sums["l0"] += l0(out.top_acts) * b
+        sums["l0"] += float((out.top_acts > 0).sum())
+    totals = all_reduce(world, np.array(list(sums.values())), what="SAE epoch statistics")
+    sums = dict(zip(sums, totals.tolist(), strict=True))
     rec: dict[str, Any] = {"epoch": epoch + 1, "rows": n_done, "rows_total": state["rows_done"], "lr": lr}
     rec.update({k: v / max(n_done, 1) for k, v in sums.items()})
     rec["dead_fraction"] = tracker.dead_fraction()
     return rec
 
 
-def prediction_kl(x: Tensor, x_hat: Tensor, items: Tensor, temperature: float = 1.0) -> Tensor:
+def prediction_kl(
+    x: Tensor, x_hat: Tensor, items: Tensor, temperature: float = 1.0, n_rows: int | None = None
+) -> Tensor:
     """Mean over rows of KL(softmax(x·Eᵀ/τ) ‖ softmax(x̂·Eᵀ/τ)): how far the reconstruction moves
-    the model's distribution over items (``items`` = E without the padding row)."""
+    the model's distribution over items (``items`` = E without the padding row). ``n_rows``:
+    divide the sum by this many rows instead (a rank's share of a distributed batch)."""
     logp = torch.log_softmax(x @ items.T / temperature, dim=1)
     logq = torch.log_softmax(x_hat @ items.T / temperature, dim=1)
-    return (logp.exp() * (logp - logq)).sum(1).mean()
+    kl = (logp.exp() * (logp - logq)).sum(1)
+    return kl.mean() if n_rows is None else kl.sum() / max(n_rows, 1)
 
 
 def _format_record(rec: dict[str, Any], aux_relu: bool = True) -> str:

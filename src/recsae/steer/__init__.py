@@ -29,7 +29,6 @@ from recsae.steer.effects import (
 )
 from recsae.steer.metrics import concept_share, coverage, gini, long_tail_mask, long_tail_share
 from recsae.steer.study import (
-    STEER_FILE,
     SteerConfig,
     SteerResult,
     run_steer,
@@ -45,7 +44,6 @@ from recsae.steer.targets import (
 )
 
 __all__ = [
-    "STEER_FILE",
     "Ablate",
     "AblateRandomActive",
     "AblationStudy",

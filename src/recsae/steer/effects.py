@@ -286,6 +286,16 @@ class Comparison(NamedTuple):
             rows.append(_row(label, getattr(self.before, name), getattr(self.after, name), getattr(self.random, name)))
         return rows
 
+    def text(self, k: int = 10) -> str:
+        """The table as aligned text: metric, before, after, random control."""
+        def num(x: float) -> str:
+            return "-" if x != x else f"{x:.4f}"
+
+        lines = [f"  {'metric':<40} {'before':>10} {'after':>10} {'random':>10}"]
+        lines += [f"  {r['metric'][:40]:<40} {num(r['before']):>10} {num(r['after']):>10} {num(r['random_control']):>10}"
+                  for r in self.table(k)]
+        return "\n".join(lines)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "before": self.before.to_dict(),

@@ -18,6 +18,7 @@ import numpy as np
 from recsae.data.dataset import SplitData, SplitName
 from recsae.errors import ConfigError
 from recsae.io import FORMAT_VERSION, write_json
+from recsae.rundir import RunDir
 from recsae.steer.edit import AddDirection, Edit, Mix, Scale
 from recsae.steer.effects import (
     SteerContext,
@@ -286,8 +287,6 @@ def debias_study(ctx: SteerContext, sae: TopKSAE, cfg: SteerConfig) -> dict[str,
     }
 
 
-STEER_FILE = "steer.json"
-
 
 @dataclass
 class SteerResult:
@@ -312,7 +311,7 @@ class SteerResult:
 
 def write_steer(result: SteerResult, out_dir: str | Path) -> Path:
     """Write ``steer.json`` (atomically) into ``out_dir``; returns its path."""
-    path = Path(out_dir) / STEER_FILE
+    path = RunDir(out_dir).steer
     write_json(path, result.to_dict())
     return path
 

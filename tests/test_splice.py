@@ -13,14 +13,14 @@ from recsae.eval import evaluate
 from recsae.io import read_json
 from recsae.models.base import DotProductModel
 from recsae.sae import SaeConfig, SaeTrainConfig, TopKSAE
-from recsae.sae.splice import (
+from recsae.sae.train import train_sae
+from recsae.splice import (
     _agreement,
     _with_error_term,
     evaluate_splice,
     format_splice_table,
     splice_summary,
 )
-from recsae.sae.train import train_sae
 
 
 def _split(n_users: int, n_items: int, seed: int = 0) -> SplitData:

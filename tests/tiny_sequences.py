@@ -1,9 +1,9 @@
-"""A tiny sequential model and a hand-built split for the probe tests."""
+"""A tiny sequential model and a hand-built split (the ``tiny_model`` and ``tiny_split`` fixtures of
+``tests/conftest.py``: the probe tests and the SAE stage's)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from torch import Tensor, nn
 
@@ -69,7 +69,6 @@ def make_split(train: list[list[int]], valid: list[list[int]], test: list[list[i
     )
 
 
-@pytest.fixture
 def tiny_split() -> SplitData:
     # user 1: short; user 2: longer than max_len (4); user 3: one train item;
     # user 4: no test target; user 5: everything empty (no rows at all)
@@ -78,8 +77,3 @@ def tiny_split() -> SplitData:
         valid=[[3], [8], [9], [11], []],
         test=[[4], [9], [10], [], []],
     )
-
-
-@pytest.fixture
-def tiny_model() -> AvgSeqModel:
-    return AvgSeqModel()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from recsae.io import read_json
 from recsae.probe import ActivationStore
 from recsae.sae import SaeConfig, SaeTrainConfig, TopKSAE
-from recsae.sae.splice import run_sae_stage, splice_summary
+from recsae.sae_stage import run_sae_stage
+from recsae.splice import splice_summary
 
 CFG = SaeConfig(d_in=8, expansion=2, k=2)
 TRAIN = SaeTrainConfig(lr=1e-2, warmup_rows=0, batch_size=4, epochs=2, b_dec_init_rows=8)
