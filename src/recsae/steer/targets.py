@@ -199,15 +199,16 @@ class ConceptItems:
         return sorted(set(names))
 
 
-def concept_items(split: SplitData) -> ConceptItems:
+def concept_items(split: SplitData, vocab: Any = None) -> ConceptItems:
     """Concept item sets of a split's catalogue: the interpretation's vocabulary (attribute
     values, popularity bands, decades, title words, single items; built from the training
-    counts) plus every ``attribute=value`` of the item metadata."""
+    counts unless given) plus every ``attribute=value`` of the item metadata."""
     from recsae.interpret.concepts import build_vocabulary
 
     meta = split.dataset.item_meta
-    counts = item_popularity(split.train.values, split.n_items)
-    return ConceptItems.from_vocabulary(meta, build_vocabulary(meta, counts))
+    if vocab is None:
+        vocab = build_vocabulary(meta, item_popularity(split.train.values, split.n_items))
+    return ConceptItems.from_vocabulary(meta, vocab)
 
 
 def random_latents(
