@@ -151,6 +151,7 @@ class Run:
         self.out = out
         self.cfg = cfg
         self.world = world if world is not None else single("cpu")
+        self._vocab: Any = None
         """Under torchrun every rank keeps the summary; rank 0 alone writes and deletes files."""
         prior = out / SUMMARY
         self.summary: dict[str, Any] = read_json(prior) if prior.is_file() else {}
@@ -193,6 +194,17 @@ class Run:
         self.summary.setdefault("started", {})[stage] = self.fingerprints[stage]
         self.save()
         barrier(self.world, f"starting the {stage} stage")  # rank 0 has removed the stale outputs
+
+    def vocabulary(self, split: SplitData) -> Any:
+        """The run's concept vocabulary (``interpret.concepts`` over the training counts), built
+        once and shared by the concept check, the interpretation and steering."""
+        if self._vocab is None:
+            from recsae.data.dataset import item_popularity
+            from recsae.interpret.concepts import build_vocabulary
+
+            counts = item_popularity(split.train.values, split.n_items)
+            self._vocab = build_vocabulary(split.dataset.item_meta, counts, self.cfg.interpret.concepts)
+        return self._vocab
 
     def model_built(self, digest: str) -> None:
         """Chain the built model's weights into every later stage's fingerprint. Weights that
@@ -374,7 +386,7 @@ def _data_stage(run: Run, force: bool) -> SplitData:
     if "steer" in cfg.stages and cfg.steer.concepts:  # a typo fails now, before any write
         from recsae.steer.targets import concept_items
 
-        items = concept_items(split)
+        items = concept_items(split, run.vocabulary(split))
         for concept in cfg.steer.concepts:
             items.mask(concept)
     log.info("dataset %s: %d users, %d items, %d interactions (%s)", ds.name, ds.n_users, ds.n_items,
@@ -487,7 +499,7 @@ def _interpret_stage(
         random_model = (controls.random_model, controls.random_model_store, controls.random_model_sae)
     inputs = run_inputs(model, sae, store, split, seed=run.cfg.seed, random_sae=random_sae,
                         random_model=random_model, causal=run.cfg.interpret.causal)
-    result = interpret(**inputs, cfg=run.cfg.interpret)
+    result = interpret(**inputs, cfg=run.cfg.interpret, vocab=run.vocabulary(split))
     if controls is not None and controls.seed_sae is not None:
         result.summary["seed_stability"] = seed_stability(sae, controls.seed_sae, inputs["reps"], run.cfg.seed)
     write_interpretation(result, run.out)
@@ -511,19 +523,15 @@ def _interpret_stage(
 
 
 def _steer_stage(run: Run, model: Any, sae: Any, split: SplitData, table: Any, force: bool) -> None:
-    from recsae.data.dataset import item_popularity
-    from recsae.interpret import build_vocabulary
-    from recsae.steer import ConceptItems
     from recsae.steer.study import run_steer, steer_summary
+    from recsae.steer.targets import concept_items
 
     path = run.out / RunDir.STEER
     if not force and run.reusable("steer", RunDir.STEER):
         log.info("steer: reusing %s", path)
         return
     run.begin("steer")
-    meta = split.dataset.item_meta
-    items = ConceptItems.from_vocabulary(meta, build_vocabulary(meta, item_popularity(split.train.values, split.n_items)))
-    result = run_steer(model, sae, split, table, items, run.cfg.steer)
+    result = run_steer(model, sae, split, table, concept_items(split, run.vocabulary(split)), run.cfg.steer)
     write_json(path, result.to_dict() | {"versions": environment_info(), "seed": run.cfg.seed})
     run.summary["steer"] = steer_summary(result)
 

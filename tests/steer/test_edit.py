@@ -134,3 +134,11 @@ def test_apply_is_batched_row_independent(world) -> None:
     full = apply(world.sae, h, edit)
     parts = torch.cat([apply(world.sae, h[:7], edit), apply(world.sae, h[7:], edit)])
     np.testing.assert_allclose(full.numpy(), parts.numpy(), atol=1e-6)
+
+
+def test_apply_with_the_codes_the_caller_kept_equals_encoding_again_bitwise(world) -> None:
+    _, _, h = _batch(world)
+    edit = Chain((AddDirection((0, 1), 0.2), Scale((2,), 0.0)))
+    codes = tuple(world.sae.encode(h))[:2]
+    assert torch.equal(apply(world.sae, h, edit, codes), apply(world.sae, h, edit))
+    assert torch.equal(latent_delta(world.sae, h, edit, codes), latent_delta(world.sae, h, edit))

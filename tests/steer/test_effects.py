@@ -145,3 +145,16 @@ def test_steering_curve_rows_carry_an_interval_around_their_ndcg_ratio(world, ct
     assert rows[0]["ndcg_ratio_ci"] == pytest.approx([1.0, 1.0])  # unedited: identical per user
     lo, hi = rows[1]["ndcg_ratio_ci"]
     assert lo <= rows[1]["ndcg_ratio"] <= hi
+
+
+def test_measuring_an_edit_again_from_the_kept_codes_gives_the_same_effect(world) -> None:
+    from recsae.steer import AddDirection, measure
+
+    fresh = SteerContext(world.model, world.sae, world.split, k=5)
+    masks = {"concept=a": np.arange(world.split.n_items + 1) % 3 == 0}
+    edit = AddDirection((0, 1), 0.3)
+    first = measure(fresh, edit, masks)
+    assert fresh._codes  # the first pass kept the codes of its batches
+    assert measure(fresh, edit, masks).to_dict() == first.to_dict()
+    cold = SteerContext(world.model, world.sae, world.split, k=5)
+    assert measure(cold, edit, masks).to_dict() == first.to_dict()

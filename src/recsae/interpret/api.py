@@ -156,10 +156,13 @@ def check_config(cfg: InterpretConfig) -> None:
         raise ConfigError("invalid interpretation config: " + "; ".join(problems))
 
 
-def prepare(ctx: RowContext, item_meta: ItemMeta, item_counts: np.ndarray, cfg: InterpretConfig) -> Prepared:
-    """Vocabulary, per-row features and the fit/validation user split."""
+def prepare(ctx: RowContext, item_meta: ItemMeta, item_counts: np.ndarray, cfg: InterpretConfig,
+            vocab: ConceptVocab | None = None) -> Prepared:
+    """Vocabulary (built from ``cfg.concepts`` unless given), per-row features and the
+    fit/validation user split."""
     check_config(cfg)
-    vocab = build_vocabulary(item_meta, item_counts, cfg.concepts)
+    if vocab is None:
+        vocab = build_vocabulary(item_meta, item_counts, cfg.concepts)
     feats, space = row_features(ctx, vocab, cfg.features)
     fit_mask = split_users(np.asarray(ctx.users), cfg.fit_fraction, cfg.seed)
     return Prepared(vocab, space, feats, fit_mask)
@@ -453,6 +456,7 @@ def interpret(
     score_fn: ScoreFn | None = None,
     random_model: ControlModel | None = None,
     cfg: InterpretConfig | None = None,
+    vocab: ConceptVocab | None = None,
 ) -> InterpretationResult:
     """Interpret an SAE's latents and, when given, the controls through the same pipeline.
 
@@ -470,7 +474,7 @@ def interpret(
     from recsae.utils import environment_info, log
 
     cfg = cfg or InterpretConfig()
-    prep = prepare(ctx, item_meta, item_counts, cfg)
+    prep = prepare(ctx, item_meta, item_counts, cfg, vocab)
     kw = {"reps": reps, "item_emb": item_emb, "titles": item_meta.title, "score_fn": score_fn}
     log.info("interpret: %d rows, %d concepts, %d features", len(ctx.users), prep.vocab.n_concepts, prep.space.n_features)
     sae = interpret_units(sae_acts, prep, ctx, cfg, decoder=sae_decoder, decoder_bias=sae_decoder_bias, **kw)  # type: ignore[arg-type]

@@ -218,21 +218,23 @@ class Chain:
         return z
 
 
-def latent_delta(sae: TopKSAE, h: Tensor, edit: Edit) -> Tensor:
-    """z' − z for a batch of representations (B x m)."""
-    z = sae.dense_latents(h)
+def latent_delta(sae: TopKSAE, h: Tensor, edit: Edit, codes: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """z' − z for a batch of representations (B x m); ``codes``: ``sae.encode(h)`` when known."""
+    acts, idx = sae.encode(h) if codes is None else codes
+    z = acts.new_zeros(h.shape[0], sae.cfg.m).scatter_(1, idx, acts)
     return edit.edit_latents(z, h) - z
 
 
-def apply(sae: TopKSAE, h: Tensor, edit: Edit | None) -> Tensor:
+def apply(sae: TopKSAE, h: Tensor, edit: Edit | None, codes: tuple[Tensor, Tensor] | None = None) -> Tensor:
     """The edited representation h' = h + W_decᵀ (z' − z) (B x d); ``None`` returns h.
+    ``codes`` (``sae.encode(h)``, when the caller keeps them) spare encoding ``h`` again.
 
     Only rows whose latents change are touched, so unchanged rows are bitwise equal to h.
     """
     if edit is None:
         return h
     with torch.no_grad():
-        delta = latent_delta(sae, h, edit)
+        delta = latent_delta(sae, h, edit, codes)
         rows = delta.ne(0).any(dim=1)
         out = h.clone()
         if bool(rows.any()):

@@ -49,6 +49,10 @@ def _model_device(model: Recommender) -> torch.device:
     return model.item_embeddings().device
 
 
+CODE_CACHE_BATCHES = 64
+"""Batches of rows whose SAE codes a ``SteerContext`` keeps (each B x k values and indices)."""
+
+
 class SteerContext:
     """The users an intervention is measured on, with their unedited representations."""
 
@@ -90,6 +94,7 @@ class SteerContext:
         """Per latent, the share of the users for whom it is active."""
         self.alive = np.flatnonzero(counts > 0)
         """Latents active for at least one of the users: the pool random controls draw from."""
+        self._codes: dict[bytes, tuple[Tensor, Tensor]] = {}
 
     def _represent(self) -> Tensor:
         parts = []
@@ -112,11 +117,25 @@ class SteerContext:
             rows = self._row_of[users.cpu().numpy()]
             if (rows < 0).any():
                 raise ConfigError("score_fn called for users outside this steering context")
-            h = self.h[torch.from_numpy(rows).to(self.h.device)]
             with torch.no_grad():
-                return self.model.score(apply(self.sae, h, edit))
+                return self.model.score(self.edited(rows, edit))
 
         return score
+
+    def edited(self, rows: np.ndarray, edit: Edit | None) -> Tensor:
+        """The representations of ``rows`` (indices into ``users``) under ``edit``. Their SAE
+        codes are kept per batch of rows: a dose-response edits the same users many times."""
+        h = self.h[torch.from_numpy(rows).to(self.h.device)]
+        if edit is None:
+            return h
+        key = rows.tobytes()
+        codes = self._codes.get(key)
+        if codes is None:
+            if len(self._codes) >= CODE_CACHE_BATCHES:
+                self._codes.pop(next(iter(self._codes)))
+            with torch.no_grad():
+                codes = self._codes[key] = tuple(self.sae.encode(h))[:2]  # type: ignore[assignment]
+        return apply(self.sae, h, edit, codes)
 
     def batches(self, rows: np.ndarray | None) -> Iterator[np.ndarray]:
         rows = np.arange(len(self.users)) if rows is None else np.asarray(rows, dtype=np.int64)
@@ -176,7 +195,7 @@ def _top_lists(
     index = {c: torch.from_numpy(np.flatnonzero(m)).to(ctx.device) for c, m in concepts.items()} if ranks else {}
     with torch.no_grad():
         for batch in ctx.batches(rows):
-            h = apply(ctx.sae, ctx.h[torch.from_numpy(batch).to(ctx.h.device)], edit)
+            h = ctx.edited(batch, edit)
             scores = mask_history(ctx.model.score(h).float(), ctx.history, ctx.users[batch])
             tops.append(scores.topk(ctx.k, dim=1).indices.cpu().numpy())
             for c, items in index.items():

@@ -242,15 +242,16 @@ def closest(word: str, names: Sequence[str], n: int = 5, key: Callable[[str], st
     return [name for m in matches for name in by_key[m]][:n]
 
 
-def concept_items(split: SplitData) -> ConceptItems:
+def concept_items(split: SplitData, vocab: Any = None) -> ConceptItems:
     """Concept item sets of a split's catalogue: the interpretation's vocabulary (attribute
     values, popularity bands, decades, title words, single items; built from the training
-    counts) plus every ``attribute=value`` of the item metadata."""
+    counts unless given) plus every ``attribute=value`` of the item metadata."""
     from recsae.interpret.concepts import build_vocabulary
 
     meta = split.dataset.item_meta
-    counts = item_popularity(split.train.values, split.n_items)
-    return ConceptItems.from_vocabulary(meta, build_vocabulary(meta, counts))
+    if vocab is None:
+        vocab = build_vocabulary(meta, item_popularity(split.train.values, split.n_items))
+    return ConceptItems.from_vocabulary(meta, vocab)
 
 
 def random_latents(
