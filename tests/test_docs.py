@@ -125,6 +125,8 @@ NOT_RUN = {
                          "fetches a local archive",
     "recsae run --dataset ml-1m --data-root ~/.cache/recsae/data --out runs/ml1m": "ML-1M, about 20 minutes; the "
                          "pipeline block runs the same command on ml-100k",
+    "torchrun": "several processes on several GPUs or machines; tests/test_pipeline_distributed.py runs recsae run "
+                "under torchrun with 2 gloo processes",
 }
 """README lines that no test runs (matched at the start of a line), with the reason; each still
 parses (``test_every_recsae_command_in_the_readme_parses...``)."""
@@ -155,14 +157,16 @@ def shell_blocks() -> list[list[str]]:
 
 
 def recsae_args(line: str) -> list[str] | None:
-    """The arguments of the ``recsae`` command a shell line runs (also as ``a && .venv/bin/recsae ...``),
-    None when it runs none. Only ``&&`` and ``||`` end it: shlex's words do not tell a quoted ``';'``
-    (a value of ``--sep``) from the shell's ``;``."""
+    """The arguments of the ``recsae`` command a shell line runs (also as ``a && .venv/bin/recsae ...``
+    or ``torchrun ... -m recsae ...``), None when it runs none; a word ``...`` (any further options)
+    is left out. Only ``&&`` and ``||`` end it: shlex's words do not tell a quoted ``';'`` (a value
+    of ``--sep``) from the shell's ``;``."""
     words = shlex.split(line, comments=True)
     for i, word in enumerate(words):
         if word.rsplit("/", 1)[-1] == "recsae":
             rest = words[i + 1 :]
-            return rest[: next((j for j, w in enumerate(rest) if w in ("&&", "||")), len(rest))]
+            rest = rest[: next((j for j, w in enumerate(rest) if w in ("&&", "||")), len(rest))]
+            return [w for w in rest if w != "..."]
     return None
 
 
