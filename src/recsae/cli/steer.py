@@ -128,9 +128,10 @@ def steer_command(
     from recsae.steer import compare, dose_response
     from recsae.steer.effects import recommendations
     from recsae.steer.study import SteerConfig, make_context
-    from recsae.utils import environment_info
+    from recsae.utils import default_device, environment_info
 
     _check_strength(alpha, scale, clamp, method, latents_from)
+    default_device(device)  # an unknown device fails before the run is opened
     if json_out is not None:  # refused now, not after the study
         _check_json_out(json_out)
     cfg = SteerConfig(
