@@ -60,7 +60,8 @@ def stage_fingerprints(cfg: RunConfig, weights: str | None = None) -> dict[str, 
         sae["sae_sha256"] = _sae_digest(Path(cfg.sae.path))
     parts: dict[str, Any] = {
         "model": {"data": cfg.data.to_dict(), "data_kwargs": cfg.data_kwargs, "protocol": cfg.protocol,
-                  "split_seed": cfg.split_seed, "source": model_source(cfg).identity(), "seed": cfg.seed},
+                  "split_seed": cfg.split_seed, "source": model_source(cfg).identity(), "seed": cfg.seed}
+        | ({"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol != "per-user" else {}),  # earlier runs' stay valid
         "sae": sae | {"weights": weights},
         "interpret": {"config": cfg.interpret},
         "steer": {"config": cfg.steer},
@@ -140,7 +141,8 @@ def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         cfg.data.dataset, model_class(m.name).name, {"max_len": m.max_len},
         {"lr": m.lr, "batch_size": m.batch_size, "patience": m.patience},
     )
-    return model_opts, {"epochs": m.epochs} | train_opts
+    evaluation = {"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol != "per-user" else {}
+    return model_opts, {"epochs": m.epochs} | train_opts | evaluation
 
 
 class Run:
@@ -368,8 +370,10 @@ def _data_stage(run: Run, force: bool) -> SplitData:
         "split": split.info,
         "filters": ds.info.get("defaults"),
     }
-    pop = evaluate_model(MostPopular.fit(split), split, "test")
+    pop = evaluate_model(MostPopular.fit(split), split, "test", eval_protocol=cfg.eval_protocol)
     run.summary["baseline"] = {"most_popular": {"test": pop.metrics}}
+    if cfg.eval_protocol != "per-user":
+        run.summary["dataset"]["evaluation"] = pop.protocol
     if ds.info.get("format") == "synthetic":
         from recsae.data.synthetic import SyntheticConfig, generate_synthetic, write_ground_truth
 
@@ -388,10 +392,13 @@ def _model_stage(run: Run, source: ModelSource, split: SplitData, device: torch.
     built = source.build(split, run.out, device, force)
     digest = weights_digest(built.model)
     run.model_built(digest)
-    metrics = {}
+    metrics: dict[str, Any] = {}
     for which in ("valid", "test"):  # a trained model comes with them
         if which not in built.record and len(getattr(split, which).values):
-            metrics[which] = evaluate_model(built.model, split, which).metrics
+            result = evaluate_model(built.model, split, which, eval_protocol=run.cfg.eval_protocol)
+            metrics[which] = result.metrics
+            if which == "test" and run.cfg.eval_protocol != "per-user":
+                metrics["evaluation"] = result.protocol
     run.summary["model"] = {"name": built.name, "source": source.kind, "weights_sha256": digest} | built.record | metrics
     test = run.summary["model"]["test"]
     pop = run.summary["baseline"]["most_popular"]["test"]["ndcg@10"]
