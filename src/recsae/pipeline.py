@@ -294,7 +294,7 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
     if "steer" in cfg.stages and cfg.steer.concepts:  # a typo fails now, not after the training
         from recsae.steer.targets import concept_items
 
-        items = concept_items(split)
+        items = concept_items(split, cfg.interpret.concepts)
         for concept in cfg.steer.concepts:
             items.mask(concept)
     if last < STAGES.index("model"):
@@ -477,7 +477,7 @@ def _interpret_stage(
         result.summary["seed_stability"] = seed_stability(sae, controls.seed_sae, inputs["reps"], run.cfg.seed)
     write_interpretation(result, run.out)
     keys = ("n_alive", "n_interpretable", "share_interpretable", "coherence", "explained_by_interpretable",
-            "planted_recovered", "faithful", "shuffled_control", "seed_stability")
+            "planted_recovered", "faithful", "shuffled_control", "seed_stability", "anonymous_concepts")
     summary = {k: result.summary[k] for k in keys if k in result.summary}
     if "faithful" in summary:
         summary["faithful"] = {k: {"n": v["n"], "share": v["share"]} for k, v in summary["faithful"].items()}
@@ -496,18 +496,15 @@ def _interpret_stage(
 
 
 def _steer_stage(run: Run, model: Any, sae: Any, split: SplitData, table: Any, force: bool) -> None:
-    from recsae.data.dataset import item_popularity
-    from recsae.interpret import build_vocabulary
-    from recsae.steer import ConceptItems
     from recsae.steer.study import run_steer, steer_summary
+    from recsae.steer.targets import concept_items
 
     path = run.out / RunDir.STEER
     if not force and run.reusable("steer", RunDir.STEER):
         log.info("steer: reusing %s", path)
         return
     run.begin("steer")
-    meta = split.dataset.item_meta
-    items = ConceptItems.from_vocabulary(meta, build_vocabulary(meta, item_popularity(split.train.values, split.n_items)))
+    items = concept_items(split, run.cfg.interpret.concepts)  # the interpretation's vocabulary
     result = run_steer(model, sae, split, table, items, run.cfg.steer)
     write_json(path, result.to_dict() | {"versions": environment_info(), "seed": run.cfg.seed})
     run.summary["steer"] = steer_summary(result)

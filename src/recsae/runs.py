@@ -128,7 +128,7 @@ class Run:
         """The item set of every concept (``attribute=value``) of the run's catalogue."""
         from recsae.steer.targets import concept_items
 
-        return concept_items(self.split)
+        return concept_items(self.split, self.config.interpret.concepts)
 
     def steer(self, concept: str, alpha: float, method: str = "add", max_users: int | None = None) -> Comparison:
         """Steer toward ``concept`` with strength ``alpha`` through the latents the run's steering

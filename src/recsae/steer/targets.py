@@ -18,6 +18,7 @@ from recsae.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from recsae.interpret.concepts import ConceptConfig
     from recsae.models.base import Recommender
     from recsae.sae.model import TopKSAE
 
@@ -199,15 +200,16 @@ class ConceptItems:
         return sorted(set(names))
 
 
-def concept_items(split: SplitData) -> ConceptItems:
+def concept_items(split: SplitData, concepts: ConceptConfig | None = None) -> ConceptItems:
     """Concept item sets of a split's catalogue: the interpretation's vocabulary (attribute
-    values, popularity bands, decades, title words, single items; built from the training
-    counts) plus every ``attribute=value`` of the item metadata."""
+    values, popularity bands, decades, title words, single items, co-consumption clusters; built
+    from the training counts and the known histories as the interpretation builds it, with its
+    ``concepts`` options) plus every ``attribute=value`` of the item metadata."""
     from recsae.interpret.concepts import build_vocabulary
 
     meta = split.dataset.item_meta
     counts = item_popularity(split.train.values, split.n_items)
-    return ConceptItems.from_vocabulary(meta, build_vocabulary(meta, counts))
+    return ConceptItems.from_vocabulary(meta, build_vocabulary(meta, counts, concepts, split.history("test")))
 
 
 def random_latents(
