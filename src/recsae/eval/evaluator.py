@@ -154,13 +154,27 @@ def evaluate(
             sampled = _sample_negatives(scores.masked_fill(is_target, -torch.inf), num_negatives, rng)
             scores = scores.masked_fill(~(sampled | is_target), -torch.inf)
         ranks, n_targets = target_ranks(scores, targets, batch)
-        for m, fn in METRICS.items():
-            for k in ks:
-                per_user[f"{prefix}{m}@{k}"].append(fn(ranks, n_targets, k).cpu().numpy())
-    arrays = {n: (np.concatenate(v) if v else np.zeros(0)) for n, v in per_user.items()}
+        add_metrics(per_user, ranks, n_targets, ks, prefix)
+    arrays, metrics, protocol = gather_metrics(per_user, num_negatives)
+    protocol.update(split=which, masked="history", ties="pessimistic", n_users=len(users))
+    return EvalResult(metrics, arrays, users, protocol)
+
+
+def add_metrics(out: dict[str, list[np.ndarray]], ranks: Tensor, n_targets: Tensor, ks: Sequence[int], prefix: str) -> None:
+    """Append every metric at every cut-off of one batch of ranks to ``out`` (keyed ``prefix + ndcg@10``)."""
+    for m, fn in METRICS.items():
+        for k in ks:
+            out[f"{prefix}{m}@{k}"].append(fn(ranks, n_targets, k).cpu().numpy())
+
+
+def gather_metrics(
+    values: dict[str, list[np.ndarray]], num_negatives: int | None
+) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, object]]:
+    """The batches' values joined, their means (NaN where nothing was ranked), and the start of
+    the protocol record (full ranking, or sampled with the number of negatives)."""
+    arrays = {n: (np.concatenate(v) if v else np.zeros(0)) for n, v in values.items()}
     metrics = {n: float(a.mean()) if len(a) else float("nan") for n, a in arrays.items()}
     protocol: dict[str, object] = (
         {"ranking": "sampled", "negatives": num_negatives} if num_negatives else {"ranking": "full"}
     )
-    protocol.update(split=which, masked="history", ties="pessimistic", n_users=len(users))
-    return EvalResult(metrics, arrays, users, protocol)
+    return arrays, metrics, protocol

@@ -26,7 +26,14 @@ import torch
 
 from recsae.data.dataset import Ragged, SplitData, SplitName, input_sequences
 from recsae.errors import ConfigError
-from recsae.eval.evaluator import EvalResult, ScoreFn, _sample_negatives, mask_history
+from recsae.eval.evaluator import (
+    EvalResult,
+    ScoreFn,
+    _sample_negatives,
+    add_metrics,
+    gather_metrics,
+    mask_history,
+)
 from recsae.eval.metrics import METRICS
 
 TIME_ORDERED = ("leave-one-out", "time", "global-time", "given")
@@ -125,15 +132,8 @@ def evaluate_rows(
         if num_negatives:
             scores = scores.masked_fill(~_sample_negatives(scores, num_negatives, rng), -torch.inf)
         ranks = ((scores >= target[:, None]).sum(dim=1) + 1).to(torch.float64)[:, None]
-        ones = torch.ones(len(idx), dtype=torch.int64, device=scores.device)
-        for m, fn in METRICS.items():
-            for k in ks:
-                values[f"{prefix}{m}@{k}"].append(fn(ranks, ones, k).cpu().numpy())
-    arrays = {n: (np.concatenate(v) if v else np.zeros(0)) for n, v in values.items()}
-    metrics = {n: float(a.mean()) if len(a) else float("nan") for n, a in arrays.items()}
-    protocol: dict[str, object] = (
-        {"ranking": "sampled", "negatives": num_negatives} if num_negatives else {"ranking": "full"}
-    )
+        add_metrics(values, ranks, torch.ones(len(idx), dtype=torch.int64, device=scores.device), ks, prefix)
+    arrays, metrics, protocol = gather_metrics(values, num_negatives)
     protocol.update(split=which, eval_protocol="rechorus", unit="held-out row",
                     history="all earlier interactions of the user", masked="all of the user's items",
                     ties="pessimistic", n_rows=len(rows.user), n_users=len(np.unique(rows.user)))
