@@ -11,11 +11,15 @@ recsae's SASRec with ``recsae run``'s ml-1m preset (2 blocks, history 200, full-
 - the split's row counts (the reference's files hold 568,761 / 2,562 / 2,874 rows);
 - test metrics in the reference's protocol, with most-popular ranked alike;
 - the same weights in the per-user protocol, for contrast (not comparable with the reference);
-- the epoch log and the side-by-side comparison.
+- the epoch log and the side-by-side comparison;
+- with ``--sae``: ``recsae run``'s SAE (TopK, 2,048 latents, k 32, its default passes) trained on
+  the model's harvested activations, spliced in (the representation replaced by its
+  reconstruction) and ranked in the reference's protocol, beside an untrained SAE of the same shape.
 
-The checkpoint goes to ``--work-dir`` (outside the repository); a rerun resumes it.
+The checkpoint (and the SAE run folder) go to ``--work-dir`` (outside the repository); a rerun
+resumes them, so ``--sae`` may be added once the model has trained.
 
-    python benchmarks/bench_reference_protocol.py --work-dir /tmp/recsae-ref --threads 1
+    python benchmarks/bench_reference_protocol.py --work-dir /tmp/recsae-ref --threads 1 [--sae]
 """
 
 from __future__ import annotations
@@ -46,6 +50,36 @@ def _pick(metrics: dict[str, float]) -> dict[str, float]:
     return {k: round(metrics[k], 5) for k in KEYS if k in metrics}
 
 
+def spliced(model: Any, split: Any, work: Path, seed: int) -> dict[str, Any]:
+    """The run's SAE on the model's activations (``run_sae_stage``: harvest, train, per-user
+    splice table), then the model with its representation replaced by the SAE's reconstruction,
+    and by an untrained SAE's, ranked in the reference's protocol."""
+    import torch
+
+    from recsae.eval import evaluate
+    from recsae.probe.harvest import model_max_len
+    from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeConfig, SaeTrainConfig
+    from recsae.sae.model import TopKSAE
+    from recsae.sae_stage import run_sae_stage
+
+    t0 = time.perf_counter()
+    stage = run_sae_stage(model, split, work / "run", SaeConfig(d_in=model.dim, expansion=32, k=32),
+                          SaeTrainConfig(epochs=RUN_EPOCHS, min_rows=RUN_MIN_ROWS, seed=seed), checkpoint=work / "model")
+    out: dict[str, Any] = {"sae": stage.trained.sae.cfg.to_dict(), "seconds": round(time.perf_counter() - t0, 1),
+                           "per_user_splice": {name: {"fvu": round(c.fvu, 4), "top10_overlap": round(c.top10_overlap, 4),
+                                                      "retention": round(c.retention, 4)}
+                                               for name, c in stage.splice.conditions.items() if name in ("spliced", "random_sae")}}
+    random_sae = TopKSAE.load(work / "run" / "random_sae", stage.trained.sae.device)
+    for name, sae in (("trained", stage.trained.sae), ("untrained", random_sae)):
+        def score(users: torch.Tensor, seqs: torch.Tensor, sae: TopKSAE = sae) -> torch.Tensor:
+            h = model.represent(users, seqs)
+            return model.score(sae.decode(*sae.encode(h.float())).to(h))
+
+        metrics = evaluate(score, split, "test", max_len=model_max_len(model), eval_protocol="rechorus").metrics
+        out[f"test_rechorus_protocol_{name}"] = _pick(metrics)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", type=Path, default=default_data_root())
@@ -55,6 +89,7 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--max-seconds", type=float, default=None, help="training time limit (resumable)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--sae", action="store_true", help="also train the run's SAE and splice it in")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_reference_protocol.json")
     args = p.parse_args()
     setup_logging()
@@ -65,7 +100,7 @@ def main() -> None:
     opts = {"epochs": args.max_epochs, "patience": args.patience, "max_seconds": args.max_seconds,
             "eval_protocol": "rechorus"} | train_opts
     t0 = time.perf_counter()
-    res = train_model("sasrec", split, model_config("sasrec", **model_opts), args.work_dir, seed=args.seed,
+    res = train_model("sasrec", split, model_config("sasrec", **model_opts), args.work_dir / "model", seed=args.seed,
                       train_cfg=TrainConfig(**opts))
     wall = time.perf_counter() - t0
     pop = evaluate_model(MostPopular.fit(split), split, "test", eval_protocol="rechorus")
@@ -75,7 +110,8 @@ def main() -> None:
     result: dict[str, Any] = {
         "benchmark": "bench_reference_protocol",
         "command": "benchmarks/bench_reference_protocol.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None and k not in ("out", "data_root")),
+            f"--{k.replace('_', '-')}" + ("" if isinstance(v, bool) else f" {v}")
+            for k, v in vars(args).items() if v not in (None, False) and k not in ("out", "data_root")),
         "environment": environment_info(),
         "split": {"protocol": split.protocol, "info": split.info, "rows": {
             "train": len(split.train.values), "valid": len(split.valid.values), "test": len(split.test.values)},
@@ -96,6 +132,8 @@ def main() -> None:
                        "valid_ndcg@10": round(h.valid["ndcg@10"], 5), "valid_hr@10": round(h.valid["hr@10"], 5)}
                       for h in res.history],
     }
+    if args.sae:
+        result["spliced_sae"] = spliced(res.model, split, args.work_dir, args.seed)
     write_json(args.out, result)
     print(f"recsae SASRec (reference protocol): test NDCG@10 {test['ndcg@10']:.4f}, HR@10 {test['hr@10']:.4f} "
           f"(best epoch {res.best_epoch}/{res.epochs}); reference 0.0882 / 0.1611; most-popular "
