@@ -4,6 +4,7 @@ the report tests): documented summary keys, resume, errors."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import shutil
 from pathlib import Path
@@ -15,7 +16,15 @@ from recsae.config import ModelOptions, RunConfig
 from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
 from recsae.io import read_json
-from recsae.pipeline import PRESETS, check_options, model_settings, preset, run_pipeline
+from recsae.pipeline import (
+    PRESETS,
+    check_options,
+    make_run_split,
+    model_settings,
+    preset,
+    run_pipeline,
+    stage_fingerprints,
+)
 from tiny_pipeline import TINY, tiny_config
 
 
@@ -291,3 +300,26 @@ def test_a_model_that_does_not_beat_most_popular_is_flagged_in_the_summary_and_l
     assert summary["model"]["test"]["ndcg@10"] <= summary["baseline"]["most_popular"]["test"]["ndcg@10"]
     assert read_json(tmp_path / "run" / "summary.json")["model"]["below_most_popular"] is True
     assert "bpr does not beat most-popular" in caplog.text
+
+
+def test_the_reference_protocol_selects_tests_and_counts_rows_for_the_model_and_most_popular(tmp_path: Path) -> None:
+    from recsae.models.checkpoint import load_checkpoint
+    from recsae.models.trainer import evaluate_model
+
+    # 60 users, the t-th interaction of each on day t + u % 7: the global split by day holds out
+    # the last days' rows, several of some users
+    lines = ["user_id,item_id,timestamp"] + [f"u{u},i{(u + t) % 25},{86400 * (t + u % 7) + u}"
+                                             for u in range(60) for t in range(8)]
+    (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
+    cfg = RunConfig(data=DatasetOptions(str(tmp_path / "log.csv")), model=ModelOptions("bpr", epochs=2),
+                    protocol="global-time", eval_protocol="rechorus", stages=("model",))
+    summary = run_pipeline(tmp_path / "run", cfg)
+    rows = summary["dataset"]["evaluation"]
+    assert summary["dataset"]["protocol"] == "global-time"
+    assert rows["eval_protocol"] == "rechorus" and rows["n_rows"] > rows["n_users"] > 0
+    assert summary["model"]["evaluation"]["n_rows"] == rows["n_rows"]
+    model, _ = load_checkpoint(tmp_path / "run" / "model")
+    split = make_run_split(cfg)
+    assert summary["model"]["test"] == evaluate_model(model, split, "test", eval_protocol="rechorus").metrics
+    assert read_json(tmp_path / "run" / "config.json")["config"]["eval_protocol"] == "rechorus"
+    assert stage_fingerprints(cfg)["model"] != stage_fingerprints(dataclasses.replace(cfg, eval_protocol="per-user"))["model"]

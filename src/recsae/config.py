@@ -14,7 +14,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
@@ -131,7 +131,11 @@ class RunConfig:
     """Extra options of the dataset's loader (e.g. the synthetic generator's ``n_users``)."""
     protocol: str = "auto"
     """Split: auto (the source's own split, else leave-one-out; random for general models on data
-    without timestamps), leave-one-out, random, time or given."""
+    without timestamps), leave-one-out, random, time, global-time or given."""
+    eval_protocol: Literal["per-user", "rechorus"] = "per-user"
+    """How the model is selected and tested, and most-popular too: per-user, or rechorus (each
+    held-out row its own next-item prediction, the RecSAE reference's protocol; needs a
+    time-ordered split such as global-time)."""
     model: ModelOptions = field(default_factory=ModelOptions)
     """The recommender and its training."""
     sae: SaeOptions = field(default_factory=SaeOptions)

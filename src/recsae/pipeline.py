@@ -61,7 +61,8 @@ def stage_fingerprints(cfg: RunConfig, weights: str | None = None) -> dict[str, 
         sae["sae_sha256"] = _sae_digest(Path(cfg.sae.path))
     parts: dict[str, Any] = {
         "model": {"data": cfg.data.to_dict(), "data_kwargs": cfg.data_kwargs, "protocol": cfg.protocol,
-                  "split_seed": cfg.split_seed, "source": model_source(cfg).identity(), "seed": cfg.seed},
+                  "split_seed": cfg.split_seed, "source": model_source(cfg).identity(), "seed": cfg.seed}
+        | ({"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol != "per-user" else {}),  # earlier runs' stay valid
         "sae": sae | {"weights": weights},
         "interpret": {"config": cfg.interpret},
         "steer": {"config": cfg.steer},
@@ -141,7 +142,8 @@ def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         cfg.data.dataset, model_class(m.name).name, {"max_len": m.max_len},
         {"lr": m.lr, "batch_size": m.batch_size, "patience": m.patience},
     )
-    return model_opts, {"epochs": m.epochs} | train_opts
+    evaluation = {"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol != "per-user" else {}
+    return model_opts, {"epochs": m.epochs} | train_opts | evaluation
 
 
 class Run:
@@ -196,14 +198,16 @@ class Run:
         barrier(self.world, f"starting the {stage} stage")  # rank 0 has removed the stale outputs
 
     def vocabulary(self, split: SplitData) -> Any:
-        """The run's concept vocabulary (``interpret.concepts`` over the training counts), built
-        once and shared by the concept check, the interpretation and steering."""
+        """The run's concept vocabulary (``interpret.concepts`` over the training counts and the
+        known histories), built once and shared by the concept check, the interpretation and
+        steering."""
         if self._vocab is None:
             from recsae.data.dataset import item_popularity
             from recsae.interpret.concepts import build_vocabulary
 
             counts = item_popularity(split.train.values, split.n_items)
-            self._vocab = build_vocabulary(split.dataset.item_meta, counts, self.cfg.interpret.concepts)
+            self._vocab = build_vocabulary(split.dataset.item_meta, counts, self.cfg.interpret.concepts,
+                                           split.history("test"))
         return self._vocab
 
     def model_built(self, digest: str) -> None:
@@ -386,7 +390,7 @@ def _data_stage(run: Run, force: bool) -> SplitData:
     if "steer" in cfg.stages and cfg.steer.concepts:  # a typo fails now, before any write
         from recsae.steer.targets import concept_items
 
-        items = concept_items(split, run.vocabulary(split))
+        items = concept_items(split, vocab=run.vocabulary(split))
         for concept in cfg.steer.concepts:
             items.mask(concept)
     log.info("dataset %s: %d users, %d items, %d interactions (%s)", ds.name, ds.n_users, ds.n_items,
@@ -400,8 +404,10 @@ def _data_stage(run: Run, force: bool) -> SplitData:
         "split": split.info,
         "filters": ds.info.get("defaults"),
     }
-    pop = evaluate_model(MostPopular.fit(split), split, "test")
+    pop = evaluate_model(MostPopular.fit(split), split, "test", eval_protocol=cfg.eval_protocol)
     run.summary["baseline"] = {"most_popular": {"test": pop.metrics}}
+    if cfg.eval_protocol != "per-user":
+        run.summary["dataset"]["evaluation"] = pop.protocol
     if ds.info.get("format") == "synthetic" and run.world.is_main:
         from recsae.data.synthetic import SyntheticConfig, generate_synthetic, write_ground_truth
 
@@ -420,10 +426,13 @@ def _model_stage(run: Run, source: ModelSource, split: SplitData, device: torch.
     built = source.build(split, run.out, device, force, run.world)
     digest = weights_digest(built.model)
     run.model_built(digest)
-    metrics = {}
+    metrics: dict[str, Any] = {}
     for which in ("valid", "test"):  # a trained model comes with them
         if which not in built.record and len(getattr(split, which).values):
-            metrics[which] = evaluate_model(built.model, split, which).metrics
+            result = evaluate_model(built.model, split, which, eval_protocol=run.cfg.eval_protocol)
+            metrics[which] = result.metrics
+            if which == "test" and run.cfg.eval_protocol != "per-user":
+                metrics["evaluation"] = result.protocol
     run.summary["model"] = {"name": built.name, "source": source.kind, "weights_sha256": digest} | built.record | metrics
     test = run.summary["model"]["test"]
     pop = run.summary["baseline"]["most_popular"]["test"]["ndcg@10"]
@@ -504,7 +513,7 @@ def _interpret_stage(
         result.summary["seed_stability"] = seed_stability(sae, controls.seed_sae, inputs["reps"], run.cfg.seed)
     write_interpretation(result, run.out)
     keys = ("n_alive", "n_interpretable", "share_interpretable", "coherence", "explained_by_interpretable",
-            "planted_recovered", "faithful", "shuffled_control", "seed_stability")
+            "planted_recovered", "faithful", "shuffled_control", "seed_stability", "anonymous_concepts")
     summary = {k: result.summary[k] for k in keys if k in result.summary}
     if "faithful" in summary:
         summary["faithful"] = {k: {"n": v["n"], "share": v["share"]} for k, v in summary["faithful"].items()}
@@ -531,7 +540,7 @@ def _steer_stage(run: Run, model: Any, sae: Any, split: SplitData, table: Any, f
         log.info("steer: reusing %s", path)
         return
     run.begin("steer")
-    result = run_steer(model, sae, split, table, concept_items(split, run.vocabulary(split)), run.cfg.steer)
+    result = run_steer(model, sae, split, table, concept_items(split, vocab=run.vocabulary(split)), run.cfg.steer)
     write_json(path, result.to_dict() | {"versions": environment_info(), "seed": run.cfg.seed})
     run.summary["steer"] = steer_summary(result)
 

@@ -126,13 +126,9 @@ class Run:
     @cached_property
     def items(self) -> ConceptItems:
         """The item set of every concept (``attribute=value``) of the run's catalogue."""
-        from recsae.data.dataset import item_popularity
-        from recsae.interpret.concepts import build_vocabulary
         from recsae.steer.targets import concept_items
 
-        counts = item_popularity(self.split.train.values, self.split.n_items)
-        vocab = build_vocabulary(self.split.dataset.item_meta, counts, self.config.interpret.concepts)
-        return concept_items(self.split, vocab)
+        return concept_items(self.split, self.config.interpret.concepts)
 
     def steer(self, concept: str, alpha: float, method: str = "add", max_users: int | None = None) -> Comparison:
         """Steer toward ``concept`` with strength ``alpha`` through the latents the run's steering

@@ -106,6 +106,8 @@ class TrainHere(ModelSource):
                              self.cfg.seed, device, TrainConfig(**train_opts), data_source=data_source, world=world)
         record = {"valid": result.valid, "test": result.test, "train_seconds": round(result.seconds, 2),
                   "best_epoch": result.best_epoch, "epochs": result.epochs}
+        if self.cfg.eval_protocol != "per-user":
+            record["evaluation"] = result.evaluation
         return BuiltModel(result.model, model_class(self.opts.name).name, record)
 
     def untrained(self, model: Recommender, split: SplitData, seed: int, device: torch.device) -> Recommender | None:

@@ -7,7 +7,14 @@ import pytest
 
 from recsae.data import filters
 from recsae.data.dataset import InteractionDataset, ItemMeta
-from recsae.data.split import given_split, leave_one_out, make_split, random_split, time_split
+from recsae.data.split import (
+    given_split,
+    global_time_split,
+    leave_one_out,
+    make_split,
+    random_split,
+    time_split,
+)
 from recsae.errors import ConfigError, DataError
 
 
@@ -202,3 +209,52 @@ def test_a_given_split_without_dev_rows_names_the_missing_dev_csv(tmp_path):
     with pytest.raises(DataError, match=r"no validation part \(missing \S*dev\.csv.*pass --protocol leave-one-out"):
         make_split(ds)
     assert make_split(ds, "leave-one-out").valid.values.tolist() == [2, 2]
+
+
+def _at(day: int, hour: float) -> float:
+    """Seconds since the epoch of ``hour`` o'clock on day ``day`` of a UTC+8 clock."""
+    return day * 86400.0 + (hour - 8) * 3600.0
+
+
+def test_global_time_split_cuts_by_utc8_day_and_drops_held_out_rows_unknown_to_training(tiny):
+    rows = [  # (user, item, time); days 0-10: train up to day int(10 * 0.8) = 8, validation day 9, test day 10
+        (1, 1, _at(0, 12)), (1, 5, _at(6, 12)), (1, 2, _at(8, 23.99)), (1, 3, _at(9, 12)), (1, 4, _at(10, 5)),
+        (1, 7, _at(10, 6)),  # item 7 has no training row: dropped
+        (2, 1, _at(1, 12)), (2, 3, _at(3, 12)), (2, 4, _at(4, 12)),
+        (2, 2, _at(9, 2)),  # 18:00 UTC on day 8, but day 9 in UTC+8: validation
+        (2, 5, _at(10, 3)),
+        (3, 6, _at(10, 12)),  # user 3 has no training row: dropped
+    ]
+    ds = tiny(*(list(c) for c in zip(*rows, strict=True)))
+    split = make_split(ds, "global-time")
+    assert split.protocol == "global-time"
+    assert split.info | {"test_users": 0, "users_without_test": 0} == {
+        "utc_offset_hours": 8.0, "days": 11, "train_last_day": 8, "valid_last_day": 9, "dropped_rows": 2,
+        "test_users": 0, "users_without_test": 0}
+    ids = split.dataset.item_ids
+    assert split.dataset.user_ids.tolist() == ["", "u1", "u2"]
+    names = {part: [[ids[i] for i in getattr(split, part)[u]] for u in (1, 2)] for part in ("train", "valid", "test")}
+    assert names == {"train": [["i1", "i5", "i2"], ["i1", "i3", "i4"]], "valid": [["i3"], ["i2"]],
+                     "test": [["i4"], ["i5"]]}
+    # on a UTC clock the same row is on day 8: training
+    utc = global_time_split(ds, utc_offset_hours=0)
+    assert "i2" in [utc.dataset.item_ids[i] for i in utc.train[2]]
+
+
+def test_global_time_split_needs_timestamps_and_sane_fractions(tiny):
+    untimed = tiny([1, 1, 2, 2], [1, 2, 1, 2])
+    untimed.info["has_time"] = False
+    with pytest.raises(ConfigError, match="no timestamps"):
+        global_time_split(untimed)
+    with pytest.raises(ConfigError, match="fractions"):
+        global_time_split(tiny([1], [1]), valid_frac=0.5, test_frac=0.5)
+
+
+def test_global_time_split_reproduces_the_reference_ml_1m_counts(data_root):
+    from recsae.data.registry import load_dataset
+
+    split = make_split(load_dataset("ml-1m", data_root=data_root), "global-time")
+    # the reference's ML_1MTOPK files: 568,761 / 2,562 / 2,874 rows; 214 and 226 users with held-out rows
+    assert (len(split.train.values), len(split.valid.values), len(split.test.values)) == (568_761, 2_562, 2_874)
+    assert ((split.valid.lengths() > 0).sum(), (split.test.lengths() > 0).sum()) == (214, 226)
+    assert (split.n_users, split.n_items) == (6_032, 3_125)

@@ -98,3 +98,25 @@ def test_help_shows_where_unset_options_take_their_values(run_cli) -> None:
     text = " ".join(out.replace("│", " ").split())
     assert "Adam learning rate. Default: the preset's, else 1e-3." in text
     assert "Rows per step. Default: the preset's, else the model's." in text
+
+
+def test_train_in_the_reference_protocol_reports_its_rows_and_evaluate_reuses_it(tmp_path: Path, run_cli) -> None:
+    # 60 users, the t-th interaction of each on day t + u % 7: a global split by day holds out
+    # the last days' rows, several of some users
+    lines = ["user_id,item_id,timestamp"]
+    for u in range(60):
+        lines += [f"u{u},i{(u + t) % 25},{86400 * (t + u % 7) + u}" for t in range(8)]
+    data = tmp_path / "log.csv"
+    data.write_text("\n".join(lines) + "\n")
+    ck = tmp_path / "bpr"
+    code, out, err = run_cli(["train", "--model", "bpr", "--dataset", str(data), "--out", str(ck), "--epochs", "2",
+                              "--dim", "8", "--device", "cpu", "--protocol", "global-time", "--eval-protocol", "rechorus"])
+    assert code == 0, err
+    trained = json.loads(out)
+    evaluation = trained["evaluation"]
+    assert evaluation["eval_protocol"] == "rechorus" and evaluation["n_rows"] > evaluation["n_users"] > 0
+    code, out, err = run_cli(["evaluate", str(ck), "--device", "cpu"])
+    assert code == 0, err
+    evaluated = json.loads(out)
+    assert evaluated["protocol"]["n_rows"] == trained["evaluation"]["n_rows"]
+    assert evaluated["metrics"] == trained["test"]

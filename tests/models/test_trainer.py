@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from recsae.data.dataset import SplitData, input_sequences
+from recsae.data.dataset import Ragged, SplitData, input_sequences
 from recsae.errors import ConfigError, DataError
 from recsae.io import read_json
 from recsae.models import trainer
@@ -290,3 +290,30 @@ def test_a_checkpoint_config_that_does_not_fit_its_weights_is_a_data_error(
     write_json(tmp_path / "config.json", config | {"model": change(config["model"])})
     with pytest.raises(DataError, match=message):
         load_checkpoint(tmp_path)
+
+
+def _many_rows_per_user(split: SplitData) -> SplitData:
+    """The fixture's users with their last four items held out, two validation and two test rows
+    each, as a global time split holds out many rows per user."""
+    full = split.train.concat_rows(split.valid).concat_rows(split.test)
+    rows = [full[u].tolist() for u in range(len(full))]
+    parts = [Ragged.from_lists([r[: -4] for r in rows]), Ragged.from_lists([r[-4:-2] for r in rows]),
+             Ragged.from_lists([r[-2:] for r in rows])]
+    return SplitData(split.dataset, *parts, protocol="time")
+
+
+def test_rechorus_protocol_picks_the_epoch_on_validation_rows_and_records_the_test_rows(
+    split: SplitData, tmp_path: Path
+) -> None:
+    rows_split = _many_rows_per_user(split)
+    tcfg = TrainConfig(epochs=3, lr=1e-2, batch_size=32, patience=5, eval_protocol="rechorus")
+    result = train_model("sasrec", rows_split, small("sasrec", dim=8), out_dir=tmp_path, train_cfg=tcfg)
+    by_rows = evaluate_model(result.model, rows_split, "valid", ks=(10, 20), eval_protocol="rechorus")
+    assert result.valid == by_rows.metrics
+    assert result.valid != evaluate_model(result.model, rows_split, "valid", ks=(10, 20)).metrics
+    assert result.test == evaluate_model(result.model, rows_split, "test", eval_protocol="rechorus").metrics
+    # every user has at least four items, so each held-out row has an earlier one
+    assert result.evaluation is not None and result.evaluation["n_rows"] == len(rows_split.test.values)
+    assert read_json(tmp_path / "config.json")["metrics"]["evaluation"]["n_rows"] == len(rows_split.test.values)
+    with pytest.raises(ConfigError, match="eval_protocol differ"):
+        train_model("sasrec", rows_split, small("sasrec", dim=8), out_dir=tmp_path, train_cfg=FAST)

@@ -37,6 +37,10 @@ def summary_lines(s: dict, coherence: bool = False) -> list[str]:
             f"({_share((faithful.get('sae') or {}).get('share'))}; "
             + ", ".join(f"{_UNIT_NAMES[k]} {_share(v.get('share'))}" for k, v in faithful.items() if k != "sae") + ")"
         )
+    anonymous = s.get("anonymous_concepts") or {}
+    if anonymous.get("n"):
+        lines.append(f"anonymous concepts (named by their top items: {', '.join(anonymous.get('attributes', []))}): "
+                     f"{anonymous['n']}, the rule of {anonymous.get('n_interpretable_latents', '?')} interpretable latents")
     shuffled = s.get("shuffled_control") or {}
     if shuffled.get("median_confidence") is not None:
         lines.append(f"shuffled explanations: median confidence {_fmt(shuffled['median_confidence'])} (chance 0.50)")

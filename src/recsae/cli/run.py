@@ -46,7 +46,11 @@ def run(
     min_rating: MinRatingOpt = None,
     k_core: KCoreOpt = None,
     protocol: Annotated[Optional[str], typer.Option("--protocol", help="Split: auto (the source's own split, else leave-one-out; random for bpr and "  # noqa: UP045
-                                                    "lightgcn on data without timestamps), leave-one-out, random, time or given. Default: auto.")] = None,
+                                                    "lightgcn on data without timestamps), leave-one-out, random, time, global-time (the RecSAE reference's "
+                                                    "80/10/10 split by day in UTC+8) or given. Default: auto.")] = None,
+    eval_protocol: Annotated[Optional[str], typer.Option("--eval-protocol", help="How the model is selected and tested: per-user, or "  # noqa: UP045
+                                                         "rechorus (each held-out row its own next-item prediction, as the RecSAE "
+                                                         "reference evaluates; needs a time-ordered split). Default: per-user.")] = None,
     sep: SepOpt = None,
     user_col: UserColOpt = None,
     item_col: ItemColOpt = None,
@@ -127,7 +131,7 @@ def run(
             "user_ids": user_ids, "item_ids": item_ids, "sae": sae}
     given = {name: str(p) for name, p in path.items() if p is not None}
     cfg = dataclasses.replace(base, data=data).override({
-        "protocol": protocol, "seed": seed, "device": device,
+        "protocol": protocol, "eval_protocol": eval_protocol, "seed": seed, "device": device,
         "stages": None if stages is None else [s.strip() for s in stages.split(",") if s.strip()],
         "model.name": model, "model.epochs": epochs, "model.patience": patience, "model.lr": lr,
         "model.batch_size": batch_size, "model.max_len": max_len, "model.model_from": model_from,
@@ -170,7 +174,8 @@ def _headline(summary: dict) -> str:
         pop = summary.get("baseline", {}).get("most_popular", {}).get("test", {})
         lines.append(f"{m['name']}: test NDCG@10 {_num(m['test']['ndcg@10'], '.4f')} "
                      f"(most popular {_num(pop.get('ndcg@10'), '.4f')})"
-                     + (" - warning: not above most popular" if m.get("below_most_popular") else ""))
+                     + (" - warning: not above most popular" if m.get("below_most_popular") else "")
+                     + (f" [{ev['eval_protocol']} protocol: {ev['n_rows']} test rows]" if (ev := m.get("evaluation")) else ""))
     if "sae" in summary:
         s = summary["sae"]
         lines.append(f"SAE: FVU {_num(s['fvu'], '.4f')}, NDCG@10 retention {_num(s['retention'], '.1%')}, top-10 overlap "

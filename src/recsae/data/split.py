@@ -6,13 +6,17 @@ from typing import Literal
 
 import numpy as np
 
+from recsae.data import filters
 from recsae.data.dataset import InteractionDataset, Ragged, SplitData
 from recsae.errors import ConfigError, DataError
 from recsae.utils import log
 
-Protocol = Literal["auto", "leave-one-out", "time", "given", "random"]
+Protocol = Literal["auto", "leave-one-out", "time", "global-time", "given", "random"]
 
-PROTOCOLS = ("auto", "leave-one-out", "random", "time", "given")
+PROTOCOLS = ("auto", "leave-one-out", "random", "time", "global-time", "given")
+
+REFERENCE_UTC_OFFSET_HOURS = 8.0
+"""The clock of the RecSAE reference's day boundaries (its data was prepared in UTC+8)."""
 
 MIN_LOO_LENGTH = 3
 """Users with fewer interactions stay in train only under leave-one-out (they get no targets)."""
@@ -114,6 +118,50 @@ def time_split(ds: InteractionDataset, valid_frac: float = 0.1, test_frac: float
     return _by_label(ds, label, "time")
 
 
+def global_time_split(
+    ds: InteractionDataset, valid_frac: float = 0.1, test_frac: float = 0.1,
+    utc_offset_hours: float = REFERENCE_UTC_OFFSET_HOURS,
+) -> SplitData:
+    """The RecSAE reference's split (ReChorus's ML-1M top-k data): a global split by calendar day.
+
+    Days are counted from the first day in the data, on a clock ``utc_offset_hours`` from UTC.
+    With ``last`` the last day's number, days up to ``int(last * (1 - valid - test))`` are
+    training, days up to ``int(last * (1 - test))`` validation and later days test (80/10/10 by
+    default). Held-out rows of a user or an item without training rows are dropped, as the
+    reference does; every held-out row is then a target (many per user).
+    """
+    if not (0 < valid_frac < 1 and 0 < test_frac < 1 and valid_frac + test_frac < 1):
+        raise ConfigError(
+            f"global-time split fractions must satisfy 0 < valid < 1, 0 < test < 1, valid + test < 1; "
+            f"got valid={valid_frac}, test={test_frac}"
+        )
+    if not has_timestamps(ds):
+        raise ConfigError(f"dataset '{ds.name}' has no timestamps, so a global-time split cannot apply; "
+                          "use --protocol random or leave-one-out")
+    day = np.floor((ds.time + utc_offset_hours * 3600.0) / 86400.0).astype(np.int64)
+    day -= day.min()
+    last = int(day.max())
+    # the reference's literal fractions (0.8, 0.9): round() keeps 1 - 0.1 - 0.1 from drifting below 0.8
+    train_last = int(last * round(1 - valid_frac - test_frac, 12))
+    valid_last = int(last * round(1 - test_frac, 12))
+    label = np.where(day <= train_last, 0, np.where(day <= valid_last, 1, 2)).astype(np.int8)
+    train = label == 0
+    known = np.zeros(ds.n_users + 1, dtype=bool), np.zeros(ds.n_items + 1, dtype=bool)
+    known[0][ds.user[train]] = True
+    known[1][ds.item[train]] = True
+    keep = train | (known[0][ds.user] & known[1][ds.item])
+    dropped = int((~keep).sum())
+    if dropped:
+        ds = filters.subset(ds, keep, "global-time: held-out rows without a training user or item dropped")
+        label = label[keep]
+    info: dict[str, object] = {"utc_offset_hours": utc_offset_hours, "days": last + 1, "train_last_day": train_last,
+            "valid_last_day": valid_last, "dropped_rows": dropped}
+    log.info("split: global-time, days 0-%d train, %d-%d validation, %d-%d test (UTC%+g); %d held-out rows "
+             "without a training user or item dropped", train_last, train_last + 1, valid_last, valid_last + 1,
+             last, utc_offset_hours, dropped)
+    return _by_label(ds, label, "global-time", info)
+
+
 def given_split(ds: InteractionDataset) -> SplitData:
     """The split shipped with the data (ReChorus train/dev/test files), unchanged.
 
@@ -161,6 +209,8 @@ def make_split(
         split = random_split(ds, seed)
     elif protocol == "time":
         split = time_split(ds, valid_frac, test_frac)
+    elif protocol == "global-time":
+        split = global_time_split(ds, valid_frac, test_frac)
     elif protocol == "given":
         split = given_split(ds)
     else:

@@ -2,6 +2,7 @@
 
 from recsae.eval.evaluator import (
     DEFAULT_KS,
+    EVAL_PROTOCOLS,
     EvalResult,
     ScoreFn,
     evaluate,
@@ -10,4 +11,4 @@ from recsae.eval.evaluator import (
     topk_items,
 )
 
-__all__ = ["DEFAULT_KS", "EvalResult", "ScoreFn", "evaluate", "mask_history", "target_ranks", "topk_items"]
+__all__ = ["DEFAULT_KS", "EVAL_PROTOCOLS", "EvalResult", "ScoreFn", "evaluate", "mask_history", "target_ranks", "topk_items"]

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from recsae.data.dataset import Ragged, SplitData, SplitName, input_sequences
+from recsae.errors import ConfigError
 from recsae.eval.metrics import METRICS
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -22,16 +23,21 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 DEFAULT_KS = (5, 10, 20, 50)
 
+EVAL_PROTOCOLS = ("per-user", "rechorus")
+"""per-user: each user's held-out items ranked together (the default); rechorus: each held-out
+row its own next-item prediction, as the RecSAE reference evaluates (``recsae.eval.rows``)."""
+
 
 class EvalResult(NamedTuple):
     """Ranking metrics of one evaluation, overall and per user."""
 
     metrics: dict[str, float]
-    """Mean over evaluated users, keyed like ``ndcg@10``."""
+    """Mean over evaluated users (held-out rows under the rechorus protocol), keyed like ``ndcg@10``."""
     per_user: dict[str, np.ndarray]
-    """Metric name -> value per evaluated user (same order as ``users``)."""
+    """Metric name -> value per evaluated user, or per held-out row under the rechorus protocol
+    (same order as ``users``)."""
     users: np.ndarray
-    """The evaluated users."""
+    """The evaluated users (the user of each row under the rechorus protocol)."""
     protocol: dict[str, object]
     """How the ranking was done: ``{"ranking": "full"}`` or sampled with the number of negatives."""
 
@@ -109,13 +115,22 @@ def evaluate(
     num_negatives: int | None = None,
     seed: int = 0,
     device: torch.device | str | None = None,
+    eval_protocol: str = "per-user",
 ) -> EvalResult:
     """Rank the held-out targets of ``which`` for ``users`` (default: all users with targets).
 
     ``score_fn`` receives the users and their left-padded history (the model input) and
     returns scores for all items; the history and the padding item are masked before ranking.
     With ``num_negatives`` each target competes only with that many sampled unseen items.
+    ``eval_protocol`` 'rechorus' ranks each held-out row on its own instead
+    (``recsae.eval.rows.evaluate_rows``; ``per_user`` then holds one value per row).
     """
+    if eval_protocol not in EVAL_PROTOCOLS:
+        raise ConfigError(f"unknown evaluation protocol {eval_protocol!r}; expected one of {', '.join(EVAL_PROTOCOLS)}")
+    if eval_protocol == "rechorus":
+        from recsae.eval.rows import evaluate_rows  # it builds on this module
+
+        return evaluate_rows(score_fn, split, which, ks, users, batch_size, max_len, num_negatives, seed, device)
     history, targets = split.history(which), split.targets(which)
     users = split.eval_users(which) if users is None else np.asarray(users, dtype=np.int64)
     ks = tuple(sorted(set(int(k) for k in ks)))
@@ -139,13 +154,27 @@ def evaluate(
             sampled = _sample_negatives(scores.masked_fill(is_target, -torch.inf), num_negatives, rng)
             scores = scores.masked_fill(~(sampled | is_target), -torch.inf)
         ranks, n_targets = target_ranks(scores, targets, batch)
-        for m, fn in METRICS.items():
-            for k in ks:
-                per_user[f"{prefix}{m}@{k}"].append(fn(ranks, n_targets, k).cpu().numpy())
-    arrays = {n: (np.concatenate(v) if v else np.zeros(0)) for n, v in per_user.items()}
+        add_metrics(per_user, ranks, n_targets, ks, prefix)
+    arrays, metrics, protocol = gather_metrics(per_user, num_negatives)
+    protocol.update(split=which, masked="history", ties="pessimistic", n_users=len(users))
+    return EvalResult(metrics, arrays, users, protocol)
+
+
+def add_metrics(out: dict[str, list[np.ndarray]], ranks: Tensor, n_targets: Tensor, ks: Sequence[int], prefix: str) -> None:
+    """Append every metric at every cut-off of one batch of ranks to ``out`` (keyed ``prefix + ndcg@10``)."""
+    for m, fn in METRICS.items():
+        for k in ks:
+            out[f"{prefix}{m}@{k}"].append(fn(ranks, n_targets, k).cpu().numpy())
+
+
+def gather_metrics(
+    values: dict[str, list[np.ndarray]], num_negatives: int | None
+) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, object]]:
+    """The batches' values joined, their means (NaN where nothing was ranked), and the start of
+    the protocol record (full ranking, or sampled with the number of negatives)."""
+    arrays = {n: (np.concatenate(v) if v else np.zeros(0)) for n, v in values.items()}
     metrics = {n: float(a.mean()) if len(a) else float("nan") for n, a in arrays.items()}
     protocol: dict[str, object] = (
         {"ranking": "sampled", "negatives": num_negatives} if num_negatives else {"ranking": "full"}
     )
-    protocol.update(split=which, masked="history", ties="pessimistic", n_users=len(users))
-    return EvalResult(metrics, arrays, users, protocol)
+    return arrays, metrics, protocol

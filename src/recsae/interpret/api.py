@@ -162,7 +162,7 @@ def prepare(ctx: RowContext, item_meta: ItemMeta, item_counts: np.ndarray, cfg: 
     fit/validation user split."""
     check_config(cfg)
     if vocab is None:
-        vocab = build_vocabulary(item_meta, item_counts, cfg.concepts)
+        vocab = build_vocabulary(item_meta, item_counts, cfg.concepts, ctx.histories)
     feats, space = row_features(ctx, vocab, cfg.features)
     fit_mask = split_users(np.asarray(ctx.users), cfg.fit_fraction, cfg.seed)
     return Prepared(vocab, space, feats, fit_mask)
@@ -265,6 +265,7 @@ def interpret_units(
     rule_concepts = [
         [int(prep.space.concept[f]) for f in (rules.feature_a[j], rules.feature_b[j]) if f >= 0] for j in range(m)
     ]
+    anonymous = prep.vocab.anonymous or [False] * prep.vocab.n_concepts
     faith = None
     if cfg.causal and score_fn is not None and reps is not None and (dense or decoder is not None):
         faith = causal_faithfulness(
@@ -281,6 +282,7 @@ def interpret_units(
             "rule": [_rule_text(rules, prep.space, prep.vocab, j) for j in range(m)],
             "kind": [_rule_kind(rules, prep.space, j) for j in range(m)],
             "rule_concepts": [[prep.vocab.names[c] for c in cs] for cs in rule_concepts],
+            "anonymous": [any(anonymous[c] for c in cs) for cs in rule_concepts],
             "op": [OP_NAMES[int(o)] for o in rules.op],
             "fit_support": rules.support,
             "fit_precision": fit_stats["precision"],
@@ -493,6 +495,12 @@ def interpret(
         "n_features": prep.space.n_features,
         **sae.summary,
     }
+    if any(prep.vocab.anonymous or ()):  # concepts whose names carry their top items instead of a meaning
+        summary["anonymous_concepts"] = {
+            "n": int(sum(prep.vocab.anonymous or ())),
+            "attributes": sorted({a for a, anon in zip(prep.vocab.attribute, prep.vocab.anonymous or (), strict=True) if anon}),
+            "n_interpretable_latents": int((sae.table["interpretable"] & sae.table["anonymous"]).sum()),
+        }
     baselines: dict[str, pd.DataFrame] = {}
     results: dict[str, UnitResult] = {"sae": sae}
     if neuron_acts is not None:

@@ -10,7 +10,13 @@ holds, so nothing here is specific to one catalogue:
   for other fields): stop words, numbers and rare words dropped, the top-weighted words kept;
 - decade bands of a ``year`` attribute (``decade=1980s``), quartile bands of other numeric ones;
 - popularity bands by training count (``pop=top1%``, ``pop=top1-10%``, ...);
-- single items seen often enough in training (``item=Alien (1979)``).
+- single items seen often enough in training (``item=Alien (1979)``);
+- co-consumption clusters of items (``cluster=3 (items 50, 181, 258)``), from the training
+  histories, when the catalogue has no named attribute (``ConceptConfig.clusters``).
+
+A concept whose name says nothing by itself (a cluster, a category known only by a code such as
+``genre=264``, a single item known only by its id) is *anonymous*: its name carries its most
+popular items (``genre=264 (items 50, 181, 258)``), and ``ConceptVocab.anonymous`` marks it.
 
 Concepts covering too few items, or too large a share of the catalogue to say anything, are
 dropped; a concept with exactly the item set of an earlier one is dropped too (so the synthetic
@@ -27,7 +33,8 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from recsae.data.dataset import ItemMeta
+from recsae.data.dataset import ItemMeta, Ragged
+from recsae.errors import ConfigError
 
 STOP_WORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been before
@@ -66,6 +73,23 @@ class ConceptConfig:
     """A single item becomes a concept only with at least this many training interactions."""
     numeric_bands: int = 4
     """Quantile bands for numeric attributes other than a year."""
+    clusters: str = "auto"
+    """Co-consumption clusters of items from the training histories: 'auto' adds them only when
+    the catalogue has no named attribute (no title or text field, every category a bare code),
+    so named catalogues keep their vocabulary; 'on' always; 'off' never."""
+    cluster_items: int = 50
+    """Items per cluster aimed at (the number of clusters is the interacted items over this)."""
+    max_clusters: int = 200
+    """Most clusters."""
+    label_items: int = 3
+    """Most popular member items named in an anonymous concept's name."""
+
+    def __post_init__(self) -> None:
+        if self.clusters not in ("auto", "on", "off"):
+            raise ConfigError(f"concepts.clusters must be auto, on or off, got {self.clusters!r}")
+        if self.cluster_items < 2 or self.max_clusters < 2 or self.label_items < 1:
+            raise ConfigError("concepts: cluster_items and max_clusters must be >= 2 and label_items >= 1, got "
+                              f"{self.cluster_items}, {self.max_clusters}, {self.label_items}")
 
 
 class ConceptVocab(NamedTuple):
@@ -79,6 +103,9 @@ class ConceptVocab(NamedTuple):
     """Source of each concept: the metadata attribute name, or 'pop' / 'item' / 'decade'."""
     kind: list[str]
     """'value', 'word', 'band' or 'item' per concept."""
+    anonymous: list[bool] | None = None
+    """Per concept: its name says nothing by itself (a cluster, a bare category code, an item
+    known by its id), so it carries its most popular items; None where not recorded."""
 
     @property
     def n_concepts(self) -> int:
@@ -108,14 +135,47 @@ class _Builder:
         self.kind: list[str] = []
         self.rows: list[np.ndarray] = []
 
-    def add(self, name: str, attribute: str, kind: str, items: np.ndarray) -> None:
+        self.anonymous: list[bool] = []
+
+    def add(self, name: str, attribute: str, kind: str, items: np.ndarray, anonymous: bool = False) -> None:
         self.names.append(name)
         self.attribute.append(attribute)
         self.kind.append(kind)
         self.rows.append(np.unique(np.asarray(items, dtype=np.int64)))
+        self.anonymous.append(anonymous)
 
 
-def _values(b: _Builder, attr: str, per_item: Sequence[Sequence[str]]) -> None:
+_CODE = re.compile(r"[-+]?\d+")
+
+
+def is_code(value: str) -> bool:
+    """A bare integer code ('264'), which names nothing by itself."""
+    return _CODE.fullmatch(str(value).strip()) is not None
+
+
+def has_names(meta: ItemMeta) -> bool:
+    """Whether the catalogue names anything: a title or text field with a word, or a categorical
+    or multi-valued attribute with a value that is not a bare code. Without titles, an item's
+    title is its id (``recsae.data.loaders.common.make_dataset``), which names nothing."""
+    if any(any(t and not is_code(t) for t in texts[1:]) for texts in meta.text.values()):
+        return True
+    single = (v for values in meta.categorical.values() for v in values[1:])
+    multi = (v for values in meta.multi.values() for vs in values[1:] for v in vs)
+    return any(v and not is_code(v) for v in (*single, *multi))
+
+
+def _label(items: np.ndarray, meta: ItemMeta, counts: np.ndarray, n: int) -> str:
+    """The ``n`` most popular of ``items`` by title, or by id where the titles are ids:
+    'items 50, 181, 258' or 'Heat, Fargo, Alien'."""
+    items = np.asarray(items, dtype=np.int64)
+    top = items[np.argsort(-counts[items], kind="stable")][:n]
+    titled = any(t for t in meta.text.get("title", [])[1:])
+    shown = ", ".join(meta.title[i] or str(i) for i in top)
+    return shown if titled else f"item{'s' if len(top) > 1 else ''} {shown}"
+
+
+def _values(b: _Builder, attr: str, per_item: Sequence[Sequence[str]], meta: ItemMeta, counts: np.ndarray,
+            cfg: ConceptConfig) -> None:
     groups: dict[str, list[int]] = {}
     for item, values in enumerate(per_item):
         if item == 0:
@@ -125,7 +185,49 @@ def _values(b: _Builder, attr: str, per_item: Sequence[Sequence[str]]) -> None:
             if v:
                 groups.setdefault(v, []).append(item)
     for value in sorted(groups):
-        b.add(f"{concept_prefix(attr)}={value}", attr, "value", np.array(groups[value]))
+        items = np.array(groups[value])
+        if is_code(value):  # a code: its most popular items say what it holds
+            b.add(f"{concept_prefix(attr)}={value} ({_label(items, meta, counts, cfg.label_items)})", attr, "value", items, True)
+        else:
+            b.add(f"{concept_prefix(attr)}={value}", attr, "value", items)
+
+
+def _inv_sqrt(d: np.ndarray) -> sp.dia_matrix:
+    """diag(1 / sqrt(d)), 0 where d is 0."""
+    return sp.diags(np.where(d > 0, 1.0 / np.sqrt(np.maximum(d, 1e-12)), 0.0))
+
+
+def _clusters(b: _Builder, histories: Ragged, meta: ItemMeta, counts: np.ndarray, cfg: ConceptConfig) -> None:
+    """Co-consumption clusters: items embedded by the leading singular vectors of the user x item
+    matrix normalised by both degrees (spectral co-clustering: items consumed by the same users
+    land close), then k-means on the unit-length embeddings. Deterministic (fixed seeds) and
+    linear in the interactions. Clusters are numbered by their training interactions, most first."""
+    from scipy.cluster.vq import kmeans2
+    from scipy.sparse.linalg import svds
+
+    n_rows = len(meta)
+    users, items = histories.row_ids(), histories.values
+    x = sp.csr_matrix((np.ones(len(items)), (users, items)), shape=(len(histories), n_rows))
+    x.data[:] = 1.0  # a repeated item counts once per user
+    du, di = np.asarray(x.sum(axis=1)).ravel(), np.asarray(x.sum(axis=0)).ravel()
+    active = np.flatnonzero(di > 0)
+    active = active[active > 0]
+    k = int(np.clip(round(len(active) / cfg.cluster_items), 2, cfg.max_clusters))
+    dim = min(k + 1, min(x.shape) - 1, 33)
+    if len(active) < 2 * cfg.min_items or dim < 2:
+        return
+    a = (_inv_sqrt(du) @ x @ _inv_sqrt(di)).tocsc()
+    v0 = np.random.default_rng(0).random(min(a.shape))
+    _, values, vt = svds(a, k=dim, v0=v0, solver="arpack")
+    leading = np.argsort(-values)[1:]  # the first singular vector is the degrees' own: it says nothing
+    emb = vt[leading].T[active]  # (a degree scaling per item would vanish in the normalisation below)
+    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    _, assign = kmeans2(emb, k, seed=np.random.default_rng(0), minit="++")
+    sizes = np.bincount(assign, weights=counts[active], minlength=k)
+    for rank, c in enumerate(np.argsort(-sizes, kind="stable"), start=1):
+        members = active[assign == c]
+        if len(members):
+            b.add(f"cluster={rank} ({_label(members, meta, counts, cfg.label_items)})", "cluster", "value", members, True)
 
 
 def _words(b: _Builder, attr: str, texts: Sequence[str], cfg: ConceptConfig) -> None:
@@ -201,12 +303,14 @@ def _pct(q: float) -> str:
 
 
 def build_vocabulary(
-    meta: ItemMeta, item_counts: np.ndarray, cfg: ConceptConfig | None = None
+    meta: ItemMeta, item_counts: np.ndarray, cfg: ConceptConfig | None = None, histories: Ragged | None = None,
 ) -> ConceptVocab:
     """The concept vocabulary of a catalogue.
 
     ``item_counts`` ((n_items + 1,), training interactions per item) defines the popularity
-    bands and which single items are frequent enough to be concepts.
+    bands and which single items are frequent enough to be concepts. ``histories`` (the users'
+    known items, e.g. ``split.history("test")``) give the co-consumption clusters
+    (``cfg.clusters``); without them there are none.
     """
     cfg = cfg or ConceptConfig()
     n_rows = len(meta)
@@ -215,9 +319,9 @@ def build_vocabulary(
         raise ValueError(f"item_counts has {len(counts)} entries, item_meta {n_rows} rows")
     b = _Builder()
     for attr in sorted(meta.categorical):
-        _values(b, attr, [(v,) for v in meta.categorical[attr]])
+        _values(b, attr, [(v,) for v in meta.categorical[attr]], meta, counts, cfg)
     for attr in sorted(meta.multi):
-        _values(b, attr, meta.multi[attr])
+        _values(b, attr, meta.multi[attr], meta, counts, cfg)
     for attr in sorted(meta.numeric):
         _numeric(b, attr, meta.numeric[attr], cfg)
     _popularity(b, counts, cfg)
@@ -227,9 +331,12 @@ def build_vocabulary(
     frequent = np.flatnonzero(counts >= max(cfg.min_item_count, 1))
     frequent = frequent[frequent > 0]
     frequent = frequent[np.argsort(-counts[frequent], kind="stable")][: cfg.max_single_items]
+    titled = any(t for t in meta.text.get("title", [])[1:])
     for item in sorted(frequent):
         title = meta.title[item] or str(item)
-        b.add(f"item={title}", "item", "item", np.array([item]))
+        b.add(f"item={title}", "item", "item", np.array([item]), not titled)
+    if histories is not None and (cfg.clusters == "on" or (cfg.clusters == "auto" and not has_names(meta))):
+        _clusters(b, histories, meta, counts, cfg)
 
     keep: list[int] = []
     seen: set[bytes] = set()
@@ -252,4 +359,5 @@ def build_vocabulary(
         names=[b.names[c] for c in keep],
         attribute=[b.attribute[c] for c in keep],
         kind=[b.kind[c] for c in keep],
+        anonymous=[b.anonymous[c] for c in keep],
     )

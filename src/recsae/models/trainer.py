@@ -40,7 +40,7 @@ from recsae.distributed import (
     sum_gradients,
 )
 from recsae.errors import ConfigError, DataError
-from recsae.eval import EvalResult, ScoreFn, evaluate
+from recsae.eval import EVAL_PROTOCOLS, EvalResult, ScoreFn, evaluate
 from recsae.io import read_json, read_tensors, write_json, write_tensors
 from recsae.models.base import Recommender, TrainableRecommender
 from recsae.models.checkpoint import (
@@ -77,6 +77,9 @@ class TrainConfig:
     """Users per batch when evaluating."""
     max_seconds: float | None = None
     """Stop after the epoch that brings the training time (all sessions) past this; None: no limit."""
+    eval_protocol: str = "per-user"
+    """How validation (early stopping) and test rank: per-user, or rechorus (each held-out row
+    its own next-item prediction, the RecSAE reference's protocol; ``recsae.eval.rows``)."""
 
     def __post_init__(self) -> None:
         checks = [
@@ -87,6 +90,7 @@ class TrainConfig:
             ("weight_decay", math.isfinite(self.weight_decay) and self.weight_decay >= 0, "a finite number >= 0"),
             ("eval_batch_size", self.eval_batch_size >= 1, ">= 1"),
             ("max_seconds", self.max_seconds is None or self.max_seconds >= 0, ">= 0 (or None)"),
+            ("eval_protocol", self.eval_protocol in EVAL_PROTOCOLS, f"one of {', '.join(EVAL_PROTOCOLS)}"),
         ]
         for name, ok, rule in checks:
             if not ok:
@@ -119,6 +123,8 @@ class TrainResult(NamedTuple):
     seconds: float
     """Training seconds up to the end (all sessions, evaluation included)."""
     history: list[EpochLog]
+    evaluation: dict[str, object] | None = None
+    """How the test metrics were computed (``EvalResult.protocol``: ranking, protocol, rows)."""
 
 
 def score_fn(model: Recommender) -> ScoreFn:
@@ -150,11 +156,14 @@ def evaluate_model(
     finally:
         model.train(was_training)
     names = list(mine.per_user)
-    table = all_gather_rows(world, np.stack([mine.per_user[n] for n in names], axis=1).reshape(-1, len(names)),
-                            what="gathering the evaluation")
+    # the evaluated users go along: under the rechorus protocol a user has a value per held-out row
+    columns = [mine.per_user[n] for n in names] + [mine.users.astype(np.float64)]
+    table = all_gather_rows(world, np.stack(columns, axis=1).reshape(-1, len(columns)), what="gathering the evaluation")
     per_user = {n: table[:, i] for i, n in enumerate(names)}
     metrics = {n: float(a.mean()) if len(a) else float("nan") for n, a in per_user.items()}
-    return EvalResult(metrics, per_user, users, mine.protocol | {"n_users": len(users)})
+    evaluated = table[:, -1].astype(np.int64)
+    counts = {"n_users": len(np.unique(evaluated))} | ({"n_rows": len(evaluated)} if "n_rows" in mine.protocol else {})
+    return EvalResult(metrics, per_user, evaluated, mine.protocol | counts)
 
 
 def _optim_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], list[dict[str, Any]]]:
@@ -175,9 +184,12 @@ def _load_optim(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], groups: 
 def training_record(name: str, cfg: Any, split: SplitData, seed: int, tcfg: TrainConfig) -> dict[str, Any]:
     """What fixes a training's trajectory: a resume must match it (epochs and patience may change)."""
     cls = model_class(name)
-    return {"model": cls.name, "model_config": dataclasses.asdict(cfg), "lr": tcfg.lr,
-            "batch_size": tcfg.batch_size or cls.default_batch_size, "weight_decay": tcfg.weight_decay,
-            "seed": seed, "split_fingerprint": split_fingerprint(split)}
+    record = {"model": cls.name, "model_config": dataclasses.asdict(cfg), "lr": tcfg.lr,
+              "batch_size": tcfg.batch_size or cls.default_batch_size, "weight_decay": tcfg.weight_decay,
+              "seed": seed, "split_fingerprint": split_fingerprint(split)}
+    if tcfg.eval_protocol != TrainConfig.eval_protocol:  # it picks the epoch; absent in earlier records
+        record["eval_protocol"] = tcfg.eval_protocol
+    return record
 
 
 def check_resumable(out: Path, record: dict[str, Any]) -> None:
@@ -224,6 +236,12 @@ def train_model(
     if len(tensors[0]) == 0:
         raise DataError(f"the training interactions give {cls.name} no training examples (a sequential model "
                         "learns from users with at least 2 training interactions)", path=split.dataset.info.get("path"))  # type: ignore[arg-type]
+    if tcfg.eval_protocol == "rechorus":  # refuses a split without a time order before any epoch
+        from recsae.eval.rows import held_out_rows
+
+        max_len = getattr(cfg, "max_len", 1)
+        log.info("evaluation: rechorus protocol, %d validation and %d test rows, each its own next-item prediction",
+                 *(len(held_out_rows(split, which, max_len).user) for which in ("valid", "test")))
     opt = torch.optim.Adam(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     batch_size = tcfg.batch_size or cls.default_batch_size
     data = data_record(split, data_source)
@@ -272,7 +290,8 @@ def train_model(
             sum_gradients(world, list(model.parameters()))
             opt.step()
         total = all_reduce(world, total, what="training loss")
-        valid = evaluate_model(model, split, "valid", tcfg.eval_batch_size, world, ks=(10, 20)).metrics
+        valid = evaluate_model(model, split, "valid", tcfg.eval_batch_size, world, ks=(10, 20),
+                               eval_protocol=tcfg.eval_protocol).metrics
         improved = valid[VALID_METRIC] > best_value
         # the ranks' clocks differ: the slowest one decides a time limit for all of them
         secs = float(all_reduce(world, torch.tensor([time.perf_counter() - t0], dtype=torch.float64), "max")[0])
@@ -297,11 +316,12 @@ def train_model(
         final.load_state_dict(best_state)
     final.eval()
     best_valid = history[best_epoch - 1].valid if best_epoch else {}
-    test = evaluate_model(final, split, "test", tcfg.eval_batch_size, world).metrics
-    result = TrainResult(final, best_valid, test, len(history), best_epoch, seconds, history)
+    tested = evaluate_model(final, split, "test", tcfg.eval_batch_size, world, eval_protocol=tcfg.eval_protocol)
+    test = tested.metrics
+    result = TrainResult(final, best_valid, test, len(history), best_epoch, seconds, history, tested.protocol)
     if out is not None:
         metrics = {"best_epoch": best_epoch, "epochs": len(history), "train_seconds": seconds,
-                   "valid": best_valid, "test": test}
+                   "valid": best_valid, "test": test, "evaluation": tested.protocol}
         if world.is_main:
             save_checkpoint(out, final, checkpoint_config(final, data, seed, train_record, metrics))
         barrier(world, "model checkpoint")

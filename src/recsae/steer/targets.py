@@ -19,6 +19,7 @@ from recsae.errors import ConfigError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from recsae.interpret.concepts import ConceptConfig
     from recsae.models.base import Recommender
     from recsae.sae.model import TopKSAE
 
@@ -242,15 +243,18 @@ def closest(word: str, names: Sequence[str], n: int = 5, key: Callable[[str], st
     return [name for m in matches for name in by_key[m]][:n]
 
 
-def concept_items(split: SplitData, vocab: Any = None) -> ConceptItems:
+def concept_items(split: SplitData, concepts: ConceptConfig | None = None, vocab: Any = None) -> ConceptItems:
     """Concept item sets of a split's catalogue: the interpretation's vocabulary (attribute
-    values, popularity bands, decades, title words, single items; built from the training
-    counts unless given) plus every ``attribute=value`` of the item metadata."""
+    values, popularity bands, decades, title words, single items, co-consumption clusters; built
+    from the training counts and the known histories as the interpretation builds it, with its
+    ``concepts`` options, unless ``vocab`` gives it) plus every ``attribute=value`` of the item
+    metadata."""
     from recsae.interpret.concepts import build_vocabulary
 
     meta = split.dataset.item_meta
     if vocab is None:
-        vocab = build_vocabulary(meta, item_popularity(split.train.values, split.n_items))
+        counts = item_popularity(split.train.values, split.n_items)
+        vocab = build_vocabulary(meta, counts, concepts, split.history("test"))
     return ConceptItems.from_vocabulary(meta, vocab)
 
 
