@@ -2,12 +2,16 @@
 
 from recsae.eval.evaluator import (
     DEFAULT_KS,
+    SCORE_BUDGET_BYTES,
+    DotScores,
     EvalResult,
     ScoreFn,
     evaluate,
     mask_history,
+    rows_within_budget,
     target_ranks,
     topk_items,
 )
 
-__all__ = ["DEFAULT_KS", "EvalResult", "ScoreFn", "evaluate", "mask_history", "target_ranks", "topk_items"]
+__all__ = ["DEFAULT_KS", "SCORE_BUDGET_BYTES", "DotScores", "EvalResult", "ScoreFn", "evaluate", "mask_history",
+           "rows_within_budget", "target_ranks", "topk_items"]
