@@ -36,7 +36,7 @@ def test_every_stage_is_measured_at_every_size_and_the_largest_gets_the_large_ca
 
 
 def test_a_stage_runs_in_its_own_process_and_reports_one_json_line(tmp_path: Path) -> None:
-    opts = {"synthetic": bench_scale.size_options(0.01, seq_len=(8, 30)), "model_seconds": 1.0}
+    opts = {"synthetic": bench_scale.size_options(0.01, seq_len=(8, 30)), "model_seconds": 1.0, "steer_users": 100}
     figures = bench_scale.run_stage("data", tmp_path, opts, in_process=False)
     assert figures["users"] == 60 and figures["seconds"] > 0 and figures["peak_rss_mb"] > figures["base_rss_mb"] > 0
     assert (tmp_path / "data" / "item.npy").is_file()
