@@ -17,7 +17,10 @@ Stages, each in its own fresh Python process (so that its peak memory is its own
 - ``sae``: one SAE epoch over the store's train rows (streamed from the memory maps), with the
   validation FVU; ``recsae run`` trains 16 passes (or 1.5 M rows at least): this is one of them.
 - ``splice``: the rest of the SAE stage (``run_sae_stage`` with the trained SAE given): the five
-  splice conditions ranked over the whole catalogue, every row's SAE statistics.
+  splice conditions ranked over the whole catalogue, every row's SAE statistics. Above
+  ``--splice-budget`` users x items (4e8: 4x runs whole), its steps over the store's rows run whole and
+  the ranking of the conditions runs on a seeded sample of the users, its time extrapolated to
+  all of them (recorded as ``fraction_measured``).
 - ``interpret``: the interpretation stage (``from_run.run_inputs`` + ``interpret``) over every
   harvested row, without the untrained-model control (its cost is a harvest and an SAE training).
 - ``steer``: the intervention stage with its defaults (2,000 sampled users). Its measurements
@@ -63,6 +66,10 @@ SEQ_LEN = (20, 170)
 """Shortest and longest synthetic history: a mean of 95 items per user, as ML-1M's."""
 STAGES = ("data", "model", "harvest", "sae", "splice", "interpret", "steer")
 SEED = 0
+SPLICE_BUDGET = 4e8
+"""Users x items of the splice ranking measured (4x ML-1M's 24k users x 14k items run whole): above
+it a seeded sample of the users is ranked and the time extrapolated to all of them (the stage's
+steps over the store's rows run whole)."""
 GROWTH = {
     "data": "the generator draws each interaction from the current concept's items (a cumulative sum over "
             "them): O(interactions x items / concepts), and the catalogue grows with the size",
@@ -235,6 +242,8 @@ def stage_sae(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def stage_splice(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
     from recsae.sae.model import TopKSAE
     from recsae.sae_stage import run_sae_stage
 
@@ -242,13 +251,40 @@ def stage_splice(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
     model = _model(split, work / "model.safetensors")
     sae = TopKSAE.load(work / "sae")
     _, train_cfg = _sae_configs(sae.cfg.d_in)
+    eval_users = split.eval_users("test")
+    users = min(len(eval_users), max(100, round(opts.get("splice_budget", SPLICE_BUDGET) / (split.n_items + 1))))
+    if users == len(eval_users):
+        t0 = time.perf_counter()
+        res = run_sae_stage(model, split, work, sae.cfg, train_cfg, given=sae)
+        return {"seconds": time.perf_counter() - t0, "users": len(res.splice.users), "fraction_measured": 1.0,
+                "spliced_ndcg@10": res.splice.conditions["spliced"].metrics["ndcg@10"]}
+    # run_sae_stage's steps after training: those over the store's rows whole, the ranking of the
+    # five conditions (users x items) on a seeded sample of the users, extrapolated to all of them
+    from recsae.probe.store import ActivationStore
+    from recsae.rundir import RunDir
+    from recsae.sae.metrics import evaluate_sae
+    from recsae.sae.model import untrained_baseline
+    from recsae.sae_stage import sae_rows
+    from recsae.splice import evaluate_splice
+
+    store = ActivationStore.open(work / "activations")
+    train_rows, valid_rows = sae_rows(store)
     t0 = time.perf_counter()
-    res = run_sae_stage(model, split, work, sae.cfg, train_cfg, given=sae)
-    seconds = time.perf_counter() - t0
-    if res.store.n_rows == 0 or not (work / "activations" / "meta.json").is_file():
-        raise RuntimeError("the splice stage did not reuse the harvested store")
-    return {"seconds": seconds, "users": len(res.splice.users),
-            "spliced_ndcg@10": res.splice.conditions["spliced"].metrics["ndcg@10"]}
+    train_x = store.view(train_rows)
+    evaluate_sae(sae, store.view(valid_rows))
+    mean = train_x.mean().astype(np.float32)
+    random_sae = untrained_baseline(sae.cfg, train_x, train_cfg.seed)
+    random_sae.save(work / RunDir.RANDOM_SAE)
+    evaluate_sae(sae, store.view())
+    rows_seconds = time.perf_counter() - t0
+    sample = np.sort(np.random.default_rng(SEED).choice(eval_users, size=users, replace=False))
+    t1 = time.perf_counter()
+    res = evaluate_splice(model, sae, split, "test", mean=mean, random_sae=random_sae, users=sample, seed=train_cfg.seed)
+    users_seconds = time.perf_counter() - t1
+    return {"seconds": rows_seconds + users_seconds * len(eval_users) / users, "rows_seconds": rows_seconds,
+            "sample_seconds": users_seconds, "users": len(eval_users), "users_measured": users,
+            "fraction_measured": users / len(eval_users),
+            "spliced_ndcg@10": res.conditions["spliced"].metrics["ndcg@10"]}
 
 
 def stage_interpret(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
@@ -413,6 +449,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
                     help="longest measured part of a model epoch; a longer epoch is extrapolated from it")
     ap.add_argument("--steer-budget", type=float, default=2000 * ML1M["items"],
                     help="users x items of the steering study's sample; fewer users for larger catalogues")
+    ap.add_argument("--splice-budget", type=float, default=SPLICE_BUDGET,
+                    help="users x items of the splice ranking measured; a sample of the users above it")
     ap.add_argument("--seq-len", type=int, nargs=2, default=list(SEQ_LEN), metavar=("MIN", "MAX"))
     ap.add_argument("--work", type=Path, default=None, help="folder for the sizes' data (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -441,7 +479,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
             work = root / f"x{scale:g}"
             work.mkdir(parents=True, exist_ok=True)
             steer_users = max(100, round(args.steer_budget / synthetic["n_items"]))
-            opts = {"synthetic": synthetic, "model_seconds": args.model_seconds, "steer_users": steer_users}
+            opts = {"synthetic": synthetic, "model_seconds": args.model_seconds, "steer_users": steer_users,
+                    "splice_budget": args.splice_budget}
             size: dict[str, Any] = {"scale": scale, "synthetic": synthetic, "stages": {}}
             for stage in args.stages:
                 print(f"{scale:g}x {stage} ...", flush=True)
