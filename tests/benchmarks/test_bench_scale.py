@@ -16,9 +16,10 @@ SPEC.loader.exec_module(bench_scale)
 
 def test_every_stage_is_measured_at_every_size_and_the_largest_gets_the_large_catalogue_and_a_splice_sample(tmp_path: Path) -> None:
     out = tmp_path / "scale.json"
-    # splice: 121 users x 72 columns within the budget, 242 x 301 above it (a sample of 100 users)
+    # splice: 121 users x 72 columns within the budget, 242 x 301 above it (a sample of 100 users);
     bench_scale.main(["--scales", "0.02", "0.04", "--large-items", "300", "--seq-len", "8", "30", "--in-process",
-                      "--splice-budget", "30000", "--work", str(tmp_path / "work"), "--out", str(out)])
+                      "--splice-budget", "30000", "--causal-budget", "100", "--work", str(tmp_path / "work"),
+                      "--out", str(out)])
     result = json.loads(out.read_text())
     small, large = result["sizes"]
     assert small["users"] == round(6038 * 0.02) and large["users"] == round(6038 * 0.04)
@@ -31,6 +32,10 @@ def test_every_stage_is_measured_at_every_size_and_the_largest_gets_the_large_ca
         assert size["stages"]["harvest"]["rows"] > size["users"]  # every position of every history
         assert size["stages"]["model"]["fraction_measured"] == 1.0
     assert small["stages"]["splice"]["fraction_measured"] == 1.0
+    # causal tests: every tested unit at 72 columns, a third of them at 301 (budget 100), extrapolated
+    assert small["stages"]["interpret"]["fraction_measured"] == 1.0
+    inter = large["stages"]["interpret"]
+    assert 0 < inter["causal_units_measured"] < inter["causal_units"] and inter["seconds"] > inter["seconds_measured"]
     assert large["stages"]["splice"]["users_measured"] == 100 and large["stages"]["splice"]["users"] > 200
     for stage in bench_scale.STAGES:
         assert set(result["exponents"][stage]) == {"0.02x-0.04x"}
