@@ -35,3 +35,16 @@ def test_stage_reuses_a_matching_store_and_force_rebuilds_it(tiny_model, tiny_sp
     assert ActivationStore.open(tmp_path / "activations").n_rows == 4  # users with a history
     run_sae_stage(tiny_model, tiny_split, tmp_path, CFG, TRAIN, last_only=True, force=True)
     assert ActivationStore.open(tmp_path / "activations").meta["last_only"] is True
+
+
+def test_the_stage_and_its_controls_read_the_store_on_demand_never_whole(tiny_model, tiny_split, tmp_path, monkeypatch):
+    from recsae.controls import train_controls
+
+    def whole(*args, **kw):
+        raise AssertionError("the activation store was copied into memory whole")
+
+    monkeypatch.setattr(ActivationStore, "load", whole)
+    res = run_sae_stage(tiny_model, tiny_split, tmp_path, CFG, TRAIN)
+    assert read_json(tmp_path / "splice.json")["config"]["all_rows"]["n_rows"] == 12
+    controls = train_controls(tmp_path, None, {}, tiny_split, res.store, CFG, TRAIN)
+    assert controls.seed_sae is not None

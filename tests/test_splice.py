@@ -139,3 +139,24 @@ def test_summary_keys_and_json_round_trip(case, tmp_path):
     assert set(data["conditions"]) == {"original", "spliced", "spliced_error", "mean_ablated", "random_sae"}
     assert data["conditions"]["spliced"]["sae"]["freq_histogram"]["counts"]
     assert "spliced_error" in format_splice_table(res)
+
+
+def test_a_small_memory_budget_gives_the_same_table(case, monkeypatch):
+    """Ranked a few items at a time and one user per agreement: the same ranking figures bit for
+    bit; the KL within rounding (a one-row matrix product rounds unlike a 64-row one)."""
+    from recsae.eval import evaluator
+
+    split, model, sae = case
+    whole = evaluate_splice(model, sae, split, batch_size=64)
+    chunks: list[int] = []
+    chunked_ranks = evaluator._chunked_ranks
+    monkeypatch.setattr(evaluator, "_chunked_ranks", lambda *a: chunks.append(a[-1]) or chunked_ranks(*a))
+    # 41 columns: 64 users x 2 items per ranking chunk, 1 user per agreement
+    monkeypatch.setattr(evaluator, "SCORE_BUDGET_BYTES", 64 * 2 * evaluator.BYTES_PER_SCORE)
+    small = evaluate_splice(model, sae, split, batch_size=64)
+    assert chunks and set(chunks) == {2}
+    assert np.array_equal(whole.users, small.users)
+    for name, c in whole.conditions.items():
+        d = small.conditions[name]
+        assert (c.metrics, c.top10_overlap, c.fvu) == (d.metrics, d.top10_overlap, d.fvu), name
+        assert c.kl == pytest.approx(d.kl, rel=1e-6), name

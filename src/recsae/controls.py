@@ -18,14 +18,13 @@ import shutil
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
 from recsae.data.dataset import SplitData
 from recsae.io import read_json, write_json
 from recsae.models.base import Recommender
 from recsae.probe.harvest import harvest
-from recsae.probe.store import ActivationStore
+from recsae.probe.store import ActivationStore, StoreRows
 from recsae.rundir import RunDir
 from recsae.sae.config import SaeConfig, SaeTrainConfig
 from recsae.sae.model import CFG_FILE, TopKSAE
@@ -61,10 +60,10 @@ def untrained_model(name: str, model_opts: dict[str, Any], split: SplitData, see
     return model
 
 
-def _train_rows(store: ActivationStore) -> tuple[np.ndarray, np.ndarray | None]:
-    """The rows the run's SAE trains and validates on (``sae_rows``), loaded."""
+def _train_rows(store: ActivationStore) -> tuple[StoreRows, StoreRows | None]:
+    """The rows the run's SAE trains and validates on (``sae_rows``), read from the store on demand."""
     train_rows, valid_rows = sae_rows(store)
-    return store.load(train_rows), store.load(valid_rows) if len(valid_rows) else None
+    return store.view(train_rows), store.view(valid_rows) if len(valid_rows) else None
 
 
 def _fresh(folder: Path, source: dict[str, Any]) -> bool:
@@ -79,7 +78,7 @@ def _fresh(folder: Path, source: dict[str, Any]) -> bool:
     return False
 
 
-def _train(x: np.ndarray, valid: np.ndarray | None, sae_cfg: SaeConfig, train_cfg: SaeTrainConfig, folder: Path,
+def _train(x: StoreRows, valid: StoreRows | None, sae_cfg: SaeConfig, train_cfg: SaeTrainConfig, folder: Path,
            source: dict[str, Any], device: torch.device | str) -> TopKSAE:
     sae = train_sae(x, sae_cfg, train_cfg, valid=valid, out_dir=folder / RunDir.SAE, device=device).sae
     write_json(folder / SOURCE_FILE, source)

@@ -76,8 +76,9 @@ def run_sae_stage(
     if sae_cfg.d_in != store.d:
         raise ConfigError(f"sae: d_in {sae_cfg.d_in} differs from the activations' width {store.d}")
     train_rows, valid_rows = sae_rows(store)
-    train_x = store.load(train_rows)
-    valid_x = store.load(valid_rows) if len(valid_rows) else None
+    # read from the memory-mapped store batch by batch, never copied whole
+    train_x = store.view(train_rows)
+    valid_x = store.view(valid_rows) if len(valid_rows) else None
     if force and sae_dir.exists():
         once(world, lambda: shutil.rmtree(sae_dir), "removing the stale SAE")
     if given is None:
@@ -87,7 +88,7 @@ def run_sae_stage(
         trained = SaeTrainResult(given, [], evaluate_sae(given, valid_x) if valid_x is not None else None)
     if not world.is_main:
         return SaeStageResult(store, trained, None)
-    mean = torch.from_numpy(train_x.mean(0, dtype=np.float64).astype(np.float32))
+    mean = torch.from_numpy(train_x.mean().astype(np.float32))
     random_sae = untrained_baseline(sae_cfg, train_x, train_cfg.seed, model_device(model))
     random_sae.save(run.random_sae)
     result = evaluate_splice(
@@ -96,7 +97,7 @@ def run_sae_stage(
     )
     result.config["activations"] = {"train_rows": len(train_rows), "valid_rows": len(valid_rows), "last_only": last_only}
     # dead / dense over every harvested row: the few evaluated rows alone leave rare latents silent
-    every_row = evaluate_sae(trained.sae, store.load())
+    every_row = evaluate_sae(trained.sae, store.view())
     result.config["all_rows"] = every_row.to_dict() | {"rows": "every harvested row (train, valid and test prefixes)"}
     result.save(run.splice)
     return SaeStageResult(store, trained, result)

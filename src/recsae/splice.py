@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from recsae.data.dataset import SplitData, SplitName
-from recsae.eval import DEFAULT_KS, evaluate, mask_history
+from recsae.eval import DEFAULT_KS, DotScores, evaluate, mask_history, rows_within_budget
 from recsae.io import write_json
 from recsae.models.base import Recommender
 from recsae.probe.harvest import frozen, model_device, model_max_len
@@ -47,6 +47,9 @@ from recsae.utils import environment_info
 CONDITIONS = ("original", "spliced", "spliced_error", "mean_ablated", "random_sae")
 TOP_N = 10
 """Length of the top lists compared with the original model's."""
+AGREEMENT_BYTES_PER_SCORE = 56
+"""What the agreement of one user's lists holds per item: two float64 score rows, their log-softmax
+and its exponential, the KL terms and masks."""
 
 Transform = Callable[[Tensor], Tensor]
 
@@ -174,13 +177,20 @@ def evaluate_splice(
     def record(user_t: Tensor, seqs: Tensor) -> Tensor:
         h = model.represent(user_t, seqs)
         seen.append(h)
-        return model.score(h)
+        return h
+
+    def scores(represent: Callable[[Tensor, Tensor], Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+        """The model's scores of ``represent``'s representations; a ``DotScores`` unless the model
+        overrides ``score`` (then the catalogue is scored whole)."""
+        if type(model).score is Recommender.score:
+            return DotScores(represent, model.item_embeddings)
+        return lambda user_t, seqs: model.score(represent(user_t, seqs))
 
     def run_eval(fn: Callable[[Tensor, Tensor], Tensor], eval_users: np.ndarray | None) -> Any:
         return evaluate(fn, split, which, ks=ks, users=eval_users, batch_size=batch_size, max_len=max_len, device=device)
 
     with frozen(model), frozen(sae):
-        original = run_eval(record, users)
+        original = run_eval(scores(record), users)
         users = original.users
         # the evaluator visits the users in order, so row i of h_all belongs to users[i]
         h_all = torch.cat(seen) if seen else torch.zeros(0, model.dim, device=device)
@@ -206,10 +216,10 @@ def evaluate_splice(
             }
             conditions: dict[str, ConditionResult] = {}
             for name, transform in transforms.items():
-                def score_fn(user_t: Tensor, seqs: Tensor, transform: Transform = transform) -> Tensor:
-                    return model.score(transform(h_all[row_of[user_t.to(row_of.device)]]))
+                def represent(user_t: Tensor, seqs: Tensor, transform: Transform = transform) -> Tensor:
+                    return transform(h_all[row_of[user_t.to(row_of.device)]])
 
-                res = original if name == "original" else run_eval(score_fn, users)
+                res = original if name == "original" else run_eval(scores(represent), users)
                 conditions[name] = _condition(model, h_all, transform, split, which, users, res.metrics, batch_size)
             for name in ("spliced", "spliced_error", "random_sae"):
                 st = sae_stats["random_sae" if name == "random_sae" else "spliced"]
@@ -245,12 +255,16 @@ def _condition(
     batch_size: int,
 ) -> ConditionResult:
     overlaps, kls, new_parts = [], [], []
+    # the agreement holds a few float64 copies of the users' scores: fewer users for large catalogues
+    per_agreement = min(batch_size, rows_within_budget(split.n_items + 1, AGREEMENT_BYTES_PER_SCORE))
     for lo in range(0, len(users), batch_size):
         h = h_all[lo : lo + batch_size]
         h_new = transform(h)
-        o, k = _agreement(model, h, h_new, split, which, users[lo : lo + batch_size])
-        overlaps.append(o)
-        kls.append(k)
+        for a in range(0, len(h), per_agreement):
+            b = slice(a, a + per_agreement)
+            o, k = _agreement(model, h[b], h_new[b], split, which, users[lo : lo + batch_size][b])
+            overlaps.append(o)
+            kls.append(k)
         new_parts.append(h_new)
     h_new_all = torch.cat(new_parts) if new_parts else h_all.clone()
     x, y = h_all.double(), h_new_all.double()

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from recsae.data.dataset import Ragged, SplitData
-from recsae.eval import evaluate, topk_items
+from recsae.eval import DotScores, evaluate, topk_items
+from recsae.eval import evaluator as evaluator_mod
 
 
 class _Catalogue:
@@ -176,3 +177,59 @@ def test_many_targets_per_user_match_naive_reference():
     for pos, u in enumerate(result.users):
         for name, value in naive_metrics(scores[u], train[u], test[u], 20).items():
             assert result.per_user[name][pos] == pytest.approx(value), (u, name)
+
+
+def _tied_dot_problem(seed: int, n_users: int = 150, n_items: int = 90, most_targets: int = 12):
+    """Integer representations and item vectors (many exactly tied scores), histories that share
+    items with the targets (repeat consumption) and up to ``most_targets`` targets per user."""
+    rng = np.random.default_rng(seed)
+    reps = torch.from_numpy(rng.integers(-2, 3, size=(n_users + 1, 3)).astype(np.float32))
+    table = torch.from_numpy(rng.integers(-1, 2, size=(n_items + 1, 3)).astype(np.float32))
+    items = np.arange(1, n_items + 1)
+    train = [[]] + [list(rng.choice(items, size=rng.integers(1, 15), replace=False)) for _ in range(n_users)]
+    test = [[]] + [list(rng.choice(items, size=rng.integers(1, most_targets + 1), replace=False)) for _ in range(n_users)]
+    scores = DotScores(lambda users, seqs: reps[users], lambda: table)
+    return scores, make_split(train, test, n_items)
+
+
+@pytest.mark.parametrize("most_targets", [3, 12])  # one pass per target, and the sort-based path
+def test_item_chunks_give_exactly_the_ranks_of_one_pass_with_ties(monkeypatch, most_targets):
+    scores, split = _tied_dot_problem(5, most_targets=most_targets)
+    chunks: list[int] = []
+    chunked_ranks = evaluator_mod._chunked_ranks
+
+    def spy(*args, **kw):
+        chunks.append(args[-1])
+        return chunked_ranks(*args, **kw)
+
+    monkeypatch.setattr(evaluator_mod, "_chunked_ranks", spy)
+    whole = evaluate(scores, split, ks=(1, 5, 20))
+    assert chunks == []  # the budget holds every item at once
+    # 64 users x 7 items x BYTES_PER_SCORE: items in chunks of 7 (13 chunks of the 91 columns)
+    small = evaluate(scores, split, ks=(1, 5, 20), memory_budget=64 * 7 * evaluator_mod.BYTES_PER_SCORE)
+    assert chunks and set(chunks) == {7}
+    assert np.array_equal(whole.users, small.users)
+    for name, values in whole.per_user.items():
+        assert np.array_equal(values, small.per_user[name]), name
+
+
+def test_a_small_budget_scores_fewer_users_at_a_time_with_the_same_metrics():
+    rng = np.random.default_rng(6)
+    n_users, n_items = 50, 40
+    train = [[]] + [list(rng.choice(np.arange(1, n_items + 1), size=3, replace=False)) for _ in range(n_users)]
+    test = [[]] + [[int(rng.integers(1, n_items + 1))] for _ in range(n_users)]
+    table = rng.integers(0, 4, size=(n_users + 1, n_items + 1)).astype(np.float32)
+    sizes: list[int] = []
+
+    def score(users: torch.Tensor, seqs: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(users))
+        return torch.from_numpy(table[users.numpy()])
+
+    split = make_split(train, test, n_items)
+    whole = evaluate(score, split)
+    assert max(sizes) == len(whole.users)
+    sizes.clear()
+    small = evaluate(score, split, memory_budget=3 * (n_items + 1) * evaluator_mod.BYTES_PER_SCORE)
+    assert max(sizes) == 3  # an opaque score function: fewer users, every item
+    for name, values in whole.per_user.items():
+        assert np.array_equal(values, small.per_user[name]), name

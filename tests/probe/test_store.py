@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from recsae.errors import DataError
 from recsae.io import remove_stale_partials
 from recsae.probe import ActivationStore, StoreWriter
+from recsae.probe import store as store_mod
 from recsae.probe.store import merge_stores, part_dir
 
 
@@ -174,3 +176,46 @@ def test_a_part_left_by_a_killed_distributed_harvest_counts_as_a_stale_partial(x
     with StoreWriter(part_dir(tmp_path / "s", 1), 5, {}) as w:
         w.finish()
     assert remove_stale_partials(tmp_path, target="s") == [part_dir(tmp_path / "s", 1)]
+
+
+def test_a_view_reads_the_rows_asked_for_in_their_order_across_shards(x, tmp_path):
+    store = _write(tmp_path / "s", x, shard_rows=4)
+    rows = np.array([16, 0, 5, 4, 3, 11, 12])
+    view = store.view(rows)
+    assert view.shape == (7, 5) and len(view) == 7
+    np.testing.assert_array_equal(np.asarray(view), x[rows])
+    np.testing.assert_array_equal(view[np.array([6, 0, 0, 2])], x[rows[[6, 0, 0, 2]]])
+    np.testing.assert_array_equal(np.asarray(view[2:6]), x[rows[2:6]])
+    whole = store.view()
+    np.testing.assert_array_equal(np.asarray(whole[3:14]), x[3:14])  # consecutive rows across shards
+    np.testing.assert_array_equal(np.asarray(whole[::5]), x[::5])
+    np.testing.assert_array_equal(np.concatenate(list(whole.iter_batches(6))), x)
+
+
+def test_a_view_mean_is_bit_for_bit_the_in_memory_float64_mean(tmp_path):
+    x = (np.random.default_rng(1).standard_normal((1000, 7)) * 3 + 20).astype(np.float32)
+    store = _write(tmp_path / "s", x, shard_rows=64, chunks=(400, 600))
+    rows = np.flatnonzero(np.arange(1000) % 3 != 1)
+    assert np.array_equal(store.view(rows).mean(batch_size=37), x[rows].mean(0, dtype=np.float64))
+    assert np.array_equal(store.view().mean(), x.mean(0, dtype=np.float64))
+
+
+def _rss_file_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc")
+def test_reading_through_a_view_hands_the_mapped_pages_back(tmp_path, monkeypatch):
+    x = np.random.default_rng(2).standard_normal((65536, 128)).astype(np.float32)  # 32 MB
+    store = _write(tmp_path / "s", x, chunks=(65536,))
+    before = _rss_file_mb()
+    assert float(np.asarray(store.shards[0]).sum()) == pytest.approx(float(x.sum(dtype=np.float64)), rel=1e-3)
+    assert _rss_file_mb() - before > 24  # reading a memory map makes its pages resident here
+    monkeypatch.setattr(store_mod, "RELEASE_BYTES", 8 * 2**20)
+    touched = _rss_file_mb()
+    for batch in store.view().iter_batches(4096):  # past RELEASE_BYTES the pages are released
+        assert batch.shape == (4096, 128)
+    assert _rss_file_mb() < touched - 16

@@ -109,8 +109,8 @@ def eval_command(
     mean, source, random_sae = None, None, None
     if activations is not None or (store_dir / "meta.json").is_file():
         store = ActivationStore.open(store_dir)
-        x = store.load(sae_rows(store)[0])  # the rows the SAE trained on
-        mean, source = torch.from_numpy(np.asarray(x).mean(0, dtype=np.float64).astype(np.float32)), f"{store_dir} train rows"
+        x = store.view(sae_rows(store)[0])  # the rows the SAE trained on, read on demand
+        mean, source = torch.from_numpy(x.mean().astype(np.float32)), f"{store_dir} train rows"
         # the random-SAE row of recsae run and recsae sae train: the same recipe on the same rows
         random_sae = untrained_baseline(trained.cfg, x, seed, dev)
     result = evaluate_splice(model, trained, split, which, random_sae=random_sae, mean=mean, mean_source=source, seed=seed)  # type: ignore[arg-type]

@@ -92,6 +92,10 @@ class InterpretConfig:
     representations as the ceiling); its ``ks`` empty turns it off."""
     probe_kinds: tuple[str, ...] = ("value", "band")
     """Concept kinds probed: attribute values (genres, categories, decades) and popularity bands."""
+    max_rows: int | None = 500_000
+    """Rows interpreted from a run's activation store (``from_run.run_inputs``): every row when it
+    holds at most this many (ML-1M: 482k), else every row of a seeded sample of the users holding
+    at most this many, so that the stage's memory stays bounded (about 4 kB per row); None: all."""
 
 
 class Prepared(NamedTuple):
@@ -150,6 +154,8 @@ def check_config(cfg: InterpretConfig) -> None:
     for name in ("band_quantile", "neuron_active_quantile", "neuron_inactive_quantile", "min_confidence"):
         if getattr(cfg, name) is not None and not 0.0 <= getattr(cfg, name) <= 1.0:
             problems.append(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
+    if cfg.max_rows is not None and cfg.max_rows < 1:
+        problems.append(f"max_rows must be >= 1 (or None), got {cfg.max_rows}")
     if cfg.features.window < 1 or not cfg.features.share_thresholds:
         problems.append("features.window must be >= 1 and features.share_thresholds non-empty")
     if problems:

@@ -42,6 +42,9 @@ if TYPE_CHECKING:  # torch is imported where the tests run, so that configs load
 
 ScoreFn = Callable[["Tensor"], "Tensor"]
 """Representations (B x d) -> item scores (B x (n_items + 1)), column 0 the padding item."""
+BYTES_PER_SCORE = 32
+"""What the tests hold per scored item: the float32 score, the masking's temporaries, the int64
+concept ranks and their masks (``_concept_reads``)."""
 
 
 @dataclass(frozen=True)
@@ -242,7 +245,7 @@ def causal_faithfulness(
     prefix, whose items are masked; ``membership`` is (n_items + 1) x concepts."""
     import torch
 
-    from recsae.eval import mask_history
+    from recsae.eval import mask_history, rows_within_budget
     cfg = cfg or FaithConfig()
     rng = np.random.default_rng(cfg.seed)
     coef = sp.csr_matrix(edits.coef, dtype=np.float32)
@@ -267,9 +270,11 @@ def causal_faithfulness(
     share = np.full((len(unit), n_cond), np.nan)
     pct = np.full((len(unit), n_cond), np.nan)
     other_pct = np.full((len(unit), 2), np.nan)  # the unit ablated / amplified most, read on the other concept
+    # at most cfg.batch_rows pairs at once, fewer when their scores would exceed the evaluator's budget
+    per_batch = min(cfg.batch_rows, rows_within_budget(membership.shape[0] * n_cond, BYTES_PER_SCORE))
     with torch.no_grad():
-        for lo in range(0, len(unit), cfg.batch_rows):
-            sl = slice(lo, lo + cfg.batch_rows)
+        for lo in range(0, len(unit), per_batch):
+            sl = slice(lo, lo + per_batch)
             b = len(unit[sl])
             h = torch.from_numpy(np.asarray(reps[row[sl]], dtype=np.float32)).to(device)
             du = torch.from_numpy(a_unit[sl]).to(device)[:, None, None] * directions[torch.from_numpy(unit[sl]).to(device)][:, None, :]

@@ -1,6 +1,8 @@
 """Inputs of ``interpret`` from a trained model, its SAE and activation store (``recsae run``).
 
-Every row of the store is interpreted. Per row: the SAE's top-k activations (sparse), the
+Every row of the store is interpreted, up to ``InterpretConfig.max_rows``: a larger store gives
+the rows of a seeded sample of its users (``interpreted_rows``), read from the memory maps
+without loading the store whole. Per row: the SAE's top-k activations (sparse), the
 random-init SAE's (the splice stage's baseline, ``recsae.sae.model.untrained_baseline``), the representation
 itself (raw neurons and coherence), and the model's top-10 recommendations for the prefix with the prefix's items masked, as in ranking.
 """
@@ -16,10 +18,18 @@ import torch
 
 from recsae.data.dataset import Ragged, SplitData, item_popularity
 from recsae.errors import DataError
-from recsae.eval import mask_history
-from recsae.interpret.api import ControlModel
+from recsae.eval import mask_history, rows_within_budget
+from recsae.interpret.api import ControlModel, InterpretConfig
 from recsae.interpret.features import RowContext
 from recsae.probe.harvest import model_device
+from recsae.utils import log
+
+TOPK_BYTES_PER_SCORE = 16
+"""What the top-k of one row holds per item: the float32 scores, masking and selection temporaries."""
+MAX_ROWS = InterpretConfig.max_rows
+"""Default of ``run_inputs``'s ``max_rows``: ``InterpretConfig.max_rows``."""
+READ_ROWS = 65536
+"""Rows read from the store at a time."""
 
 
 def sparse_codes(sae: Any, reps: np.ndarray, batch_size: int = 4096) -> sp.csr_matrix:
@@ -43,8 +53,11 @@ def top_recommendations(
     model: Any, reps: np.ndarray, users: np.ndarray, positions: np.ndarray, histories: Ragged,
     k: int = 10, batch_size: int = 2048,
 ) -> np.ndarray:
-    """(rows, k) the model's top-k items for each row's representation, prefix items masked."""
+    """(rows, k) the model's top-k items for each row's representation, prefix items masked.
+    At most ``batch_size`` rows are scored at a time, fewer when their scores would exceed the
+    evaluator's memory budget (each row's top-k is still taken over the whole catalogue)."""
     device = model_device(model)
+    batch_size = min(batch_size, rows_within_budget(int(model.item_embeddings().shape[0]), TOPK_BYTES_PER_SCORE))
     out = np.zeros((len(reps), k), dtype=np.int64)
     with torch.no_grad():
         for a in range(0, len(reps), batch_size):
@@ -68,17 +81,43 @@ def model_scores(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     return score
 
 
-def _row_index(store: Any) -> tuple[np.ndarray, np.ndarray]:
-    index = store.index
+def interpreted_rows(store: Any, max_rows: int | None, seed: int = 0) -> np.ndarray | None:
+    """The store rows to interpret: None (every row) when the store holds at most ``max_rows``;
+    else, in store order, every row of the users drawn in a seeded order while their rows fit in
+    ``max_rows`` (whole users: the fit/validation split and the top rows are per user)."""
+    if max_rows is None or store.n_rows <= max_rows:
+        return None
+    users = store.index["user"].to_numpy(dtype=np.int64)
+    uniq, counts = np.unique(users, return_counts=True)
+    order = np.random.default_rng([seed, 0x5A3]).permutation(len(uniq))
+    n_users = max(1, int(np.searchsorted(np.cumsum(counts[order]), max_rows, side="right")))
+    log.info("interpret: %d of the store's %d rows (all rows of %d of its %d users; max_rows %d)",
+             int(counts[order[:n_users]].sum()), store.n_rows, n_users, len(uniq), max_rows)
+    return np.flatnonzero(np.isin(users, uniq[order[:n_users]]))
+
+
+def _row_index(store: Any, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    index = store.index if rows is None else store.index.iloc[rows]
     return index["user"].to_numpy(dtype=np.int64), index["position"].to_numpy(dtype=np.int64)
 
 
-def control_model_inputs(model: Any, store: Any, sae: Any, split: SplitData, batch_size: int = 4096) -> ControlModel:
+def _representations(store: Any, rows: np.ndarray | None) -> np.ndarray:
+    """The rows' representations: a writable copy, read from the memory maps chunk by chunk."""
+    view = store.view(rows)
+    reps = np.empty(view.shape, dtype=np.float32)
+    for lo in range(0, len(view), READ_ROWS):
+        reps[lo : lo + READ_ROWS] = np.asarray(view[lo : lo + READ_ROWS])
+    return reps
+
+
+def control_model_inputs(model: Any, store: Any, sae: Any, split: SplitData, batch_size: int = 4096,
+                         rows: np.ndarray | None = None) -> ControlModel:
     """The untrained-model control's inputs: its SAE's codes, its representations, and its own
-    recommendations and scores (``store`` harvested from ``model``, row for row like the run's)."""
-    users, positions = _row_index(store)
+    recommendations and scores (``store`` harvested from ``model``, row for row like the run's;
+    ``rows``: the store rows interpreted, None for all)."""
+    users, positions = _row_index(store, rows)
     histories = split.history("test")
-    reps = np.array(store.load(), dtype=np.float32)
+    reps = _representations(store, rows)
     model.eval()
     with torch.no_grad():
         item_emb = model.item_embeddings().detach().float().cpu().numpy()
@@ -97,16 +136,19 @@ def control_model_inputs(model: Any, store: Any, sae: Any, split: SplitData, bat
 def run_inputs(
     model: Any, sae: Any, store: Any, split: SplitData, seed: int = 0, batch_size: int = 4096,
     random_sae: Any = None, random_model: tuple[Any, Any, Any] | None = None, causal: bool = True,
+    max_rows: int | None = MAX_ROWS,
 ) -> dict[str, Any]:
     """Keyword arguments of ``recsae.interpret.interpret`` for a run's model, SAE and store.
     ``random_sae``: the untrained baseline (default: the splice stage's recipe on these rows);
     ``random_model``: (untrained model, its store, its SAE) for the untrained-model control;
-    ``causal``: pass the model's scores, so that every validated unit's faithfulness is tested."""
+    ``causal``: pass the model's scores, so that every validated unit's faithfulness is tested;
+    ``max_rows``: the most rows interpreted (``interpreted_rows``, seeded by ``seed``)."""
     from recsae.sae.model import untrained_baseline
 
-    users, positions = _row_index(store)
+    rows = interpreted_rows(store, max_rows, seed)
+    users, positions = _row_index(store, rows)
     histories = split.history("test")
-    reps = np.array(store.load(), dtype=np.float32)  # a writable copy (stores are memory-mapped)
+    reps = _representations(store, rows)
     was_training = model.training
     model.eval()
     try:
@@ -119,11 +161,11 @@ def run_inputs(
         random_sae = untrained_baseline(sae.cfg, reps, seed, sae.device)
     control = None
     if random_model is not None:
-        rm_users, rm_positions = _row_index(random_model[1])
+        rm_users, rm_positions = _row_index(random_model[1], rows)
         if not (np.array_equal(rm_users, users) and np.array_equal(rm_positions, positions)):
             raise DataError("the untrained-model control's activation store does not hold the run's rows; rerun its SAE stage",
                             path=getattr(random_model[1], "path", None))
-        control = control_model_inputs(*random_model, split, batch_size)
+        control = control_model_inputs(*random_model, split, batch_size, rows)
     counts = item_popularity(split.train.values, split.n_items)
     return {
         "score_fn": model_scores(model) if causal else None,

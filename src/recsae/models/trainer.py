@@ -40,7 +40,7 @@ from recsae.distributed import (
     sum_gradients,
 )
 from recsae.errors import ConfigError, DataError
-from recsae.eval import EVAL_PROTOCOLS, EvalResult, ScoreFn, evaluate
+from recsae.eval import EVAL_PROTOCOLS, DotScores, EvalResult, ScoreFn, evaluate
 from recsae.io import read_json, read_tensors, write_json, write_tensors
 from recsae.models.base import Recommender, TrainableRecommender
 from recsae.models.checkpoint import (
@@ -128,7 +128,10 @@ class TrainResult(NamedTuple):
 
 
 def score_fn(model: Recommender) -> ScoreFn:
-    """The evaluator's ``score_fn`` for a model: ``score(represent(users, seqs))``."""
+    """The evaluator's ``score_fn`` for a model: ``score(represent(users, seqs))``; a ``DotScores``
+    (scored a chunk of items at a time for large catalogues) unless the model overrides ``score``."""
+    if type(model).score is Recommender.score:
+        return DotScores(model.represent, model.item_embeddings)
     return lambda users, seqs: model.score(model.represent(users, seqs))
 
 

@@ -16,6 +16,7 @@ their shards under one manifest, which reads exactly as the store one process wo
 
 from __future__ import annotations
 
+import mmap
 import os
 import shutil
 from collections.abc import Iterator
@@ -44,6 +45,11 @@ INDEX_COLUMNS = ("user", "position", "split", "target", "start")
 DEFAULT_SHARD_BYTES = 64 * 2**20
 """Shard size: bounds the writer's buffer and each memory map."""
 
+RELEASE_BYTES = 256 * 2**20
+"""A ``StoreRows`` reader hands the store's mapped pages back to the kernel after reading this
+many bytes, so that streaming a store leaves at most this much of it in the process's resident
+set (the pages stay in the page cache: a second pass reads them from memory)."""
+
 
 class ActivationStore:
     """A read-only activation store opened from its folder (use :meth:`open`)."""
@@ -57,6 +63,7 @@ class ActivationStore:
         """One row per activation row: user, position, split, target, start."""
         self.offsets = np.zeros(len(shards) + 1, dtype=np.int64)
         np.cumsum([len(s) for s in shards], out=self.offsets[1:])
+        self._unreleased = 0
 
     @classmethod
     def open(cls, path: str | Path) -> ActivationStore:
@@ -120,6 +127,24 @@ class ActivationStore:
             return np.concatenate(self.shards)
         return self._gather(np.asarray(rows, dtype=np.int64))
 
+    def view(self, rows: np.ndarray | None = None) -> StoreRows:
+        """The rows ``rows`` (default: all) as an array-like that reads them on demand."""
+        return StoreRows(self, None if rows is None else np.asarray(rows, dtype=np.int64))
+
+    def count_read(self, nbytes: int) -> None:
+        """Note ``nbytes`` read through a view; past ``RELEASE_BYTES`` the mapped pages are released."""
+        self._unreleased += nbytes
+        if self._unreleased >= RELEASE_BYTES:
+            self.release_pages()
+
+    def release_pages(self) -> None:
+        """Drop the memory maps' pages from this process's resident set (not from the page cache)."""
+        self._unreleased = 0
+        for shard in self.shards:
+            mapped = getattr(shard, "_mmap", None)
+            if mapped is not None and hasattr(mmap, "MADV_DONTNEED"):
+                mapped.madvise(mmap.MADV_DONTNEED)
+
     def iter_batches(self, batch_size: int, rows: np.ndarray | None = None) -> Iterator[np.ndarray]:
         """Consecutive batches (<= batch_size x d) of all rows, or of ``rows`` in the given order."""
         if batch_size < 1:
@@ -152,6 +177,72 @@ class ActivationStore:
             sel = shard_of == s
             out[sel] = self.shards[s][rows[sel] - self.offsets[s]]
         return out
+
+
+class StoreRows:
+    """Rows of an activation store read on demand: what the SAE trains on and what is encoded,
+    without copying the store into memory. Array-like (``shape``, ``len``, ``np.asarray``):
+    a slice is another view, an integer array of positions gathers those rows (n x d float32,
+    in the order given), ``np.asarray`` gathers every row of the view."""
+
+    ndim = 2
+    dtype = np.dtype(np.float32)
+
+    def __init__(self, store: ActivationStore, rows: np.ndarray | None = None) -> None:
+        self.store = store
+        self.rows = rows
+        """Store row numbers, or None for every row in order."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (len(self), self.store.d)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self) * self.store.d * 4
+
+    def __len__(self) -> int:
+        return self.store.n_rows if self.rows is None else len(self.rows)
+
+    def __getitem__(self, key: slice | np.ndarray) -> StoreRows | np.ndarray:
+        if isinstance(key, slice):
+            if self.rows is not None:
+                return StoreRows(self.store, self.rows[key])
+            r = range(self.store.n_rows)[key]
+            return StoreRows(self.store, np.arange(r.start, r.stop, r.step, dtype=np.int64))
+        pos = np.asarray(key, dtype=np.int64)
+        if pos.ndim != 1:
+            raise IndexError("StoreRows takes a slice or a 1-d array of row positions")
+        return self._gather(pos if self.rows is None else self.rows[pos])
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        out = self._gather(np.arange(self.store.n_rows) if self.rows is None else self.rows)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def _gather(self, rows: np.ndarray) -> np.ndarray:
+        lo = int(rows[0]) if len(rows) else 0
+        if len(rows) > 1 and lo >= 0 and lo + len(rows) <= self.store.n_rows and bool((np.diff(rows) == 1).all()):
+            out = self.store._slice(lo, lo + len(rows))  # a run of consecutive rows
+        else:
+            # sorted reads are sequential on disk; the rows go back in the order asked for
+            order = np.argsort(rows, kind="stable")
+            out = np.empty((len(rows), self.store.d), dtype=np.float32)
+            out[order] = self.store._gather(rows[order])
+        self.store.count_read(out.nbytes)
+        return out
+
+    def iter_batches(self, batch_size: int) -> Iterator[np.ndarray]:
+        """Consecutive batches (<= batch_size x d) of the view's rows."""
+        for start in range(0, len(self), batch_size):
+            yield np.asarray(self[start : start + batch_size])
+
+    def mean(self, batch_size: int = 65536) -> np.ndarray:
+        """The float64 mean of the rows, summed row after row exactly as
+        ``np.mean(rows, axis=0, dtype=np.float64)`` sums an in-memory array."""
+        total = np.zeros(self.store.d, dtype=np.float64)
+        for chunk in self.iter_batches(batch_size):
+            total = np.add.reduce(np.concatenate([total[None], chunk.astype(np.float64)]), axis=0)
+        return total / max(len(self), 1)
 
 
 def _open_shard(folder: Path, entry: Any, d: int, meta_path: Path) -> np.ndarray:

@@ -418,10 +418,11 @@ class TopKSAE(nn.Module):
         return sae
 
 
-def untrained_baseline(cfg: SaeConfig, x: np.ndarray, seed: int, device: torch.device | str | None = None,
+def untrained_baseline(cfg: SaeConfig, x: Any, seed: int, device: torch.device | str | None = None,
                        sample_rows: int = 100_000) -> TopKSAE:
     """The SAE exactly as training starts from it (same seed; b_dec and encoder scale fitted to
-    a seeded sample of ``x``), never trained: the random-SAE baseline."""
+    a seeded sample of ``x``, rows x d: an array or a row source), never trained: the random-SAE
+    baseline."""
     rows = np.sort(np.random.default_rng(seed).permutation(len(x))[:sample_rows])
     sample = torch.from_numpy(np.asarray(x[rows], dtype=np.float32))
     return TopKSAE.random_like(cfg, seed=seed, device=device, x_sample=sample.to(device))

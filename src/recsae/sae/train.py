@@ -3,7 +3,8 @@
 One step: encode → TopK → decode; loss = FVU (batch-normalised) + α_aux · AuxK over the latents
 dead for ``dead_window`` rows; backward; remove the gradient component parallel to each decoder
 row; Adam step with linear warm-up and decay; renormalise decoder rows. Rows are shuffled per
-epoch with a seeded generator and streamed from a memory map when the input is large.
+epoch with a seeded generator and read batch by batch from a large memory map or a row source
+(an activation store's rows), never copied whole.
 Checkpoints (``out_dir``): ``cfg.json`` + ``sae.safetensors`` (best or last weights),
 ``train_log.jsonl`` and ``train_state/`` (optimizer state, dead-latent counters, progress) for
 resuming after a kill; all written atomically, no pickle.
@@ -58,8 +59,8 @@ from recsae.utils import default_device, environment_info, log, progress
 STATE_DIR = "train_state"
 LOG_FILE = "train_log.jsonl"
 IN_MEMORY_BYTES = 1 << 30
-"""Inputs up to this size (and every in-memory array) are gathered from one tensor; larger
-memory maps are read batch by batch."""
+"""Arrays (and memory maps up to this size) are gathered from one tensor; larger memory maps and
+other row sources are read batch by batch."""
 
 Callback = Callable[[TopKSAE, dict[str, Any]], "bool | None"]
 """Called after each epoch with the SAE and the epoch's record; returning True stops training."""
@@ -167,30 +168,38 @@ def lr_at(rows_done: int, total_rows: int, cfg: SaeTrainConfig) -> float:
 
 
 class _Rows:
-    """Shuffled batches from a tensor, an array or a read-only memory map."""
+    """Shuffled batches from a tensor, an array, a read-only memory map or any other row source:
+    an array-like with ``shape`` whose integer-array indexing returns those rows in that order
+    (e.g. ``recsae.probe.ActivationStore.view``), read batch by batch so that it is never copied
+    whole. A batch is the same tensor whichever the source."""
 
-    def __init__(self, data: np.ndarray | Tensor, d_in: int, device: torch.device) -> None:
-        if data.ndim != 2 or data.shape[1] != d_in:
+    def __init__(self, data: Any, d_in: int, device: torch.device) -> None:
+        if len(data.shape) != 2 or data.shape[1] != d_in:
             raise DataError(f"SAE training rows: expected shape (n, {d_in}), got {tuple(data.shape)}")
         if data.shape[0] == 0:
             raise DataError("SAE training rows: no rows")
         self.n = int(data.shape[0])
+        self.d = d_in
         self.device = device
-        self.array: np.ndarray | None = None
+        self.array: Any = None
         self.tensor: Tensor | None = None
         if isinstance(data, Tensor):
             self.tensor = data.detach().to(device=device, dtype=torch.float32)
-        elif isinstance(data, np.memmap) and data.nbytes > IN_MEMORY_BYTES:
-            self.array = data
-        else:
+        elif isinstance(data, np.ndarray) and not (isinstance(data, np.memmap) and data.nbytes > IN_MEMORY_BYTES):
             self.tensor = torch.from_numpy(np.ascontiguousarray(data, dtype=np.float32)).to(device)
+        else:
+            self.array = data
 
     def batch(self, idx: np.ndarray) -> Tensor:
         if self.tensor is not None:
             return self.tensor.index_select(0, torch.from_numpy(idx).to(self.device))
-        assert self.array is not None
-        # Sorted reads are sequential on disk; the order of rows inside a batch does not matter.
-        rows = self.array[np.sort(idx)]
+        if isinstance(self.array, np.ndarray):
+            # sorted reads are sequential on disk; the rows then go back in the batch's order
+            order = np.argsort(idx, kind="stable")
+            rows = np.empty((len(idx), self.d), dtype=np.float32)
+            rows[order] = self.array[idx[order]]
+        else:
+            rows = np.asarray(self.array[idx], dtype=np.float32)
         return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(self.device)
 
     def sample(self, n: int, seed: int) -> Tensor:
@@ -203,10 +212,10 @@ def _epoch_perm(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def train_sae(
-    train: np.ndarray | Tensor,
+    train: Any,
     cfg: SaeConfig,
     train_cfg: SaeTrainConfig,
-    valid: np.ndarray | Tensor | None = None,
+    valid: Any = None,
     out_dir: str | Path | None = None,
     device: str | torch.device | None = None,
     callback: Callback | None = None,
@@ -214,7 +223,9 @@ def train_sae(
     item_emb: np.ndarray | Tensor | None = None,
     world: World | None = None,
 ) -> SaeTrainResult:
-    """Train a TopK SAE on ``train`` (rows x d). With ``valid``, evaluate FVU after each epoch,
+    """Train a TopK SAE on ``train`` (rows x d: a tensor, an array, a memory map, or a row source
+    read batch by batch such as ``ActivationStore.view(rows)``; every kind gives the same SAE).
+    With ``valid`` (the same kinds, streamed), evaluate FVU after each epoch,
     stop early after ``patience`` epochs without improvement and return the best epoch. With
     ``out_dir``, write checkpoints there and (``resume``) continue a run interrupted there.
     ``item_emb`` ((n_items + 1) x d, row 0 padding): the item table of the prediction-aware loss
