@@ -475,6 +475,25 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(result: dict[str, Any]) -> str:
+    """The results as a Markdown table (stages x sizes: seconds, peak RSS / peak anonymous MB, and
+    the growth exponents in interactions), for the README."""
+    sizes, stages = result["sizes"], result["stages"]
+    head = ["stage", *(f"{s['scale']:g}x: s (RSS / anon MB)" for s in sizes), *result["exponents"][stages[0]]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stage in stages:
+        cells = [stage]
+        for s in sizes:
+            f = s["stages"].get(stage)
+            mark = "*" if f and f.get("fraction_measured", 1.0) < 1.0 else ""
+            cells.append(f"{f['seconds']:,.0f}{mark} ({f['peak_rss_mb']:,.0f} / {f['peak_anon_mb']:,.0f})" if f else "-")
+        cells += [f"{v:.2f}" for v in result["exponents"][stage].values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    sizes_line = ", ".join(f"{s['scale']:g}x = {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} "
+                           "interactions" for s in sizes)
+    return "\n".join(lines) + f"\n\nSizes: {sizes_line}. * measured on a fraction and extrapolated (see the JSON)."
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scales", type=float, nargs="+", default=[1.0, 4.0, 16.0], help="sizes, in multiples of ML-1M")
@@ -492,11 +511,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument("--work", type=Path, default=None, help="folder for the sizes' data (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--in-process", action="store_true", help="run the stages in this process (tests)")
+    ap.add_argument("--markdown", type=Path, default=None, help="print a results file as a Markdown table and exit")
     ap.add_argument("--worker", choices=STAGES, help=argparse.SUPPRESS)
     ap.add_argument("--worker-options", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(measure(args.worker, args.work, json.loads(args.worker_options))))
+        return None
+    if args.markdown:
+        print(markdown_table(json.loads(args.markdown.read_text())))
         return None
 
     import torch
@@ -550,6 +573,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         heavy = [big[s]["peak_rss_mb"] for s in ("harvest", "sae", "interpret") if s in big]
         result["largest_peak_rss_mb_harvest_sae_interpret"] = max(heavy)
     print(format_table(result))
+    print(markdown_table(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, result)
     print(f"saved {args.out}")

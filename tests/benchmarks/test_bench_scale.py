@@ -39,6 +39,9 @@ def test_every_stage_is_measured_at_every_size_and_the_largest_gets_the_large_ca
     assert large["stages"]["splice"]["users_measured"] == 100 and large["stages"]["splice"]["users"] > 200
     for stage in bench_scale.STAGES:
         assert set(result["exponents"][stage]) == {"0.02x-0.04x"}
+    table = bench_scale.markdown_table(result).splitlines()
+    assert len(table) == 2 + len(bench_scale.STAGES) + 2 and table[2].startswith("| data |")
+    assert "*" in next(line for line in table if line.startswith("| splice |"))  # the sampled splice is marked
     assert result["largest_peak_rss_mb_harvest_sae_interpret"] == max(
         large["stages"][s]["peak_rss_mb"] for s in ("harvest", "sae", "interpret"))
 
