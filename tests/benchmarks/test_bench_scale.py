@@ -45,6 +45,16 @@ def test_every_stage_is_measured_at_every_size_and_the_largest_gets_the_large_ca
     assert result["largest_peak_rss_mb_harvest_sae_interpret"] == max(
         large["stages"][s]["peak_rss_mb"] for s in ("harvest", "sae", "interpret"))
 
+    # --update reruns one stage of one size on the data left in --work, the rest as it was
+    bench_scale.main(["--update", str(out), "--scales", "0.04", "--stages", "sae", "--in-process",
+                      "--work", str(tmp_path / "work")])
+    updated = json.loads(out.read_text())
+    assert updated["sizes"][0] == small and updated["sizes"][1]["rerun"] == ["sae"]
+    assert updated["sizes"][1]["stages"]["sae"] != large["stages"]["sae"]
+    assert {k: v for k, v in updated["sizes"][1]["stages"].items() if k != "sae"} == \
+        {k: v for k, v in large["stages"].items() if k != "sae"}
+    assert updated["stages"] == result["stages"] and "reruns" in updated["load_average"]
+
 
 def test_a_stage_runs_in_its_own_process_and_reports_one_json_line(tmp_path: Path) -> None:
     opts = {"synthetic": bench_scale.size_options(0.01, seq_len=(8, 30)), "model_seconds": 1.0, "steer_users": 100}
