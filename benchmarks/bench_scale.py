@@ -476,6 +476,25 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(result: dict[str, Any]) -> str:
+    """The results as a Markdown table (stages x sizes: seconds, peak RSS / peak anonymous MB, and
+    the growth exponents in interactions), for the README."""
+    sizes, stages = result["sizes"], result["stages"]
+    head = ["stage", *(f"{s['scale']:g}x: s (RSS / anon MB)" for s in sizes), *result["exponents"][stages[0]]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for stage in stages:
+        cells = [stage]
+        for s in sizes:
+            f = s["stages"].get(stage)
+            mark = "*" if f and f.get("fraction_measured", 1.0) < 1.0 else ""
+            cells.append(f"{f['seconds']:,.0f}{mark} ({f['peak_rss_mb']:,.0f} / {f['peak_anon_mb']:,.0f})" if f else "-")
+        cells += [f"{v:.2f}" for v in result["exponents"][stage].values()]
+        lines.append("| " + " | ".join(cells) + " |")
+    sizes_line = ", ".join(f"{s['scale']:g}x = {s['users']:,} users, {s['items']:,} items, {s['interactions']:,} "
+                           "interactions" for s in sizes)
+    return "\n".join(lines) + f"\n\nSizes: {sizes_line}. * measured on a fraction and extrapolated (see the JSON)."
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scales", type=float, nargs="+", default=[1.0, 4.0, 16.0], help="sizes, in multiples of ML-1M")
@@ -493,51 +512,81 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
     ap.add_argument("--work", type=Path, default=None, help="folder for the sizes' data (default: a temporary one)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--in-process", action="store_true", help="run the stages in this process (tests)")
+    ap.add_argument("--markdown", type=Path, default=None, help="print a results file as a Markdown table and exit")
+    ap.add_argument("--update", type=Path, default=None,
+                    help="rerun --stages at --scales of this results file (their data in --work) and rewrite it")
     ap.add_argument("--worker", choices=STAGES, help=argparse.SUPPRESS)
     ap.add_argument("--worker-options", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(measure(args.worker, args.work, json.loads(args.worker_options))))
         return None
-
-    import torch
+    if args.markdown:
+        print(markdown_table(json.loads(args.markdown.read_text())))
+        return None
 
     from recsae.io import write_json
-    from recsae.utils import environment_info
 
     load_start = os.getloadavg()
+    old = json.loads(args.update.read_text()) if args.update else None
     with tempfile.TemporaryDirectory() as tmp:
         root = args.work or Path(tmp)
-        sizes = []
+        sizes = old["sizes"] if old else []
         for i, scale in enumerate(sorted(args.scales)):
-            items = None
-            if i == len(args.scales) - 1 and len(args.scales) > 1:
-                items = max(args.large_items, round(ML1M["items"] * scale))
-            synthetic = size_options(scale, items, tuple(args.seq_len))
+            if old:  # the size measured before, its data still in --work
+                size = next((s for s in sizes if s["scale"] == scale), None)
+                if size is None or args.work is None:
+                    ap.error(f"--update needs --work holding the data of a size measured in {args.update}")
+                synthetic = size["synthetic"]
+            else:
+                items = None
+                if i == len(args.scales) - 1 and len(args.scales) > 1:
+                    items = max(args.large_items, round(ML1M["items"] * scale))
+                synthetic = size_options(scale, items, tuple(args.seq_len))
+                size = {"scale": scale, "synthetic": synthetic, "stages": {}}
+                sizes.append(size)
             work = root / f"x{scale:g}"
             work.mkdir(parents=True, exist_ok=True)
             steer_users = max(100, round(args.steer_budget / synthetic["n_items"]))
             opts = {"synthetic": synthetic, "model_seconds": args.model_seconds, "steer_users": steer_users,
                     "splice_budget": args.splice_budget, "causal_budget": args.causal_budget}
-            size: dict[str, Any] = {"scale": scale, "synthetic": synthetic, "stages": {}}
             for stage in args.stages:
                 print(f"{scale:g}x {stage} ...", flush=True)
                 size["stages"][stage] = fig = run_stage(stage, work, opts, args.in_process)
                 print(f"  {fig['seconds']:.1f} s, peak RSS {fig['peak_rss_mb']:.0f} MB, anon {fig['peak_anon_mb']:.0f} MB",
                       flush=True)
+                if old:
+                    size.setdefault("rerun", []).append(stage)
             data = size["stages"].get("data", {})
             size.update(interactions=data.get("interactions"), users=data.get("users"), items=data.get("items"))
-            sizes.append(size)
+    result = summary(sizes, old["stages"] if old else args.stages, load_start)
+    if old:
+        result["load_average"] = old["load_average"] | {"reruns": [load_start, os.getloadavg()]}
+    print(format_table(result))
+    print(markdown_table(result))
+    out = args.update or args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out, result)
+    print(f"saved {out}")
+    return result
+
+
+def summary(sizes: list[dict[str, Any]], stages: list[str], load_start: tuple[float, ...]) -> dict[str, Any]:
+    """The results file: the sizes' figures, the exponents and how they were measured."""
+    import torch
+
+    from recsae.utils import environment_info
+
     result = {
         "what": "per stage of a run: seconds (training stages: one epoch) and peak memory, synthetic data at "
                 "multiples of ML-1M's interactions",
         "reference": ML1M,
-        "stages": args.stages,
+        "stages": stages,
         "sizes": sizes,
-        "exponents": exponents(sizes, args.stages),
-        "exponents_users_x_items": exponents(sizes, args.stages, size=lambda s: s["users"] * s["items"]),
-        "exponents_peak_anon_mb": exponents(sizes, args.stages, key="peak_anon_mb"),
-        "growth": {stage: GROWTH[stage] for stage in args.stages},
+        "exponents": exponents(sizes, stages),
+        "exponents_users_x_items": exponents(sizes, stages, size=lambda s: s["users"] * s["items"]),
+        "exponents_peak_anon_mb": exponents(sizes, stages, key="peak_anon_mb"),
+        "growth": {stage: GROWTH[stage] for stage in stages},
         "load_average": {"start": load_start, "end": os.getloadavg()},
         "memory": "peak_rss_mb: ru_maxrss of the stage's own process (its allocations plus the memory-mapped "
                   "pages it touched; base_rss_mb of it is the interpreter and torch); peak_anon_mb: peak "
@@ -546,16 +595,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any] | None:
         "cpus": os.cpu_count(),
         "environment": environment_info(),
     }
-    if sizes and "harvest" in args.stages:
+    if sizes and all(s in sizes[-1]["stages"] for s in ("harvest", "sae", "interpret")):
         big = sizes[-1]["stages"]
-        heavy = [big[s]["peak_rss_mb"] for s in ("harvest", "sae", "interpret") if s in big]
-        result["largest_peak_rss_mb_harvest_sae_interpret"] = max(heavy)
-    print(format_table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.out, result)
-    print(f"saved {args.out}")
+        result["largest_peak_rss_mb_harvest_sae_interpret"] = max(big[s]["peak_rss_mb"] for s in ("harvest", "sae", "interpret"))
     return result
-
 
 if __name__ == "__main__":
     main()

@@ -39,8 +39,21 @@ def test_every_stage_is_measured_at_every_size_and_the_largest_gets_the_large_ca
     assert large["stages"]["splice"]["users_measured"] == 100 and large["stages"]["splice"]["users"] > 200
     for stage in bench_scale.STAGES:
         assert set(result["exponents"][stage]) == {"0.02x-0.04x"}
+    table = bench_scale.markdown_table(result).splitlines()
+    assert len(table) == 2 + len(bench_scale.STAGES) + 2 and table[2].startswith("| data |")
+    assert "*" in next(line for line in table if line.startswith("| splice |"))  # the sampled splice is marked
     assert result["largest_peak_rss_mb_harvest_sae_interpret"] == max(
         large["stages"][s]["peak_rss_mb"] for s in ("harvest", "sae", "interpret"))
+
+    # --update reruns one stage of one size on the data left in --work, the rest as it was
+    bench_scale.main(["--update", str(out), "--scales", "0.04", "--stages", "sae", "--in-process",
+                      "--work", str(tmp_path / "work")])
+    updated = json.loads(out.read_text())
+    assert updated["sizes"][0] == small and updated["sizes"][1]["rerun"] == ["sae"]
+    assert updated["sizes"][1]["stages"]["sae"] != large["stages"]["sae"]
+    assert {k: v for k, v in updated["sizes"][1]["stages"].items() if k != "sae"} == \
+        {k: v for k, v in large["stages"].items() if k != "sae"}
+    assert updated["stages"] == result["stages"] and "reruns" in updated["load_average"]
 
 
 def test_a_stage_runs_in_its_own_process_and_reports_one_json_line(tmp_path: Path) -> None:

@@ -219,3 +219,21 @@ def test_reading_through_a_view_hands_the_mapped_pages_back(tmp_path, monkeypatc
     for batch in store.view().iter_batches(4096):  # past RELEASE_BYTES the pages are released
         assert batch.shape == (4096, 128)
     assert _rss_file_mb() < touched - 16
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc")
+def test_scattered_reads_count_the_pages_they_touch(tmp_path, monkeypatch):
+    """A batch of random rows makes most of the store resident (the kernel maps the pages around
+    each one): it counts towards RELEASE_BYTES as such, not by its own size."""
+    x = np.random.default_rng(3).standard_normal((131072, 64)).astype(np.float32)  # 32 MB
+    store = _write(tmp_path / "s", x, chunks=(131072,))
+    monkeypatch.setattr(store_mod, "RELEASE_BYTES", 8 * 2**20)
+    view = store.view()
+    rng = np.random.default_rng(0)
+    before = _rss_file_mb()
+    grown = []
+    for _ in range(10):  # 1 MB of rows per batch, spread over the whole store
+        rows = rng.choice(len(x), size=4096, replace=False)
+        np.testing.assert_array_equal(view[rows], x[rows])
+        grown.append(_rss_file_mb() - before)
+    assert max(grown) < 4

@@ -46,9 +46,13 @@ DEFAULT_SHARD_BYTES = 64 * 2**20
 """Shard size: bounds the writer's buffer and each memory map."""
 
 RELEASE_BYTES = 256 * 2**20
-"""A ``StoreRows`` reader hands the store's mapped pages back to the kernel after reading this
-many bytes, so that streaming a store leaves at most this much of it in the process's resident
-set (the pages stay in the page cache: a second pass reads them from memory)."""
+"""A ``StoreRows`` reader hands the store's mapped pages back to the kernel after touching this
+many bytes of them, so that streaming a store leaves at most about this much of it in the
+process's resident set (the pages stay in the page cache: a second pass reads them from memory)."""
+SCATTERED_ROW_BYTES = 64 * 2**10
+"""What a row read apart from its neighbours counts towards ``RELEASE_BYTES``: Linux maps up to
+64 kB around a faulting page of a file (``fault_around_bytes``), so a batch of random rows makes
+far more of the store resident than its own size."""
 
 
 class ActivationStore:
@@ -223,12 +227,13 @@ class StoreRows:
         lo = int(rows[0]) if len(rows) else 0
         if len(rows) > 1 and lo >= 0 and lo + len(rows) <= self.store.n_rows and bool((np.diff(rows) == 1).all()):
             out = self.store._slice(lo, lo + len(rows))  # a run of consecutive rows
-        else:
-            # sorted reads are sequential on disk; the rows go back in the order asked for
-            order = np.argsort(rows, kind="stable")
-            out = np.empty((len(rows), self.store.d), dtype=np.float32)
-            out[order] = self.store._gather(rows[order])
-        self.store.count_read(out.nbytes)
+            self.store.count_read(out.nbytes)
+            return out
+        # sorted reads are sequential on disk; the rows go back in the order asked for
+        order = np.argsort(rows, kind="stable")
+        out = np.empty((len(rows), self.store.d), dtype=np.float32)
+        out[order] = self.store._gather(rows[order])
+        self.store.count_read(len(rows) * max(out.itemsize * self.store.d, SCATTERED_ROW_BYTES))
         return out
 
     def iter_batches(self, batch_size: int) -> Iterator[np.ndarray]:
