@@ -23,7 +23,7 @@ import torch
 from recsae.config import STAGES, RunConfig
 from recsae.data.dataset import SplitData
 from recsae.data.registry import DatasetOptions
-from recsae.distributed import World, barrier, single
+from recsae.distributed import World, barrier, shutdown, single
 from recsae.errors import ConfigError
 from recsae.io import FORMAT_VERSION, read_json, remove_stale_partials, write_json
 from recsae.rundir import RunDir
@@ -297,7 +297,7 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
     ``world`` (torchrun, ``recsae.distributed.init_world``): every rank loads the data, trains
     the model, harvests and trains the SAE together; rank 0 alone writes the run folder and then
     goes on alone with the splice, the controls, interpretation, steering and the report, while
-    the other ranks return after the SAE stage."""
+    the other ranks return after the SAE stage. Every rank leaves the process group there."""
     cfg = with_checkpoint_data(cfg or RunConfig())
     check_options(cfg)
     out = Path(out)
@@ -333,6 +333,9 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
     with run.stage("sae"):
         sae, store = _sae_stage(run, model, split, device, force)
         barrier(world, "the end of the distributed stages")
+        # every rank leaves the group together: a rank leaving while rank 0 still holds its
+        # connections can abort in the backend's teardown
+        shutdown(world)
         if not world.is_main:  # rank 0 goes on alone
             return run.summary
         run.world = single(device)
