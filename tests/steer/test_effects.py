@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 
+from recsae.data.dataset import Ragged, SplitData
 from recsae.eval import evaluate
 from recsae.steer.edit import Ablate, AddDirection, Mix, steered_score_fn
 from recsae.steer.effects import (
@@ -158,3 +159,19 @@ def test_measuring_an_edit_again_from_the_kept_codes_gives_the_same_effect(world
     assert measure(fresh, edit, masks).to_dict() == first.to_dict()
     cold = SteerContext(world.model, world.sae, world.split, k=5)
     assert measure(cold, edit, masks).to_dict() == first.to_dict()
+
+
+@pytest.mark.parametrize("repeat", [False, True], ids=["new-items", "repeat-consumption"])
+def test_measured_accuracy_equals_the_evaluator_on_the_same_edit(world, repeat) -> None:
+    split = world.split
+    if repeat:  # every other user's held-out item is one of its history's items, which ranking keeps
+        test = [split.test[u] if u % 2 else split.train[u][:1] for u in range(split.n_users + 1)]
+        split = SplitData(split.dataset, split.train, split.valid, Ragged.from_lists(test), split.protocol)
+    ctx = SteerContext(world.model, world.sae, split, k=5)
+    rows = np.arange(0, len(ctx.users), 3)
+    for edit in (None, AddDirection((0,), 0.4)):
+        got = measure(ctx, edit, {}, rows=rows)
+        want = evaluate(ctx.score_fn(edit), split, ks=(5,), users=ctx.users[rows])
+        assert (got.hr, got.ndcg) == (want.metrics["hr@5"], want.metrics["ndcg@5"])
+        np.testing.assert_array_equal(got.ndcg_per_user, want.per_user["ndcg@5"])
+    assert 0 < got.hr < 1

@@ -4,7 +4,7 @@ A ``SteerContext`` holds the frozen model, the SAE, the users under study and th
 representations h (computed once; every edit starts from them). On top of it:
 
 - ``measure``: top-k concept shares, mean rank of the concept's unseen items, item coverage,
-  Gini index, long-tail share, and personal HR/NDCG@k through ``recsae.eval.evaluate``;
+  Gini index, long-tail share, and personal HR/NDCG@k ranked as ``recsae.eval.evaluate`` ranks them, from the same scores;
 - ``compare``: an edit vs the unedited model vs the same edit on random latents (several
   seeded draws, averaged);
 - ``dose_response``: the same over a grid of strengths;
@@ -26,7 +26,8 @@ from torch import Tensor
 
 from recsae.data.dataset import SplitData, SplitName, input_sequences, item_popularity
 from recsae.errors import ConfigError
-from recsae.eval import evaluate, mask_history
+from recsae.eval import mask_history, target_ranks
+from recsae.eval.evaluator import METRICS, add_metrics, gather_metrics
 from recsae.steer.edit import Ablate, AblateRandomActive, Edit, apply
 from recsae.steer.metrics import (
     concept_share,
@@ -171,6 +172,8 @@ class EditEffect(NamedTuple):
 class _Pass(NamedTuple):
     top: np.ndarray
     mean_rank: dict[str, float]
+    accuracy: dict[str, np.ndarray] | None
+    """Per user, HR@k and NDCG@k of the held-out items (``recsae.eval.evaluate``'s protocol)."""
 
 
 def concept_rank_sum(scores: Tensor, items: Tensor) -> tuple[float, int]:
@@ -187,16 +190,25 @@ def concept_rank_sum(scores: Tensor, items: Tensor) -> tuple[float, int]:
 
 
 def _top_lists(
-    ctx: SteerContext, edit: Edit | None, rows: np.ndarray | None, concepts: Mapping[str, np.ndarray], ranks: bool = True
+    ctx: SteerContext, edit: Edit | None, rows: np.ndarray | None, concepts: Mapping[str, np.ndarray],
+    ranks: bool = True, accuracy: bool = False,
 ) -> _Pass:
+    """One scoring pass over the users ``rows``: their top-k lists, the concepts' mean ranks and,
+    with ``accuracy``, the held-out items' HR/NDCG@k ranked exactly as ``evaluate`` does."""
     tops = []
     rank_sum = dict.fromkeys(concepts, 0.0)
     rank_n = dict.fromkeys(concepts, 0)
     index = {c: torch.from_numpy(np.flatnonzero(m)).to(ctx.device) for c, m in concepts.items()} if ranks else {}
+    per_user: dict[str, list[np.ndarray]] = {f"{m}@{ctx.k}": [] for m in METRICS}
+    targets = ctx.split.targets(ctx.which)
     with torch.no_grad():
         for batch in ctx.batches(rows):
-            h = ctx.edited(batch, edit)
-            scores = mask_history(ctx.model.score(h).float(), ctx.history, ctx.users[batch])
+            users = ctx.users[batch]
+            scores = ctx.model.score(ctx.edited(batch, edit)).float()
+            if accuracy:  # held-out items that are also in the history (repeat consumption) stay ranked
+                add_metrics(per_user, *target_ranks(mask_history(scores, ctx.history, users, keep=targets),
+                                                    targets, users), (ctx.k,), "")
+            scores = mask_history(scores, ctx.history, users)
             tops.append(scores.topk(ctx.k, dim=1).indices.cpu().numpy())
             for c, items in index.items():
                 total, n = concept_rank_sum(scores, items)
@@ -204,7 +216,7 @@ def _top_lists(
                 rank_n[c] += n
     top = np.concatenate(tops) if tops else np.zeros((0, ctx.k), dtype=np.int64)
     mean_rank = {c: rank_sum[c] / rank_n[c] if rank_n[c] else math.nan for c in concepts}
-    return _Pass(top, mean_rank)
+    return _Pass(top, mean_rank, gather_metrics(per_user, None)[0] if accuracy else None)
 
 
 def recommendations(ctx: SteerContext, edit: Edit | None, rows: np.ndarray | None = None) -> np.ndarray:
@@ -222,18 +234,13 @@ def measure(
 ) -> EditEffect:
     """Effects of ``edit`` (``None`` = unedited) on the users ``rows`` (default all); without
     ``accuracy`` HR/NDCG are nan, without ``ranks`` the concepts' mean ranks are."""
-    p = _top_lists(ctx, edit, rows, concepts, ranks)
+    p = _top_lists(ctx, edit, rows, concepts, ranks, accuracy)
     share = {c: float(concept_share(p.top, m).mean()) if len(p.top) else math.nan for c, m in concepts.items()}
     hr = ndcg = math.nan
     per_user = None
-    if accuracy:
-        users = ctx.users if rows is None else ctx.users[rows]
-        res = evaluate(
-            ctx.score_fn(edit), ctx.split, ctx.which, ks=(ctx.k,), users=users,
-            batch_size=ctx.batch_size, max_len=ctx.max_len, device=ctx.device,
-        )  # fmt: skip
-        hr, ndcg = res.metrics[f"hr@{ctx.k}"], res.metrics[f"ndcg@{ctx.k}"]
-        per_user = res.per_user[f"ndcg@{ctx.k}"]
+    if p.accuracy is not None:
+        hr, ndcg = (float(a.mean()) if len(a) else math.nan for a in (p.accuracy[f"{m}@{ctx.k}"] for m in ("hr", "ndcg")))
+        per_user = p.accuracy[f"ndcg@{ctx.k}"]
     return EditEffect(
         share=share,
         mean_rank=p.mean_rank,
