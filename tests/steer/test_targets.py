@@ -95,6 +95,17 @@ def test_concept_items_from_metadata_and_extra_masks() -> None:
     assert not items.resolvable("genre=Western & mood=dark")
 
 
+def test_a_concept_whose_name_holds_a_rule_operator_resolves_whole() -> None:
+    from recsae.data.dataset import ItemMeta
+
+    meta = ItemMeta(title=["", "a", "b"], multi={"genre": [(), ("Horror",), ()]},
+                    categorical={"series": ["", "Tom & Jerry", "Tom"]})
+    items = ConceptItems(meta, 2, extra={"cluster=A | B": np.array([False, False, True])})
+    assert items.mask("series=Tom & Jerry").tolist() == [False, True, False]
+    assert items.mask("cluster=A | B").tolist() == [False, False, True]
+    assert items.mask("genre=Horror & series=Tom").tolist() == [False, False, False]  # still a rule
+
+
 def _many_genres() -> ConceptItems:
     from recsae.data.dataset import ItemMeta
 

@@ -175,7 +175,11 @@ class ConceptItems:
         return mask
 
     def mask(self, concept: str) -> np.ndarray:
-        """Item mask of a concept or rule; ConfigError when it names no known item set."""
+        """Item mask of a concept or rule; ConfigError when it names no known item set. A name
+        that is itself a concept (a title such as ``Beauty & the Beast``) is not split into terms."""
+        whole = self.single(concept.strip())
+        if whole is not None:
+            return whole
         terms = rule_terms(concept)
         masks = [self.single(t) for t in terms]
         found = [m for m in masks if m is not None]
