@@ -34,3 +34,13 @@ def test_report_out_at_an_existing_folder_exits_2_and_writes_nothing(fake_run, t
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == f"error: {folder}: is a folder; --out takes the HTML file to write, e.g. report.html\n"
     assert list(folder.iterdir()) == [] and not (run / "report").exists()
+
+
+def test_report_whose_default_folder_cannot_be_made_exits_2_before_rendering(fake_run, capsys, monkeypatch):
+    run = fake_run()
+    (run / "report").write_text("a file where the report folder goes")
+    monkeypatch.setattr("recsae.report.write_report", lambda *a: pytest.fail("rendered before the folder was checked"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--run", str(run)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {run / 'report'}: exists and is not a folder\n"

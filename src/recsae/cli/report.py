@@ -19,11 +19,11 @@ def report(
     from recsae.errors import DataError
     from recsae.io import check_writable_folder
     from recsae.report import write_report
+    from recsae.rundir import RunDir
 
-    if out is not None:  # before the page is rendered
-        if out.is_dir():
-            raise DataError("is a folder; --out takes the HTML file to write, e.g. report.html", path=out)
-        check_writable_folder(out.parent)
+    if out is not None and out.is_dir():
+        raise DataError("is a folder; --out takes the HTML file to write, e.g. report.html", path=out)
+    check_writable_folder((out or RunDir(run).report_page).parent)  # before the page is rendered
     path = write_report(run, out)
     size = path.stat().st_size / 1e6
     typer.echo(f"report written to {path} ({size:.2f} MB); open it in a browser")
