@@ -251,6 +251,21 @@ def test_steer_alone_reuses_the_finished_interpretation_and_runs(tmp_path: Path)
     assert (tmp_path / "interpretation.parquet").stat().st_mtime_ns == table
 
 
+@pytest.mark.slow
+def test_a_lightgcn_run_harvests_every_prefix_and_steers_through_the_sae_decoder(tmp_path: Path) -> None:
+    from recsae.probe.store import ActivationStore
+
+    cfg = tiny_config(stages=["steer"], **{"model.name": "lightgcn", "model.epochs": 1, "sae.epochs": 1,
+                                           "sae.controls": False, "steer.concepts": ["concept=jazz"]})
+    summary = run_pipeline(tmp_path, cfg)
+    store = ActivationStore.open(tmp_path / "activations")
+    history = make_run_split(cfg).history("test")
+    # a row at every prefix of every user's history, not one per user
+    assert store.n_rows == len(history.values) > 2 * int((history.lengths() > 0).sum())
+    steered = summary["steer"]["concept=jazz"]
+    assert steered["share_after"] != steered["share_before"] and (tmp_path / "steer.json").is_file()
+
+
 def test_a_run_removes_temporaries_a_killed_run_left_in_its_folder(tmp_path: Path) -> None:
     (tmp_path / ".activations.partial-ab12cd34").mkdir()
     (tmp_path / "model").mkdir()

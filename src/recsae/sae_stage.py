@@ -19,7 +19,13 @@ from recsae.data.dataset import SplitData
 from recsae.distributed import World, once, single
 from recsae.errors import ConfigError, DataError
 from recsae.models.base import Recommender
-from recsae.probe.harvest import checkpoint_digest, dataset_info, harvest, model_device
+from recsae.probe.harvest import (
+    all_positions,
+    checkpoint_digest,
+    dataset_info,
+    harvest,
+    model_device,
+)
 from recsae.probe.store import ActivationStore
 from recsae.rundir import RunDir
 from recsae.sae.config import SaeConfig, SaeTrainConfig
@@ -57,8 +63,8 @@ def run_sae_stage(
     ``sae``, ``random_sae`` and ``splice.json``).
 
     The SAE trains on the store's ``train`` rows and early-stops on its ``valid`` rows; a store
-    without ``train`` rows (general models: one row per user) trains on all rows without
-    validation. An existing store from the same model, data and options is reused, and an
+    without ``train`` rows (one row per user: general models without ``history_states``) trains
+    on all rows without validation. An existing store from the same model, data and options is reused, and an
     interrupted SAE run resumes, unless ``force``. μ of the mean-ablated row is the mean of
     the training rows. A ``given`` SAE (the user's) is saved into ``out_dir/sae`` and spliced
     instead of training one.
@@ -105,7 +111,8 @@ def run_sae_stage(
 
 def sae_rows(store: ActivationStore) -> tuple[np.ndarray, np.ndarray]:
     """The store rows an SAE trains and is validated on: its ``train`` and ``valid`` rows, or
-    every row and none (general models: one row per user, no training prefixes)."""
+    every row and none (one row per user, no training prefixes: general models without
+    ``history_states``)."""
     train_rows, valid_rows = store.rows("train"), store.rows("valid")
     if len(train_rows) == 0:
         return np.arange(store.n_rows), np.zeros(0, dtype=np.int64)
@@ -134,7 +141,7 @@ def _reusable_store(
     meta = store.meta
     same = (
         meta.get("mode") == "model"
-        and meta.get("last_only") == (last_only or not model.sequential)
+        and meta.get("last_only") == (not all_positions(model, last_only))
         and meta.get("dataset") is not None
         and meta["dataset"] == dataset_info(split)
         and _same_model(meta.get("model", {}), checkpoint)

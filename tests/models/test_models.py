@@ -169,6 +169,33 @@ def test_lightgcn_propagation_gradient_matches_dense_autograd(split: SplitData) 
         torch.testing.assert_close(g, p.grad)
 
 
+def test_lightgcn_history_states_on_the_training_history_equal_represent(split: SplitData) -> None:
+    model = build("lightgcn", split)
+    users = np.flatnonzero(split.train.lengths() > 0)
+    seqs = input_sequences(split.train, users, int(split.train.lengths().max()))
+    with torch.no_grad():
+        states, mask = model.history_states(torch.from_numpy(users), seqs)
+        want = model.represent(torch.from_numpy(users), seqs)
+    torch.testing.assert_close(states[:, -1], want)
+    assert torch.equal(mask, seqs > 0)
+
+
+def test_lightgcn_history_state_at_a_prefix_is_the_ego_plus_the_prefix_items_normalised_sum() -> None:
+    # one layer: the user's vector is (e_u + sum over its items of e_i / sqrt(t * deg_i)) / 2
+    edges = (torch.tensor([1, 1, 2, 2]), torch.tensor([1, 2, 2, 3]))
+    model = LightGCN(LightGCNConfig(dim=3, n_layers=1), 2, 3, edges)
+    deg = {1: 1, 2: 2, 3: 1}
+    seqs = torch.tensor([[0, 3, 2, 1]])  # user 1 as if it had consumed 3, 2, 1 in that order
+    with torch.no_grad():
+        states, mask = model.history_states(torch.tensor([1]), seqs)
+        e_u, e_i = model.users.weight[1], model.items.weight
+        for t in (1, 2, 3):
+            prefix = seqs[0, 1 : 1 + t].tolist()
+            want = (e_u + sum(e_i[i] / np.sqrt(t * deg[i]) for i in prefix)) / 2
+            torch.testing.assert_close(states[0, t], want)
+    assert mask.tolist() == [[False, True, True, True]]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", NAMES)
 def test_models_run_unchanged_on_cuda(name: str, split: SplitData) -> None:

@@ -139,3 +139,53 @@ def test_interrupted_harvest_leaves_no_store(tiny_model, tiny_split, tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(DataError):
         ActivationStore.open(tmp_path / "acts")
+
+
+# LightGCN on the tiny split: a row at every prefix of the whole history (train + valid), start 0
+GRAPH_EXPECTED = [
+    (1, 1, "train", 2, 0), (1, 2, "valid", 3, 0), (1, 3, "test", 4, 0),
+    (2, 1, "train", 4, 0), (2, 2, "train", 5, 0), (2, 3, "train", 6, 0), (2, 4, "train", 7, 0),
+    (2, 5, "valid", 8, 0), (2, 6, "test", 9, 0),
+    (3, 1, "valid", 9, 0), (3, 2, "test", 10, 0),
+    (4, 1, "train", 10, 0), (4, 2, "valid", 11, 0), (4, 3, "test", 0, 0),
+]  # fmt: skip
+
+
+def _lightgcn(split):
+    from recsae.models.lightgcn import LightGCN, LightGCNConfig
+
+    torch.manual_seed(0)
+    return LightGCN.build(LightGCNConfig(dim=4, n_layers=2), split.n_users, split.n_items, split.train)
+
+
+def test_general_model_with_a_history_route_gives_a_row_at_every_prefix_of_the_whole_history(tiny_split, tmp_path):
+    store = harvest(_lightgcn(tiny_split), tiny_split, tmp_path / "acts", batch_size=2)
+    assert _index_tuples(store) == GRAPH_EXPECTED
+    assert store.meta["last_only"] is False and store.meta["model"]["sequential"] is False
+
+
+def test_general_prefix_rows_are_the_users_vector_from_that_prefix_and_test_rows_represent(tiny_split, tmp_path):
+    model = _lightgcn(tiny_split)
+    store = harvest(model, tiny_split, tmp_path / "acts", batch_size=3)
+    hist = tiny_split.history("test")
+    x = store.load()
+    with torch.no_grad():
+        for row, (u, t, split, _, _) in enumerate(GRAPH_EXPECTED):
+            user = torch.tensor([u])
+            if split == "test":  # what ranking uses
+                want = model.represent(user, torch.zeros(1, 1, dtype=torch.int64))[0]
+            else:  # the vector had the user consumed only its first t items
+                prefix = torch.from_numpy(hist[u][:t].copy())[None]
+                want = model.history_states(user, prefix).states[0, -1]
+            np.testing.assert_allclose(x[row], want.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_general_prefix_harvest_is_deterministic_and_last_only_keeps_represent(tiny_split, tmp_path):
+    model = _lightgcn(tiny_split)
+    a = harvest(model, tiny_split, tmp_path / "a", batch_size=1)
+    b = harvest(model, tiny_split, tmp_path / "b", batch_size=4)
+    assert _index_tuples(a) == _index_tuples(b)
+    np.testing.assert_allclose(a.load(), b.load(), rtol=1e-6, atol=1e-7)
+    last = harvest(model, tiny_split, tmp_path / "last", last_only=True)
+    assert _index_tuples(last) == [r for r in GRAPH_EXPECTED if r[2] == "test"]
+    np.testing.assert_array_equal(last.load(), a.load(a.rows("test")))

@@ -4,6 +4,10 @@ A recommender ranks items by ``score(h) = h @ E.T`` where ``h`` (B x d) is the r
 feeds into its prediction layer and ``E`` the item table. recsae's SAE reads ``h``, splices a
 reconstruction in its place, and edits it; so ``score`` must depend on ``h`` alone.
 
+A general model may also say how its user vector follows from a set of items:
+``history_states(users, seqs)`` (the shape of ``hidden_states``), the vector at every prefix of
+``seqs``; the harvest then takes a row at every prefix of a history, as for sequential models.
+
 Below the contract sit the two training families of the built-in models: sequential models
 (next-item prediction at every position of a left-padded sequence) and general models (BPR over
 user-item pairs). The trainer only talks to :class:`TrainableRecommender`.

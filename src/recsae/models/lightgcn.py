@@ -2,7 +2,8 @@
 
 ``E^(k+1) = D^-1/2 A D^-1/2 E^(k)`` over the bipartite training graph; the final tables are the
 mean of layers 0..K. Trained with BPR on the propagated tables and L2 on the raw ones. The
-representation is the propagated user vector. The training edges are saved with the model, so a
+representation is the propagated user vector. It is a sum over the user's items, so the user's
+vector after any prefix of its history follows from the item layers (``history_states``). The training edges are saved with the model, so a
 checkpoint is self-contained; the sparse matrix is rebuilt per device with torch sparse ops.
 """
 
@@ -17,7 +18,7 @@ from torch import Tensor, nn
 
 from recsae.data.dataset import Ragged
 from recsae.errors import ConfigError
-from recsae.models.base import GeneralConfig, GeneralRecommender
+from recsae.models.base import GeneralConfig, GeneralRecommender, HiddenStates
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,27 @@ class LightGCN(GeneralRecommender):
 
     def ego_tables(self) -> tuple[Tensor, Tensor]:
         return self.users.weight, self.items.weight
+
+    def history_states(self, users: Tensor, seqs: Tensor) -> HiddenStates:
+        """The propagated user vector with the user's edges replaced by the first t items of
+        ``seqs``, at every position t: layer k + 1 of a user is the sum over its items i of
+        ``x_i^(k) / sqrt(t * deg_i)``, the other nodes' layers kept as propagated on the training
+        graph, and layer 0 is the user's own embedding. On the user's training items it is
+        exactly ``represent``."""
+        n_u = self.n_users + 1
+        x = torch.cat([self.users.weight, self.items.weight])
+        adj = self.adjacency()
+        deg = torch.bincount(self.edge_items, minlength=self.n_items + 1).to(x.dtype)
+        inv = deg.pow(-0.5).masked_fill(deg == 0, 0.0)
+        carried = torch.zeros_like(self.items.weight)  # sum of the item layers 0..K-1
+        for _ in range(self.cfg.n_layers):
+            carried = carried + x[n_u:]
+            x = adj @ x
+        mask = seqs > 0
+        terms = (carried * inv[:, None])[seqs]  # B x L x d, zero at padding (degree 0)
+        seen = mask.cumsum(1).clamp(min=1).to(x.dtype)
+        states = self.users.weight[users][:, None, :] + terms.cumsum(1) / seen.sqrt()[..., None]
+        return HiddenStates(states / (self.cfg.n_layers + 1), mask)
 
     def tables(self) -> tuple[Tensor, Tensor]:
         x = torch.cat([self.users.weight, self.items.weight])

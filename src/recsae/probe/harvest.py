@@ -2,7 +2,11 @@
 
 Every user's full history ``split.history("test")`` (train + valid items) is fed once, left-padded
 to the model's ``max_len``. Sequential models contribute every valid position of the final block
-(or, with ``last_only``, the last one); general models one row per user (``represent``).
+(or, with ``last_only``, the last one). General models that say how their user vector follows
+from a set of items (``history_states``, e.g. LightGCN) contribute a row at every prefix of the
+whole history, the user vector had the user consumed only that prefix, and the full history's row
+is ``represent``; other general models one row per user (``represent``). One user vector per user
+leaves too few rows for an SAE's latents to be fitted and validated.
 
 Provenance per row (index columns): ``position`` t is the prefix length within the full history,
 so the prefix is ``history[user][:t]``; ``start`` is where the model's window began (histories
@@ -17,6 +21,7 @@ produced it for training; only the ``test`` rows equal what ranking uses (``repr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,7 @@ from torch import nn
 
 from recsae.data.dataset import SplitData, input_sequences
 from recsae.distributed import World, barrier, once, rank_slice, single
-from recsae.models.base import Recommender
+from recsae.models.base import HiddenStates, Recommender
 from recsae.probe.store import ActivationStore, StoreWriter, merge_stores, part_dir
 from recsae.utils import environment_info, progress
 
@@ -116,6 +121,24 @@ def frozen(model: nn.Module) -> _Frozen:
     return _Frozen(model)
 
 
+def all_positions(model: Recommender, last_only: bool = False) -> bool:
+    """Does the harvest take a row at every prefix of a history (not one per user)? Sequential
+    models and general models with ``history_states`` do, unless ``last_only``."""
+    return not last_only and (bool(model.sequential) or callable(getattr(model, "history_states", None)))
+
+
+def _states(model: Recommender, user_t: torch.Tensor, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """All-position states and their mask: a general model's last position is ``represent``
+    (what ranking uses), its earlier ones its ``history_states``."""
+    if model.sequential:
+        return model.hidden_states(user_t, seqs)
+    route: Callable[[torch.Tensor, torch.Tensor], HiddenStates] = model.history_states  # type: ignore[assignment]
+    states, mask = route(user_t, seqs)
+    states = states.clone()
+    states[:, -1] = model.represent(user_t, seqs)
+    return states, mask
+
+
 def harvest(
     model: Recommender,
     split: SplitData,
@@ -149,10 +172,10 @@ def harvest(
     has_test = test.lengths() > 0
     first_test[has_test] = test.values[test.indptr[:-1][has_test]]
     users = np.flatnonzero(n_hist > 0).astype(np.int64)
-    all_positions = bool(model.sequential) and not last_only
+    every_prefix = all_positions(model, last_only)
     meta = {
         "mode": "model",
-        "last_only": not all_positions,
+        "last_only": not every_prefix,
         "model": model_info(model, max_len, checkpoint),
         "dataset": dataset_info(split),
         "environment": environment_info(),
@@ -167,10 +190,12 @@ def harvest(
             starts = starts[rank_slice(len(starts), world)]  # whole batches: the same as one process's
             for lo in progress(starts, desc="harvest", total=len(starts)):
                 batch = users[lo : lo + batch_size]
-                seqs = input_sequences(history, batch, max_len).to(run_on)
+                # a general model's prefixes start at the first item: it reads the whole history
+                width = int(n_hist[batch].max()) if every_prefix and not model.sequential else max_len
+                seqs = input_sequences(history, batch, width).to(run_on)
                 user_t = torch.from_numpy(batch).to(run_on)
-                if all_positions:
-                    states, mask = model.hidden_states(user_t, seqs)
+                if every_prefix:
+                    states, mask = _states(model, user_t, seqs)
                     width = states.shape[1]
                     # padding never enters: a position counts only if the model calls it valid
                     # and it holds a real item
