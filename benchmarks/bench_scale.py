@@ -221,10 +221,11 @@ def stage_harvest(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
 
 def _sae_configs(d: int) -> tuple[Any, Any]:
     from recsae.config import SaeOptions
+    from recsae.defaults import DEFAULT_K, MAX_EXPANSION
     from recsae.sae import SaeConfig, SaeTrainConfig
 
-    run = SaeOptions()
-    cfg = SaeConfig(d_in=d, expansion=run.expansion, k=run.k, aux_relu=run.aux_relu)
+    # the run's widest SAE: what its rule chooses for the default synthetic data and larger
+    cfg = SaeConfig(d_in=d, expansion=MAX_EXPANSION, k=DEFAULT_K, aux_relu=SaeOptions().aux_relu)
     return cfg, SaeTrainConfig(epochs=1, min_rows=0, seed=SEED)
 
 
