@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from recsae.cli.train import ThreadsOpt
 from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeTrainConfig
+
+if TYPE_CHECKING:
+    from recsae.defaults import SaeDefaults
 
 sae_app = typer.Typer(
     name="sae",
@@ -80,7 +83,7 @@ def train_command(
     typer.echo(f"wrote {run.activations}, {run.sae}, {run.random_sae}, {run.splice}")
 
 
-def _shape(model: Any, split: Any, k: int | None, expansion: int | None, last_only: bool) -> Any:
+def _shape(model: Any, split: Any, k: int | None, expansion: int | None, last_only: bool) -> SaeDefaults:
     """The SAE's k and expansion: those given, the others chosen from the rows the harvest will
     take (``recsae.defaults.sae_defaults``), with a warning when the SAE is too wide for them."""
     from recsae.defaults import sae_defaults, width_warning
