@@ -36,7 +36,7 @@ from recsae.io import write_json
 from recsae.models.pop import MostPopular
 from recsae.models.registry import model_config
 from recsae.models.trainer import TrainConfig, evaluate_model, train_model
-from recsae.pipeline import preset
+from recsae.pipeline import scaled_preset
 from recsae.utils import environment_info, set_threads, setup_logging
 
 REFERENCE = {"ndcg@10": 0.0882, "hr@10": 0.1611}
@@ -97,9 +97,9 @@ def main() -> None:
     set_threads(args.threads)
 
     split = make_split(load_dataset("ml-1m", data_root=args.data_root), "global-time")
-    model_opts, train_opts = preset("ml-1m", "sasrec")
-    opts = {"epochs": args.max_epochs, "patience": args.patience, "max_seconds": args.max_seconds,
-            "eval_protocol": "rechorus"} | train_opts
+    model_opts, train_opts = scaled_preset("ml-1m", "sasrec", split)
+    opts = {"epochs": args.max_epochs, "max_seconds": args.max_seconds, "eval_protocol": "rechorus"} | train_opts
+    opts["patience"] = args.patience  # the benchmark's own
     t0 = time.perf_counter()
     res = train_model("sasrec", split, model_config("sasrec", **model_opts), args.work_dir / "model", seed=args.seed,
                       train_cfg=TrainConfig(**opts))

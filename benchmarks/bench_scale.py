@@ -4,8 +4,10 @@ ML-1M's interactions, each stage of a run timed and its peak memory measured.
 Sizes: ML-1M's positives (575,281 interactions, 6,038 users, 3,533 items; histories of 95 items
 on average) times the scale: the users and the items scale with it, histories stay 20-170 items
 (mean 95); the largest size gets a catalogue of at least 100,000 items (``--large-items``).
-The run's own settings for synthetic data: SASRec with its preset (window 50, one block, batch
-64, full-softmax cross-entropy), an SAE of 2,048 latents with k = 32 (``recsae run``'s defaults).
+The run's own settings for synthetic data: SASRec with its preset (window 50, one block,
+full-softmax cross-entropy) and the batch the data's size gives it (64 sequences under 20,000
+users, else 128: ``recsae.defaults``), an SAE of 2,048 latents with k = 32 (``recsae run``'s
+defaults for this much data).
 
 Stages, each in its own fresh Python process (so that its peak memory is its own):
 
@@ -177,11 +179,11 @@ def stage_model(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
 
     from recsae.io import write_tensors
     from recsae.models.trainer import evaluate_model
-    from recsae.pipeline import preset
+    from recsae.pipeline import scaled_preset
     from recsae.utils import seed_everything
 
     split = load_split(work / "data")
-    _, train_opts = preset("synthetic", "sasrec")
+    _, train_opts = scaled_preset("synthetic", "sasrec", split)  # the run's, for this much data
     gen = seed_everything(SEED)
     model = _model(split).train()
     tensors = model.training_tensors(split)
@@ -221,10 +223,11 @@ def stage_harvest(work: Path, opts: dict[str, Any]) -> dict[str, Any]:
 
 def _sae_configs(d: int) -> tuple[Any, Any]:
     from recsae.config import SaeOptions
+    from recsae.defaults import DEFAULT_K, MAX_EXPANSION
     from recsae.sae import SaeConfig, SaeTrainConfig
 
-    run = SaeOptions()
-    cfg = SaeConfig(d_in=d, expansion=run.expansion, k=run.k, aux_relu=run.aux_relu)
+    # the run's widest SAE: what its rule chooses for the default synthetic data and larger
+    cfg = SaeConfig(d_in=d, expansion=MAX_EXPANSION, k=DEFAULT_K, aux_relu=SaeOptions().aux_relu)
     return cfg, SaeTrainConfig(epochs=1, min_rows=0, seed=SEED)
 
 

@@ -179,10 +179,38 @@ def test_unknown_stage_is_a_config_error(tmp_path: Path) -> None:
 
 def test_explicit_options_override_the_dataset_preset() -> None:
     preset_model, preset_train = model_settings(RunConfig())
-    assert preset_model["max_len"] == 50 and preset_train["lr"] == 5e-3
-    model_opts, train_opts = model_settings(RunConfig(model=ModelOptions(max_len=30, lr=1e-4)))
-    assert model_opts["max_len"] == 30 and train_opts["lr"] == 1e-4
+    assert preset_model["max_len"] == 50 and preset_train["patience"] == 3
+    model_opts, train_opts = model_settings(RunConfig(model=ModelOptions(max_len=30, lr=1e-4, patience=7)))
+    assert model_opts["max_len"] == 30 and train_opts["lr"] == 1e-4 and train_opts["patience"] == 7
     assert model_settings(RunConfig(data=DatasetOptions("ml-1m"), model=ModelOptions("bpr"))) == ({}, {"epochs": 200})
+
+
+def test_options_left_unset_are_chosen_from_the_data_in_one_line_and_recorded_and_given_ones_win(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    base = tiny_config(stages=["model"], **{"model.epochs": 1, "model.lr": 2e-3})
+    cfg = dataclasses.replace(base, sae=dataclasses.replace(base.sae, expansion=None))  # k given, width not
+    with caplog.at_level("INFO", logger="recsae"):
+        summary = run_pipeline(tmp_path, cfg)
+    chosen = summary["defaults"]["chosen"]
+    assert set(chosen) == {"model.batch_size", "model.patience", "sae.expansion"}  # not lr, not k: given
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("defaults for ")]
+    assert lines == summary["defaults"]["lines"] and len(lines) == 1
+    assert f"defaults for {summary['dataset']['n_users']:,} users" in lines[0] and "patience" in lines[0]
+    assert "lr" not in lines[0].split("(")[0]  # given options are not among the chosen ones
+    trained = read_json(tmp_path / "model" / "config.json")["train"]
+    assert trained["lr"] == 2e-3 and trained["batch_size"] == chosen["model.batch_size"]
+    assert trained["patience"] == chosen["model.patience"]
+    recorded = read_json(tmp_path / "config.json")
+    assert recorded["defaults"]["chosen"] == chosen and recorded["config"]["model"]["batch_size"] is None
+
+
+def test_an_sae_too_wide_for_the_data_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = tiny_config(stages=["model"], **{"model.epochs": 1, "sae.expansion": 32, "sae.k": 32})
+    with caplog.at_level("WARNING", logger="recsae"):
+        summary = run_pipeline(tmp_path, cfg)
+    assert "needs to be validated" in caplog.text
+    assert summary["defaults"]["warnings"] and "sae.expansion" not in summary["defaults"]["chosen"]
 
 
 def test_model_name_case_does_not_skip_the_preset() -> None:

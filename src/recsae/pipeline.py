@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -95,31 +95,31 @@ def _sae_digest(path: Path) -> str:
 
 PRESETS: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {
     # (dataset, model) -> (model options, training options), measured to train well and fast.
-    # The synthetic histories hold 30-60 items and 1,500 users give few steps per epoch: a
-    # short window, one block, smaller batches and a higher learning rate.
-    ("synthetic", "sasrec"): ({"max_len": 50, "n_blocks": 1}, {"lr": 5e-3, "batch_size": 64, "patience": 3}),
-    ("synthetic", "gru4rec"): ({"max_len": 50}, {"lr": 5e-3, "batch_size": 64, "patience": 3}),
-    # MovieLens: smaller batches and lr 3e-3 reached a better validation NDCG@10 sooner than
-    # 1e-3 / 128 (benchmarks/bench_models.py). Label smoothing 0.2 is not used here: it raised
-    # test NDCG@10 only within noise (seeds 0/1: 0.129/0.128 -> 0.133/0.130), and at the strength
-    # chosen on the validation items genre steering moved the smoothed model's top-10 shares less
-    # (x1.3-x3.2 against x1.8-x3.8 where NDCG@10 stayed within 5 %; bench_steer.py --sweep genre,
-    # 3,000 users); its SAE passed the rule test more often (61.6 % against 56.7 % interpretable)
-    ("ml-1m", "sasrec"): ({}, {"lr": 3e-3, "batch_size": 64}),
+    # Training options left out here come from recsae.defaults.train_defaults, which gives the
+    # synthetic data lr 5e-3 and batch 64 and ML-1M lr 3e-3 and batch 64 (tests/test_defaults.py).
+    # The synthetic histories hold 30-60 items: a short window and one block; their planted
+    # signal gives a smooth validation curve, where patience 3 stops training as well as the
+    # rule's 20 for so few users, and sooner.
+    ("synthetic", "sasrec"): ({"max_len": 50, "n_blocks": 1}, {"patience": 3}),
+    ("synthetic", "gru4rec"): ({"max_len": 50}, {"patience": 3}),
     # ml-100k (943 users) overfits. Test NDCG@10 over seeds 0-4: window 200 / dropout 0.2 0.092 +- 0.007;
     # window 50 / dropout 0.4 0.097 +- 0.003 (and 2x faster); plus label smoothing 0.2 0.101 +- 0.003
-    # (validation 0.115 -> 0.124). Its validation NDCG@10 is noisy: patience 10 stopped some seeds early.
+    # (validation 0.115 -> 0.124). Its validation NDCG@10 is noisy: patience 10 stopped some seeds
+    # early (20 is also the rule's, for fewer than 2,000 users; kept here for bench_models.py, which
+    # reads the presets, on ml-100k with every rating). lr 3e-3: on the default positives (seed 0)
+    # SASRec reached test NDCG@10 0.0815 with it, 0.0797 with the rule's 5e-3.
     ("ml-100k", "sasrec"): (
-        {"max_len": 50, "dropout": 0.4, "label_smoothing": 0.2}, {"lr": 3e-3, "batch_size": 64, "patience": 20},
+        {"max_len": 50, "dropout": 0.4, "label_smoothing": 0.2}, {"lr": 3e-3, "patience": 20},
     ),
     # GRU4Rec likewise: validation NDCG@10 0.106 -> 0.112 on each of seeds 0-4 (test 0.094 -> 0.096)
     ("ml-100k", "gru4rec"): (
-        {"max_len": 50, "dropout": 0.4, "label_smoothing": 0.2}, {"lr": 3e-3, "batch_size": 64, "patience": 20},
+        {"max_len": 50, "dropout": 0.4, "label_smoothing": 0.2}, {"lr": 3e-3, "patience": 20},
     ),
-    # 601 users: the default lr and batch leave SASRec at most-popular level
-    ("ml-latest-small", "sasrec"): ({"max_len": 100}, {"lr": 5e-3, "batch_size": 64, "patience": 5}),
+    # 601 users: lr 5e-3 and batch 64 (the rule's), where 1e-3 / 128 left SASRec at most-popular level
+    ("ml-latest-small", "sasrec"): ({"max_len": 100}, {}),
 }
-"""Tuned defaults; options given explicitly in ``RunConfig`` override them."""
+"""Tuned options of named datasets, over the defaults that scale with the data
+(``recsae.defaults``); options given explicitly in ``RunConfig`` override both."""
 
 
 def preset(
@@ -133,8 +133,23 @@ def preset(
     return tuned_model | given_model, tuned_train | given_train
 
 
+def scaled_preset(dataset: str, model: str, split: SplitData) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What ``recsae run`` trains registry model ``model`` with on ``split`` of named ``dataset``
+    when no option is given: the dataset's preset over the rule for the data's size (the
+    benchmarks measure what the pipeline trains)."""
+    from recsae.defaults import train_defaults
+    from recsae.models.registry import model_class
+
+    cls = model_class(model)
+    rule = train_defaults(cls.name, cls.sequential, split.dataset.n_users, split.dataset.n_interactions)
+    tuned_model, tuned_train = preset(dataset, cls.name)
+    return tuned_model, {name: getattr(rule, name) for name in TRAIN_CHOICES} | tuned_train
+
+
 def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The model config overrides and ``TrainConfig`` options for a run: preset, then explicit."""
+    """The model config overrides and ``TrainConfig`` options for a run: preset, then explicit
+    (a run's config holds, once its data is loaded, the options chosen from the data too:
+    ``run_defaults``)."""
     from recsae.models.registry import model_class
 
     m = cfg.model
@@ -144,6 +159,107 @@ def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     )
     evaluation = {"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol != "per-user" else {}
     return model_opts, {"epochs": m.epochs} | train_opts | evaluation
+
+
+TRAIN_CHOICES = ("lr", "batch_size", "patience")
+"""``ModelOptions`` fields chosen from the data where the user left them unset."""
+
+
+class Defaults(NamedTuple):
+    """What ``resolve_defaults`` chose for the options left unset, and why."""
+
+    chosen: dict[str, Any]
+    """Dotted option -> value (``{"model.lr": 5e-3, "sae.expansion": 16}``)."""
+    by: dict[str, str]
+    """Dotted option -> what chose it: ``rule`` (``recsae.defaults``) or ``preset`` (``PRESETS``)."""
+    reasons: dict[str, str]
+    """Dotted option -> why the rule chose that value."""
+    warnings: tuple[str, ...] = ()
+
+    def line(self, n_users: int, n_interactions: int) -> str:
+        """One line saying what was chosen and why."""
+        from recsae.defaults import lr_text
+
+        shown = {"model.lr": lambda v: f"lr {lr_text(v)}", "model.batch_size": lambda v: f"batch {v:,}",
+                 "model.patience": lambda v: f"patience {v}", "sae.expansion": lambda v: f"SAE expansion {v}",
+                 "sae.k": lambda v: f"SAE k {v}"}
+        values = ", ".join(shown[key](value) for key, value in self.chosen.items())
+        label = {"model.lr": "lr", "model.batch_size": "batch", "model.patience": "patience"}
+        why = {label.get(key, "SAE"): reason for key, reason in self.reasons.items()}
+        return (f"defaults for {n_users:,} users, {n_interactions:,} interactions: {values} ("
+                + "; ".join(f"{name}: {reason}" for name, reason in why.items()) + ")")
+
+    def __or__(self, other: Defaults) -> Defaults:
+        return Defaults(self.chosen | other.chosen, self.by | other.by, self.reasons | other.reasons,
+                        self.warnings + other.warnings)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready record (the run's ``config.json`` and ``summary.json``)."""
+        return {"chosen": self.chosen, "by": self.by, "reasons": self.reasons, "warnings": list(self.warnings)}
+
+
+def train_choice(cfg: RunConfig, split: SplitData) -> Defaults:
+    """The training options a run trains its model with where ``cfg`` leaves them unset: the
+    dataset's tuned preset, else the rule of ``recsae.defaults.train_defaults`` for the split's
+    dataset size. Nothing for a model the run does not train."""
+    from recsae.defaults import train_defaults
+    from recsae.models.registry import model_class
+
+    if cfg.model.source != "train":
+        return Defaults({}, {}, {})
+    cls = model_class(cfg.model.name)
+    ds = split.dataset
+    rule = train_defaults(cls.name, cls.sequential, ds.n_users, ds.n_interactions)
+    tuned = PRESETS.get((cfg.data.dataset, cls.name), ({}, {}))[1]
+    chosen, by, reasons = {}, {}, {}
+    for name in TRAIN_CHOICES:
+        if getattr(cfg.model, name) is not None:
+            continue
+        key = f"model.{name}"
+        chosen[key], by[key] = (tuned[name], "preset") if name in tuned else (getattr(rule, name), "rule")
+        if by[key] == "rule":
+            reasons[key] = rule.why[name]
+        else:
+            reasons[key] = f"{cfg.data.dataset} preset"
+    return Defaults(chosen, by, reasons)
+
+
+def sae_choice(cfg: RunConfig, split: SplitData, d: int, every_prefix: bool, sequential: bool,
+               max_len: int) -> Defaults:
+    """The SAE's k and expansion where ``cfg`` leaves them unset, from the rows the harvest will
+    take (``recsae.defaults.sae_defaults``), and a warning when the SAE is too wide for them."""
+    from recsae.defaults import sae_defaults, width_warning
+    from recsae.probe.harvest import harvest_shape
+
+    if cfg.sae.path is not None:
+        return Defaults({}, {}, {})
+    n_rows, n_users = harvest_shape(split, every_prefix, sequential, max_len)
+    rule = sae_defaults(n_rows, n_users, d, k=cfg.sae.k, expansion=cfg.sae.expansion)
+    chosen = {key: value for key, value, given in (("sae.expansion", rule.expansion, cfg.sae.expansion),
+                                                   ("sae.k", rule.k, cfg.sae.k)) if given is None}
+    warning = width_warning(n_rows, n_users, d, rule.k, rule.expansion)
+    return Defaults(chosen, dict.fromkeys(chosen, "rule"), dict.fromkeys(chosen, rule.reasons),
+                    (warning,) if warning else ())
+
+
+def run_defaults(cfg: RunConfig, split: SplitData) -> Defaults:
+    """What a run chooses once its data is loaded: the training options, and the SAE's shape
+    where the run trains its model (whose width d and harvest follow from its options; other
+    models' SAE is chosen once they are built, ``_model_stage``)."""
+    from recsae.models.registry import model_class, model_config
+
+    chosen = train_choice(cfg, split)
+    if cfg.model.source != "train":
+        return chosen
+    cls = model_class(cfg.model.name)
+    built = model_config(cfg.model.name, **model_settings(apply_defaults(cfg, chosen))[0])
+    every_prefix = cls.sequential or callable(getattr(cls, "history_states", None))
+    return chosen | sae_choice(cfg, split, built.dim, every_prefix, cls.sequential, getattr(built, "max_len", 1))
+
+
+def apply_defaults(cfg: RunConfig, defaults: Defaults) -> RunConfig:
+    """``cfg`` with the chosen options filled in."""
+    return cfg.override(defaults.chosen) if defaults.chosen else cfg
 
 
 class Run:
@@ -160,6 +276,26 @@ class Run:
         self.summary.update(format_version=FORMAT_VERSION, seed=cfg.seed, config=cfg.to_dict(), versions=environment_info())
         self.summary.setdefault("seconds", {})
         self.fingerprints = stage_fingerprints(cfg)
+        self.defaults = Defaults({}, {}, {})
+        """What ``choose`` filled in of the options the user left unset."""
+        self.summary["defaults"] = self.defaults.record() | {"lines": []}
+
+    def choose(self, defaults: Defaults, split: SplitData) -> None:
+        """Fill ``defaults`` into the run's config (every later stage reads it, and its
+        fingerprints), say in one line what was chosen and why, warn of what it warns about,
+        and record both in the summary."""
+        if not defaults.chosen and not defaults.warnings:
+            return
+        self.defaults = self.defaults | defaults
+        self.cfg = apply_defaults(self.cfg, defaults)
+        self.fingerprints = stage_fingerprints(self.cfg)
+        lines = self.summary["defaults"]["lines"]
+        if defaults.chosen:
+            lines.append(defaults.line(split.dataset.n_users, split.dataset.n_interactions))
+            log.info(lines[-1])
+        for warning in defaults.warnings:
+            log.warning(warning)
+        self.summary["defaults"] = self.defaults.record() | {"lines": lines}
 
     def save(self) -> None:
         if self.world.is_main:
@@ -243,11 +379,12 @@ def _sae_train_config(cfg: RunConfig) -> SaeTrainConfig:
 def check_options(cfg: RunConfig) -> None:
     """Build every config the run will build, so that a bad option fails before any data is
     loaded or file written. The built-in models' width d comes from their config, which bounds k."""
+    from recsae.defaults import MAX_EXPANSION
     from recsae.models.registry import model_config
     from recsae.models.trainer import TrainConfig
     from recsae.sae.config import SaeConfig
 
-    if cfg.sae.k < 1 or cfg.sae.expansion < 1:
+    if any(v is not None and v < 1 for v in (cfg.sae.k, cfg.sae.expansion)):
         raise ConfigError(f"sae: k and expansion must be >= 1, got k={cfg.sae.k}, expansion={cfg.sae.expansion}")
     _sae_train_config(cfg)
     for name in ("checkpoint", "user_vectors", "item_embeddings", "user_ids", "item_ids"):
@@ -260,7 +397,9 @@ def check_options(cfg: RunConfig) -> None:
         model_opts, train_opts = model_settings(cfg)
         TrainConfig(**train_opts)
         if cfg.sae.path is None:
-            SaeConfig(d_in=model_config(cfg.model.name, **model_opts).dim, expansion=cfg.sae.expansion, k=cfg.sae.k)
+            # the widest SAE the rule may choose bounds a given k
+            SaeConfig(d_in=model_config(cfg.model.name, **model_opts).dim, expansion=cfg.sae.expansion or MAX_EXPANSION,
+                      k=cfg.sae.k or 1)
     elif cfg.model.source == "function":
         from recsae.sources import load_function
 
@@ -307,7 +446,6 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
     barrier(world, "starting the run")
     seed_everything(cfg.seed)
     device = world.device
-    source = model_source(cfg)
     run = Run(out, cfg, world)
     if force:  # nothing of an earlier attempt is resumed
         run.summary.pop("started", None)
@@ -320,7 +458,9 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
     # written once the data loaded, so a bad dataset leaves no run folder behind
     if world.is_main:
         write_json(out / RunDir.CONFIG, {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
-                                         "seed": cfg.seed, "versions": environment_info()})
+                                         "defaults": run.defaults.record(), "seed": cfg.seed,
+                                         "versions": environment_info()})
+    source = model_source(run.cfg)  # with the options chosen from the data
     if last < STAGES.index("model"):
         return run.summary
     with run.stage("model"):
@@ -385,9 +525,12 @@ def _data_stage(run: Run, force: bool) -> SplitData:
     from recsae.models.pop import MostPopular
     from recsae.models.trainer import evaluate_model
 
-    cfg = run.cfg
-    split = make_run_split(cfg)
+    split = make_run_split(run.cfg)
     ds = split.dataset
+    log.info("dataset %s: %d users, %d items, %d interactions (%s)", ds.name, ds.n_users, ds.n_items,
+             ds.n_interactions, split.protocol)
+    run.choose(run_defaults(run.cfg, split), split)
+    cfg = run.cfg
     if not force:  # --force deletes the model folder instead
         _check_compatible(run.out, cfg, split)
     if "steer" in cfg.stages and cfg.steer.concepts:  # a typo fails now, before any write
@@ -396,8 +539,6 @@ def _data_stage(run: Run, force: bool) -> SplitData:
         items = concept_items(split, vocab=run.vocabulary(split))
         for concept in cfg.steer.concepts:
             items.mask(concept)
-    log.info("dataset %s: %d users, %d items, %d interactions (%s)", ds.name, ds.n_users, ds.n_items,
-             ds.n_interactions, split.protocol)
     run.summary["dataset"] = {
         "name": ds.name,
         "n_users": ds.n_users,
@@ -427,6 +568,11 @@ def _model_stage(run: Run, source: ModelSource, split: SplitData, device: torch.
     from recsae.models.trainer import evaluate_model
 
     built = source.build(split, run.out, device, force, run.world)
+    if run.cfg.sae.k is None or run.cfg.sae.expansion is None:  # a model the run did not train
+        from recsae.probe.harvest import all_positions, model_max_len
+
+        run.choose(sae_choice(run.cfg, split, built.model.dim, all_positions(built.model), bool(built.model.sequential),
+                              model_max_len(built.model)), split)
     digest = weights_digest(built.model)
     run.model_built(digest)
     metrics: dict[str, Any] = {}
@@ -465,8 +611,9 @@ def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, for
                               f"representation has d = {model.dim}")
         sae_cfg = given.cfg
     else:
-        sae_cfg = SaeConfig(d_in=model.dim, expansion=run.cfg.sae.expansion, k=run.cfg.sae.k,
-                            aux_relu=run.cfg.sae.aux_relu)
+        k, expansion = run.cfg.sae.k, run.cfg.sae.expansion
+        assert k is not None and expansion is not None  # given, or chosen by the data or model stage
+        sae_cfg = SaeConfig(d_in=model.dim, expansion=expansion, k=k, aux_relu=run.cfg.sae.aux_relu)
     checkpoint = run.out / RunDir.MODEL if run.cfg.model.source in ("train", "checkpoint") else None
     result = run_sae_stage(model, split, run.out, sae_cfg, _sae_train_config(run.cfg), checkpoint=checkpoint,
                            device=device, force=force, given=given, world=run.world)

@@ -96,8 +96,8 @@ def test_help_shows_where_unset_options_take_their_values(run_cli) -> None:
     code, out, _ = run_cli(["train", "--help"])
     assert code == 0
     text = " ".join(out.replace("│", " ").split())
-    assert "Adam learning rate. Default: the preset's, else 1e-3." in text
-    assert "Rows per step. Default: the preset's, else the model's." in text
+    assert "Adam learning rate. Default: the preset's, else from the data size." in text
+    assert "Rows per step. Default: the preset's, else from the data size." in text
 
 
 def test_train_in_the_reference_protocol_reports_its_rows_and_evaluate_reuses_it(tmp_path: Path, run_cli) -> None:

@@ -189,3 +189,15 @@ def test_general_prefix_harvest_is_deterministic_and_last_only_keeps_represent(t
     last = harvest(model, tiny_split, tmp_path / "last", last_only=True)
     assert _index_tuples(last) == [r for r in GRAPH_EXPECTED if r[2] == "test"]
     np.testing.assert_array_equal(last.load(), a.load(a.rows("test")))
+
+
+def test_harvest_shape_counts_the_rows_and_users_harvest_writes(tiny_model, tiny_split, tmp_path):
+    from recsae.probe.harvest import harvest_shape, model_max_len
+
+    lightgcn = _lightgcn(tiny_split)
+    cases = [(tiny_model, False), (tiny_model, True), (lightgcn, False), (lightgcn, True)]
+    for i, (model, last_only) in enumerate(cases):
+        store = harvest(model, tiny_split, tmp_path / str(i), last_only=last_only)
+        users = len(np.unique(store.index.user))
+        every_prefix = store.meta["last_only"] is False
+        assert harvest_shape(tiny_split, every_prefix, model.sequential, model_max_len(model)) == (len(store), users)

@@ -75,14 +75,14 @@ def run(
     item_ids: Annotated[Optional[Path], typer.Option("--item-ids", help="Embeddings mode: a text file with the original item id of each "  # noqa: UP045
                                                      "row of --item-embeddings.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Most training epochs of the recommender (early stopping)." + _default(_M.epochs))] = None,  # noqa: UP045
-    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs. Default: tuned preset, else 10.")] = None,  # noqa: UP045
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate of the recommender. Default: tuned preset, else 1e-3.")] = None,  # noqa: UP045
-    batch_size: Annotated[Optional[int], typer.Option(help="Training batch size of the recommender. Default: tuned preset, else the model's.")] = None,  # noqa: UP045
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience in epochs. Default: tuned preset, else from the data (20 under 2,000 users, else 10).")] = None,  # noqa: UP045
+    lr: Annotated[Optional[float], typer.Option(help="Learning rate of the recommender. Default: tuned preset, else from the data size (recsae.defaults).")] = None,  # noqa: UP045
+    batch_size: Annotated[Optional[int], typer.Option(help="Training batch size of the recommender. Default: tuned preset, else from the data size (recsae.defaults).")] = None,  # noqa: UP045
     max_len: Annotated[Optional[int], typer.Option(help="Longest history a sequential model reads. Default: tuned preset, else 200.")] = None,  # noqa: UP045
     sae: Annotated[Optional[Path], typer.Option("--sae", help="Use this trained SAE folder (cfg.json + sae.safetensors, e.g. from "  # noqa: UP045
                                                 "`recsae sae train`) instead of training one.")] = None,
-    k: Annotated[Optional[int], typer.Option("--k", help="SAE: active latents per row." + _default(_S.k))] = None,  # noqa: UP045
-    expansion: Annotated[Optional[int], typer.Option(help="SAE: latents per input dimension." + _default(_S.expansion))] = None,  # noqa: UP045
+    k: Annotated[Optional[int], typer.Option("--k", help="SAE: active latents per row. Default: 32, fewer for a narrow SAE.")] = None,  # noqa: UP045
+    expansion: Annotated[Optional[int], typer.Option(help="SAE: latents per input dimension. Default: the widest power of two up to 32 whose latents fire on enough rows of enough users to be validated (32 on ML-1M).")] = None,  # noqa: UP045
     sae_epochs: Annotated[Optional[int], typer.Option(help="SAE: passes over the training rows." + _default(_S.epochs))] = None,  # noqa: UP045
     sae_min_rows: Annotated[Optional[int], typer.Option(help="SAE: train on at least this many rows in all (more passes on a small store, "  # noqa: UP045
                                                         "at most 100; 0: exactly --sae-epochs)." + _default(_S.min_rows))] = None,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 
 from recsae.cli.train import ThreadsOpt
 from recsae.sae.config import RUN_EPOCHS, RUN_MIN_ROWS, SaeTrainConfig
+
+if TYPE_CHECKING:
+    from recsae.defaults import SaeDefaults
 
 sae_app = typer.Typer(
     name="sae",
@@ -31,8 +34,10 @@ def train_command(
     checkpoint: CheckpointOpt,
     out: Annotated[Path, typer.Option("--out", help="Output folder: activations/, sae/, random_sae/, splice.json. "
                                       "A rerun reuses the activations and resumes the SAE.")],
-    k: Annotated[int, typer.Option(help="Active latents per row (TopK).")] = 32,
-    expansion: Annotated[int, typer.Option(help="Latents per input dimension (m = expansion x d).")] = 32,
+    k: Annotated[Optional[int], typer.Option(help="Active latents per row (TopK). Default: 32, fewer for a narrow SAE.")] = None,  # noqa: UP045
+    expansion: Annotated[Optional[int], typer.Option(help="Latents per input dimension (m = expansion x d). Default: the widest "  # noqa: UP045
+                                                     "power of two up to 32 whose latents fire on enough rows of enough users "
+                                                     "to be validated.")] = None,
     epochs: Annotated[int, typer.Option(help="Passes over the training rows (the best validation epoch is kept).")] = RUN_EPOCHS,
     min_rows: Annotated[int, typer.Option(help="Train on at least this many rows in all: a small store gets more "
                                           "passes (at most 100). 0: exactly --epochs.")] = RUN_MIN_ROWS,
@@ -59,18 +64,40 @@ def train_command(
     check_writable_folder(out)
     train_cfg = SaeTrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, min_rows=min_rows, seed=seed,
                                patience=patience, balance_rate=balance)  # bad options fail before any loading
+    if any(v is not None and v < 1 for v in (k, expansion)):
+        from recsae.errors import ConfigError
+
+        raise ConfigError(f"sae: k and expansion must be >= 1, got k={k}, expansion={expansion}")
     set_threads(threads)
     seed_everything(seed)
     dev = default_device(device)
     model, config = load_checkpoint(checkpoint, dev)
     split = split_for_checkpoint(checkpoint, config, data_root)
-    sae_cfg = SaeConfig(d_in=model.dim, expansion=expansion, k=k)
+    shape = _shape(model, split, k, expansion, last_only)
+    sae_cfg = SaeConfig(d_in=model.dim, expansion=shape.expansion, k=shape.k)
     result = run_sae_stage(model, split, out, sae_cfg, train_cfg, last_only=last_only, checkpoint=checkpoint,
                            device=dev, force=force)
     assert result.splice is not None  # one process: rank 0
     typer.echo(format_splice_table(result.splice))
     run = RunDir(out)
     typer.echo(f"wrote {run.activations}, {run.sae}, {run.random_sae}, {run.splice}")
+
+
+def _shape(model: Any, split: Any, k: int | None, expansion: int | None, last_only: bool) -> SaeDefaults:
+    """The SAE's k and expansion: those given, the others chosen from the rows the harvest will
+    take (``recsae.defaults.sae_defaults``), with a warning when the SAE is too wide for them."""
+    from recsae.defaults import sae_defaults, width_warning
+    from recsae.probe.harvest import all_positions, harvest_shape, model_max_len
+    from recsae.utils import log
+
+    n_rows, n_users = harvest_shape(split, all_positions(model, last_only), bool(model.sequential), model_max_len(model))
+    rule = sae_defaults(n_rows, n_users, model.dim, k=k, expansion=expansion)
+    if k is None or expansion is None:
+        log.info(f"defaults: SAE expansion {rule.expansion}, k {rule.k} ({rule.reasons})")
+    warning = width_warning(n_rows, n_users, model.dim, rule.k, rule.expansion)
+    if warning:
+        log.warning(warning)
+    return rule
 
 
 @sae_app.command("eval")

@@ -78,9 +78,9 @@ def train(
     multi_col: MultiColOpt = None,
     item_table: ItemTableOpt = None,
     epochs: Annotated[int, typer.Option(help="Most epochs.")] = 200,
-    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience (epochs without a better valid NDCG@10). Default: the preset's, else 10.")] = None,  # noqa: UP045
-    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. Default: the preset's, else 1e-3.")] = None,  # noqa: UP045
-    batch_size: Annotated[Optional[int], typer.Option(help="Rows per step. Default: the preset's, else the model's.")] = None,  # noqa: UP045
+    patience: Annotated[Optional[int], typer.Option(help="Early-stopping patience (epochs without a better valid NDCG@10). Default: the preset's, else from the data (20 under 2,000 users, else 10).")] = None,  # noqa: UP045
+    lr: Annotated[Optional[float], typer.Option(help="Adam learning rate. Default: the preset's, else from the data size.")] = None,  # noqa: UP045
+    batch_size: Annotated[Optional[int], typer.Option(help="Rows per step. Default: the preset's, else from the data size.")] = None,  # noqa: UP045
     dim: Annotated[Optional[int], typer.Option(help="Embedding width. Default: 64.")] = None,  # noqa: UP045
     max_len: Annotated[Optional[int], typer.Option(help="Longest history (sequential models). Default: the preset's, else 200.")] = None,  # noqa: UP045
     layers: Annotated[Optional[int], typer.Option(help="Blocks (SASRec), GRU layers, or propagation layers (LightGCN). Default: the preset's, else 2, 1 and 3.")] = None,  # noqa: UP045
@@ -94,8 +94,9 @@ def train(
 ) -> None:
     """Train a recommender with early stopping and write its checkpoint folder.
 
-    On a named dataset with a tuned preset (the one `recsae run` uses, e.g. SASRec on ml-1m or
-    ml-100k), options left unset take the preset's values."""
+    On a named dataset with a tuned preset (the one `recsae run` uses, e.g. SASRec on ml-100k),
+    options left unset take the preset's values; the learning rate, batch size and patience
+    left unset otherwise scale with the data, as in `recsae run`."""
     from recsae.io import check_writable_folder, json_text
     from recsae.models.registry import model_class, model_config
     from recsae.models.trainer import TrainConfig, train_model
@@ -117,11 +118,32 @@ def train(
     check_writable_folder(out)
     set_threads(threads)
     split = _load_split(opts, protocol, seed, model)
+    tcfg = _scaled(tcfg, train_opts, name, split)
     source = opts.to_dict() | {"protocol": protocol, "seed": seed}
     result = train_model(model, split, cfg, out, seed, device, tcfg, data_source=source)
     typer.echo(json_text({"checkpoint": str(out), "best_epoch": result.best_epoch, "epochs": result.epochs,
                           "seconds": round(result.seconds, 1), "valid": result.valid, "test": result.test,
                           "evaluation": result.evaluation}))
+
+
+def _scaled(tcfg: Any, given: dict[str, Any], name: str, split: Any) -> Any:
+    """``tcfg`` with the training options neither given nor preset chosen from the data
+    (``recsae.defaults.train_defaults``), said in one line."""
+    import dataclasses
+
+    from recsae.defaults import lr_text, train_defaults
+    from recsae.models.registry import model_class
+    from recsae.pipeline import TRAIN_CHOICES
+    from recsae.utils import log
+
+    ds = split.dataset
+    rule = train_defaults(name, model_class(name).sequential, ds.n_users, ds.n_interactions)
+    chosen = {key: getattr(rule, key) for key in TRAIN_CHOICES if key not in given}
+    if chosen:
+        shown = {"lr": lr_text(rule.lr), "batch_size": f"{rule.batch_size:,}", "patience": str(rule.patience)}
+        log.info(f"defaults for {ds.n_users:,} users, {ds.n_interactions:,} interactions: "
+                 + "; ".join(f"{key} {shown[key]} ({rule.why[key]})" for key in chosen))
+    return dataclasses.replace(tcfg, **chosen)
 
 
 def evaluate(

@@ -127,6 +127,18 @@ def all_positions(model: Recommender, last_only: bool = False) -> bool:
     return not last_only and (bool(model.sequential) or callable(getattr(model, "history_states", None)))
 
 
+def harvest_shape(split: SplitData, every_prefix: bool, sequential: bool, max_len: int) -> tuple[int, int]:
+    """(rows, users) that ``harvest`` takes from ``split``: a row at every prefix of each known
+    history (a sequential model's within its last ``max_len`` items) when ``every_prefix``, else
+    one per user; the users are those with a history."""
+    n_hist = split.history("test").lengths()
+    n_hist = n_hist[n_hist > 0]
+    if not every_prefix:
+        return len(n_hist), len(n_hist)
+    per_user = np.minimum(n_hist, max_len) if sequential else n_hist
+    return int(per_user.sum()), len(n_hist)
+
+
 def _states(model: Recommender, user_t: torch.Tensor, seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """All-position states and their mask: a general model's last position is ``represent``
     (what ranking uses), its earlier ones its ``history_states``."""
