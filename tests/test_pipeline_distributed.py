@@ -37,7 +37,7 @@ k = 8
 expansion = 4
 epochs = 2
 min_rows = 0
-controls = false
+controls = true
 [interpret]
 causal = false
 """
