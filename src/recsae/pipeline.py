@@ -306,8 +306,8 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
     the model, harvests and trains the SAE together; rank 0 alone writes the run folder, splices
     and trains the controls while the others wait; every rank then computes its share of the
     interpretation's rows (top recommendations, SAE codes, the rows x concepts counts, summed
-    over the ranks), and all leave the process group together there (after the SAE stage when
-    the run stops before interpreting). Rank 0 goes on alone with the rest of the
+    over the ranks), and all leave the process group together there (after the last stage asked
+    when the run stops before interpreting). Rank 0 goes on alone with the rest of the
     interpretation, steering and the report; the other ranks return."""
     cfg = with_checkpoint_data(cfg or RunConfig())
     check_options(cfg)
@@ -333,6 +333,7 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
         write_json(out / RunDir.CONFIG, {"format_version": FORMAT_VERSION, "config": cfg.to_dict(),
                                          "seed": cfg.seed, "versions": environment_info()})
     if last < STAGES.index("model"):
+        run.leave_group()
         return run.summary
     with run.stage("model"):
         if force or not run.reusable("model"):
@@ -340,6 +341,7 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
         model = _model_stage(run, source, split, device, force)
         run.done("model")
     if last < STAGES.index("sae"):
+        run.leave_group()
         return run.summary
     with run.stage("sae"):
         sae, store = _sae_stage(run, model, split, device, force)
