@@ -6,8 +6,12 @@ Synthetic data; a SASRec trained for a few epochs (OUT/model) and, apart, the fu
 evaluation of an untrained one; from the untrained one (its weights fixed by the seed, so that
 both runs harvest the same model) the activation store in OUT/activations, one plain SAE (with
 dead latents, so that their counts are compared) and one with load balancing and the
-prediction-aware loss in OUT/sae-*. Rank 0 writes OUT/result.json, every rank the digest of its
-weights to OUT/weights-rank<R>.json. ``--fail``: after the first SAE epoch, the last rank exits
+prediction-aware loss in OUT/sae-*. Then the interpretation of an untrained SAE on the store
+(with the neurons, another untrained SAE and the untrained-model control read through the same
+model: weights fixed by the seed, so that both runs interpret the same codes): every rank computes
+its share of the inputs and counts, all leave the process group, and rank 0 writes the rest to
+OUT/interpret. Rank 0 writes OUT/result.json, every rank the digest of its weights to
+OUT/weights-rank<R>.json. ``--fail``: after the first SAE epoch, the last rank exits
 at once (``die``) or stops taking part (``hang``). A recsae error prints one line and exits 2,
 as the CLI does.
 """
@@ -26,14 +30,17 @@ import torch
 
 from recsae.data.registry import load_dataset
 from recsae.data.split import make_split
-from recsae.distributed import World, init_world, shutdown
+from recsae.distributed import World, init_world, leave_together, shutdown
 from recsae.errors import RecsaeError
+from recsae.interpret.api import count_interpretation, interpret, write_interpretation
+from recsae.interpret.from_run import run_inputs
 from recsae.io import write_json
 from recsae.models.registry import model_class, model_config
 from recsae.models.trainer import TrainConfig, evaluate_model, train_model
 from recsae.probe.harvest import harvest
+from recsae.probe.store import ActivationStore
 from recsae.sae.config import SaeConfig, SaeTrainConfig
-from recsae.sae.model import TopKSAE
+from recsae.sae.model import TopKSAE, untrained_baseline
 from recsae.sae.train import train_sae
 
 SAES = {
@@ -91,7 +98,26 @@ def _job(out: Path, fail: str | None, world: World) -> dict[str, Any]:
     write_json(out / f"weights-rank{world.rank}.json", {k: _digest(v) for k, v in weights.items()})
     if world.is_main:
         write_json(out / "result.json", result)
+    _interpret(model, split, store, out / "interpret", world)
     return result
+
+
+def _interpret(model: Any, split: Any, store: ActivationStore, out: Path, world: World) -> None:
+    """Every rank counts its share of the interpretation; after all left the process group,
+    rank 0 writes the table, the summary and the baselines' tables to ``out``."""
+    x = store.view(store.rows("train"))
+    cfg = SaeConfig(d_in=16, n_latents=256, k=4)
+    sae, other, control = (untrained_baseline(cfg, x, seed) for seed in (0, 1, 2))
+    inputs = run_inputs(model, sae, store, split, seed=0, random_sae=other, random_model=(model, store, control),
+                        causal=False, world=world)
+    keys = ("ctx", "item_meta", "item_counts", "sae_acts", "neuron_acts", "random_acts", "random_model")
+    counted = count_interpretation(**{k: inputs[k] for k in keys}, world=world)
+    leave_together(world, "the end of the interpretation counts")
+    if world.is_main:
+        result = interpret(**inputs, counted=counted)
+        write_interpretation(result, out)
+        for name, table in result.baselines.items():
+            table.to_parquet(out / f"{name}.parquet")
 
 
 def _digest(state: dict[str, torch.Tensor]) -> str:

@@ -1,7 +1,7 @@
 """recsae.distributed, and the distributed stages against one process: a model training, a
-full-ranking evaluation, a harvest and two SAE trainings (``tests/distributed_job.py``) run
-alone and under ``torchrun --nproc-per-node 2`` (gloo, CPU); a rank that dies or stops makes
-the other exit with one clear line, not hang."""
+full-ranking evaluation, a harvest, two SAE trainings and an interpretation
+(``tests/distributed_job.py``) run alone and under ``torchrun --nproc-per-node 2`` (gloo, CPU);
+a rank that dies or stops makes the other exit with one clear line, not hang."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -170,6 +171,19 @@ def test_two_ranks_train_the_sae_to_fvu_within_1pct_with_the_same_dead_counts(ru
     assert two["dead_latents"] == one["dead_latents"] and two["silent_latents"] == one["silent_latents"]
     if name == "plain":  # the counts compared are not trivially zero
         assert one["dead_latents"] > 0
+
+
+@needs_gloo
+def test_two_ranks_count_the_interpretation_exactly_as_one_process(runs: tuple[Path, Path]) -> None:
+    one, two = (out / "interpret" for out in runs)
+    for name in ("interpretation", "neurons", "random_sae", "random_model_sae"):
+        a, b = (pd.read_parquet(folder / f"{name}.parquet") for folder in (one, two))
+        pd.testing.assert_frame_equal(b, a, check_exact=True)
+        # the counts compared are not trivially empty
+        assert (a["val_support"] > 0).any() and (a["fit_support"] > 0).any() and (a["rule"] != "").any(), name
+    summaries = [{k: v for k, v in json.loads((f / "interpret.json").read_text()).items() if k != "versions"}
+                 for f in (one, two)]
+    assert summaries[1] == summaries[0]
 
 
 # -- a rank that dies or hangs -----------------------------------------------------------------

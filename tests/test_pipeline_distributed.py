@@ -1,12 +1,16 @@
 """``recsae run`` under ``torchrun --nproc-per-node 2`` (gloo, CPU) against one process, from
 the same checkpoint: the same activation store, the SAE within 1 % FVU with the same dead
-counts, the same summary figures, and one writer of the run folder."""
+counts, the same summary figures, and one writer of the run folder; a 2-rank run killed after an
+SAE checkpoint resumes from it and ends as the uninterrupted 2-rank run."""
 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,20 +39,34 @@ epochs = 3
 [sae]
 k = 8
 expansion = 4
-epochs = 2
+epochs = 12
 min_rows = 0
-controls = false
+controls = true
 [interpret]
 causal = false
 """
 
 
-def _recsae(prefix: list[str], *args: str) -> None:
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+
+
+def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(PYTHONPATH=os.pathsep.join([str(SRC), env.get("PYTHONPATH", "")]), OMP_NUM_THREADS="1")
+    return env
+
+
+def _recsae(prefix: list[str], *args: str) -> str:
+    """Run the CLI to completion; its stderr."""
     done = subprocess.run([*prefix, "-m", "recsae", *args, "--threads", "1"], capture_output=True, text=True,
-                          env=env, timeout=600)
+                          env=_env(), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
+def _run_args(root: Path) -> list[str]:
+    # the same model for every run: training with dropout under two ranks draws other masks
+    return ["run", "--config", str(root / "tiny.toml"), "--checkpoint", str(root / "model" / "model")]
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +75,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (root / "tiny.toml").write_text(TINY)
     _recsae([sys.executable], "run", "--config", str(root / "tiny.toml"), "--out", str(root / "model"),
             "--stages", "model")
-    # the same model for both: training with dropout under two ranks draws other masks
-    args = ["run", "--config", str(root / "tiny.toml"), "--checkpoint", str(root / "model" / "model")]
-    _recsae([sys.executable], *args, "--out", str(root / "one"))
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    _recsae(torchrun, *args, "--out", str(root / "two"))
+    _recsae([sys.executable], *_run_args(root), "--out", str(root / "one"))
+    _recsae(TORCHRUN, *_run_args(root), "--out", str(root / "two"))
     return root / "one", root / "two"
 
 
@@ -87,3 +102,39 @@ def test_two_ranks_leave_one_complete_run_folder(runs: tuple[Path, Path]) -> Non
     entries = lambda run: sorted(str(p.relative_to(run)) for p in run.rglob("*") if "report" not in p.parts)  # noqa: E731
     assert entries(two) == entries(one)  # no rank part or temporary left behind
     assert (two / "report" / "index.html").is_file()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_two_rank_run_killed_after_an_sae_checkpoint_resumes_from_it(runs: tuple[Path, Path]) -> None:
+    two = runs[1]
+    out = two.parent / "killed"
+    args = [*_run_args(two.parent), "--out", str(out), "--threads", "1"]
+    checkpoint = out / "sae" / "train_state" / "state.json"  # written last: a complete checkpoint
+    # the two ranks started as torchrun starts them, without its agent, so that each is killed by its id
+    port = str(_free_port())
+    procs = [subprocess.Popen([sys.executable, "-m", "recsae", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=_env() | {"RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
+                                            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port})
+             for r in range(2)]
+    try:
+        deadline = time.monotonic() + 300
+        while not checkpoint.is_file() and procs[0].poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert checkpoint.is_file(), "no SAE checkpoint was written"
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert not (out / "splice.json").exists(), "the SAE stage had ended before the kill"
+    stderr = _recsae(TORCHRUN, *args[:-2])
+    resumed = re.search(r"sae: resuming at epoch (\d+)", stderr)
+    assert resumed and int(resumed[1]) >= 2, stderr[-3000:]
+    # the resumed training ends where the uninterrupted one did, and so does everything after it
+    assert (out / "sae" / "sae.safetensors").read_bytes() == (two / "sae" / "sae.safetensors").read_bytes()
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "interpretation.parquet"),
+                                  pd.read_parquet(two / "interpretation.parquet"), check_exact=True)

@@ -142,6 +142,17 @@ def shutdown(world: World) -> None:
         log.removeFilter(_warnings_only)
 
 
+def leave_together(world: World, what: str) -> None:
+    """Every rank meets at a barrier, then leaves the process group (nothing when it was left
+    already, or in a single process): a rank that left while another still held its
+    connections could abort in the backend's teardown."""
+    import torch.distributed as dist
+
+    if world.distributed and dist.is_initialized():
+        barrier(world, what)
+        shutdown(world)
+
+
 @contextmanager
 def _collective(world: World, what: str) -> Iterator[None]:
     """Turn the backend's error (a peer closed its connection, a timeout) into one line."""
@@ -163,6 +174,14 @@ def _reason(err: BaseException) -> str:
 def rank_slice(n: int, world: World) -> slice:
     """This rank's contiguous block of ``n`` items: blocks in rank order, sizes within one."""
     return slice(n * world.rank // world.world_size, n * (world.rank + 1) // world.world_size)
+
+
+def batch_share(n: int, batch_size: int, world: World) -> slice:
+    """This rank's rows of ``n`` rows processed in batches of ``batch_size``: a contiguous block
+    of whole batches (``rank_slice`` of the batches), so that every batch is the one a single
+    process computes and the gathered results are bit for bit a single process's."""
+    batches = rank_slice(-(-n // batch_size), world)
+    return slice(min(n, batches.start * batch_size), min(n, batches.stop * batch_size))
 
 
 def barrier(world: World, what: str = "barrier") -> None:

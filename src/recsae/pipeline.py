@@ -23,7 +23,7 @@ import torch
 from recsae.config import STAGES, RunConfig
 from recsae.data.dataset import SplitData
 from recsae.data.registry import DatasetOptions
-from recsae.distributed import World, barrier, shutdown, single
+from recsae.distributed import World, barrier, leave_together, once, single
 from recsae.errors import ConfigError
 from recsae.io import FORMAT_VERSION, read_json, remove_stale_partials, write_json
 from recsae.rundir import RunDir
@@ -357,6 +357,14 @@ class Run:
             barrier(self.world, "removing the stale outputs")
         self.fingerprints = stage_fingerprints(self.cfg, digest)
 
+    def leave_group(self) -> None:
+        """Every rank leaves the process group together (once); rank 0 goes on as a single
+        process. A rank leaving while another still holds its connections can abort in the
+        backend's teardown."""
+        leave_together(self.world, "the end of the distributed stages")
+        if self.world.is_main:
+            self.world = single(self.world.device)
+
     def done(self, stage: str) -> None:
         """Record that ``stage`` now holds the results of the current inputs."""
         self.summary.setdefault("fingerprints", {})[stage] = self.fingerprints[stage]
@@ -434,9 +442,12 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
     """Run the whole job into ``out`` and return the summary (also in ``out/summary.json``).
 
     ``world`` (torchrun, ``recsae.distributed.init_world``): every rank loads the data, trains
-    the model, harvests and trains the SAE together; rank 0 alone writes the run folder and then
-    goes on alone with the splice, the controls, interpretation, steering and the report, while
-    the other ranks return after the SAE stage. Every rank leaves the process group there."""
+    the model, harvests and trains the SAE together; rank 0 alone writes the run folder, splices
+    and trains the controls while the others wait; every rank then computes its share of the
+    interpretation's rows (top recommendations, SAE codes, the rows x concepts counts, summed
+    over the ranks), and all leave the process group together there (after the last stage asked
+    when the run stops before interpreting). Rank 0 goes on alone with the rest of the
+    interpretation, steering and the report; the other ranks return."""
     cfg = with_checkpoint_data(cfg or RunConfig())
     check_options(cfg)
     out = Path(out)
@@ -462,6 +473,7 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
                                          "versions": environment_info()})
     source = model_source(run.cfg)  # with the options chosen from the data
     if last < STAGES.index("model"):
+        run.leave_group()
         return run.summary
     with run.stage("model"):
         if force or not run.reusable("model"):
@@ -469,23 +481,24 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
         model = _model_stage(run, source, split, device, force)
         run.done("model")
     if last < STAGES.index("sae"):
+        run.leave_group()
         return run.summary
     with run.stage("sae"):
         sae, store = _sae_stage(run, model, split, device, force)
-        barrier(world, "the end of the distributed stages")
-        # every rank leaves the group together: a rank leaving while rank 0 still holds its
-        # connections can abort in the backend's teardown
-        shutdown(world)
-        if not world.is_main:  # rank 0 goes on alone
-            return run.summary
-        run.world = single(device)
-        controls = _controls(run, source, model, split, store, sae, device) if run.cfg.sae.controls else None
+        controls = None
+        if run.cfg.sae.controls:  # trained on rank 0 while the others wait, then read by them
+            controls = once(world, lambda: _controls(run, source, model, split, store, sae, device), "the controls")
+            if not world.is_main:
+                controls = _controls(run, source, model, split, store, sae, device)
         run.done("sae")
     table, codes = None, None
     if last >= STAGES.index("interpret"):
         with run.stage("interpret"):
             table, codes = _interpret_stage(run, model, sae, store, split, force, controls)
             run.done("interpret")
+    run.leave_group()  # (left already when the interpretation counted its rows)
+    if not world.is_main:  # rank 0 goes on alone
+        return run.summary
     if "steer" in cfg.stages and table is not None:
         with run.stage("steer"):
             _steer_stage(run, model, sae, split, table, force)
@@ -637,8 +650,11 @@ def _controls(run: Run, source: ModelSource, model: Any, split: SplitData, store
 def _interpret_stage(
     run: Run, model: Any, sae: Any, store: Any, split: SplitData, force: bool, controls: Any = None,
 ) -> tuple[Any, Any]:
-    """The interpretation table, and the SAE's codes of every row when they were computed."""
+    """The interpretation table, and the SAE's codes of every row when they were computed.
+    Under torchrun every rank computes its share of the rows' inputs and counts, then all
+    leave the process group; the others return (None, None) and rank 0 goes on alone."""
     from recsae.interpret.api import (
+        count_interpretation,
         interpret,
         read_interpretation,
         write_interpretation,
@@ -649,16 +665,25 @@ def _interpret_stage(
     table_path = run.out / RunDir.INTERPRETATION
     if not force and run.reusable("interpret", RunDir.INTERPRETATION):
         log.info("interpret: reusing %s", table_path)
-        return read_interpretation(run.out), None
+        return (read_interpretation(run.out), None) if run.world.is_main else (None, None)
     run.begin("interpret")
     baseline = run.out / RunDir.RANDOM_SAE
     random_sae = TopKSAE.load(baseline, sae.device) if (baseline / CFG_FILE).is_file() else None
     random_model = None
     if controls is not None and controls.random_model_sae is not None:
         random_model = (controls.random_model, controls.random_model_store, controls.random_model_sae)
+    world = run.world
     inputs = run_inputs(model, sae, store, split, seed=run.cfg.seed, random_sae=random_sae,
-                        random_model=random_model, causal=run.cfg.interpret.causal)
-    result = interpret(**inputs, cfg=run.cfg.interpret, vocab=run.vocabulary(split))
+                        random_model=random_model, causal=run.cfg.interpret.causal, world=world)
+    counted = count_interpretation(
+        inputs["ctx"], inputs["item_meta"], inputs["item_counts"], inputs["sae_acts"], neuron_acts=inputs["neuron_acts"],
+        random_acts=inputs["random_acts"], random_model=inputs["random_model"], cfg=run.cfg.interpret,
+        vocab=run.vocabulary(split), world=world,
+    )
+    run.leave_group()
+    if not world.is_main:
+        return None, None
+    result = interpret(**inputs, cfg=run.cfg.interpret, vocab=run.vocabulary(split), counted=counted)
     if controls is not None and controls.seed_sae is not None:
         result.summary["seed_stability"] = seed_stability(sae, controls.seed_sae, inputs["reps"], run.cfg.seed)
     write_interpretation(result, run.out)

@@ -91,6 +91,26 @@ def test_top_decoder_items_rank_by_dot_product_and_skip_padding() -> None:
     assert top[0].tolist() == [3, 1] and top[1, 0] == 2  # item 0 (padding) never listed
 
 
+def test_decoder_scores_of_a_large_catalogue_come_in_chunks_within_the_memory_budget_with_the_same_result() -> None:
+    from recsae.eval import SCORE_BUDGET_BYTES
+    from recsae.interpret.baselines import (
+        SELECTIVITY_BYTES_PER_SCORE,
+        TOP_BYTES_PER_SCORE,
+        _directions_per_chunk,
+    )
+
+    for per_score in (TOP_BYTES_PER_SCORE, SELECTIVITY_BYTES_PER_SCORE):
+        chunk = _directions_per_chunk(100_001, per_score, None)
+        assert chunk >= 1 and chunk * 100_001 * per_score <= SCORE_BUDGET_BYTES
+    rng = np.random.default_rng(0)
+    decoder, emb = rng.standard_normal((30, 4)), rng.standard_normal((50, 4))
+    member = sp.csr_matrix((rng.random((50, 3)) < 0.3).astype(float))
+    assert (top_decoder_items(decoder, emb, 5) == top_decoder_items(decoder, emb, 5, chunk=7)).all()
+    whole, chunked = decoder_concepts(decoder, emb, member, np.ones(3, bool)), decoder_concepts(
+        decoder, emb, member, np.ones(3, bool), chunk=7)
+    assert (whole[0] == chunked[0]).all() and np.allclose(whole[1], chunked[1])
+
+
 def test_concept_selectivity_is_the_standardised_mean_gap_between_a_concepts_items_and_the_rest() -> None:
     scores = np.array([[1.0, 1.0, 0.0, 0.0], [3.0, 3.0, 3.0, 3.0]])
     member = np.array([[1, 0, 1], [1, 0, 1], [0, 1, 1], [0, 0, 1]], dtype=float)  # A = {0, 1}, B = {2}, all

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -41,8 +41,12 @@ from recsae.interpret.faithfulness import (
 )
 from recsae.interpret.features import FeatureConfig, FeatureSpace, RowContext, row_features
 from recsae.interpret.probing import ProbeConfig
-from recsae.interpret.validate import shuffled_rules, split_users, validate_rules
+from recsae.interpret.validate import Validation, shuffled_rules, split_users, validate_rules
 from recsae.rundir import RunDir
+from recsae.utils import log
+
+if TYPE_CHECKING:
+    from recsae.distributed import World
 
 
 @dataclass(frozen=True)
@@ -132,6 +136,30 @@ class ControlModel(NamedTuple):
     """The untrained model's scoring (for the causal tests)."""
 
 
+class UnitCounts(NamedTuple):
+    """The counted part of interpreting one family of units: the units' states, their rules
+    fitted on the fit rows, validated on the validation rows, and the shuffled-rule control."""
+
+    states: LatentStates
+    rules: Rules
+    val: Validation
+    """The rules' validation."""
+    shuffled: Validation
+    """The validation of the shuffled rules (each unit of ``with_rule`` given another's)."""
+    with_rule: np.ndarray
+    """Alive units with a rule."""
+
+
+class Counted(NamedTuple):
+    """What ``count_interpretation`` computed for ``interpret``: the shared preparation and each
+    family's counts (``sae``, ``neurons``, ``random_sae``, ``random_model_sae``)."""
+
+    prep: Prepared
+    units: dict[str, UnitCounts]
+    random_model_prep: Prepared | None
+    """The untrained-model control's preparation (its own recommendations), when it is given."""
+
+
 class InterpretationResult(NamedTuple):
     """The SAE's table (one row per latent), the summary (``interpret.json``) and baselines."""
 
@@ -200,6 +228,7 @@ def interpret_units(
     item_emb: np.ndarray | None = None,
     titles: list[str] | None = None,
     score_fn: ScoreFn | None = None,
+    counts: UnitCounts | None = None,
 ) -> UnitResult:
     """Fit, validate and describe every unit of ``acts`` (rows x units).
 
@@ -209,35 +238,17 @@ def interpret_units(
     summary also says how much of the representations the interpretable units reconstruct.
     Every family gets the shuffled-explanation control; with ``score_fn`` (the model's scores of
     representations) and ``reps`` (and ``decoder`` for SAE latents), each validated unit's
-    causal faithfulness is tested too.
+    causal faithfulness is tested too. ``counts``: the units' ``count_units``, when counted
+    already (under torchrun, by every rank together).
     """
-    n_rows = prep.feats.shape[0]
-    if acts.shape[0] != n_rows:
-        raise ValueError(f"acts has {acts.shape[0]} rows, the features {n_rows}")
-    fit_idx = np.flatnonzero(prep.fit_mask)
-    val_idx = np.flatnonzero(~prep.fit_mask)
-    states: LatentStates = (
-        neuron_states(np.asarray(acts), fit_idx, cfg.neuron_active_quantile, cfg.band_quantile,
-                      cfg.neuron_inactive_quantile)
-        if dense
-        else sae_states(sp.csr_matrix(acts), fit_idx, cfg.band_quantile)
-    )
-    fit_states = states.subset(fit_idx)
-    fit_target = fit_states.band if cfg.fit.fit_target == "band" else fit_states.active
-    rules = fit_rules(prep.feats[fit_idx], fit_target, cfg.fit, engaged=fit_states.engaged)
-    val_states = states.subset(val_idx)
-    val = validate_rules(prep.feats[val_idx], val_states, rules)
+    counts = counts or count_units(acts, prep, cfg, dense=dense)
+    states, rules, val, shuffled, with_rule = counts
     fit_stats = rules.stats()
-
+    n_rows = prep.feats.shape[0]
     m = acts.shape[1]
     freq = np.asarray(states.active.sum(axis=0)).ravel() / max(n_rows, 1)
-    n_firing = np.asarray(
-        (sp.csr_matrix(acts) != 0).sum(axis=0) if not dense else np.full(m, n_rows)
-    ).ravel()
-    alive = n_firing > 0
+    alive = _alive(acts, dense)
     interpretable = alive & (val.confidence >= cfg.min_confidence) & (val.n_band >= cfg.min_firing_rows)
-    with_rule = np.flatnonzero(alive & (rules.feature_a >= 0))
-    shuffled = validate_rules(prep.feats[val_idx], val_states, shuffled_rules(rules, with_rule, cfg.seed))
     n_keep = max(cfg.n_top_rows, cfg.coherence_rows if reps is not None else 0)
     top = top_rows(acts, n_keep)
     coh = np.full(m, np.nan)
@@ -337,6 +348,42 @@ def interpret_units(
             summary["planted_recovered"] = share
             summary["planted"] = per
     return UnitResult(table, summary)
+
+
+def _alive(acts: sp.spmatrix | np.ndarray, dense: bool) -> np.ndarray:
+    """Units that fire on some row (every neuron)."""
+    if dense:
+        return np.full(acts.shape[1], acts.shape[0] > 0)
+    return np.asarray((sp.csr_matrix(acts) != 0).sum(axis=0)).ravel() > 0
+
+
+def count_units(acts: sp.spmatrix | np.ndarray, prep: Prepared, cfg: InterpretConfig, *, dense: bool = False,
+                world: World | None = None) -> UnitCounts:
+    """The counted part of ``interpret_units``: the units' states, their rules fitted on the fit
+    rows and validated (with the shuffled-rule control) on the validation rows. ``world``
+    (torchrun, every rank with the same arguments): the rows x concepts count products are
+    shared out, each rank counting its block of the rows, and summed over the ranks: every rank
+    returns one process's counts."""
+    n_rows = prep.feats.shape[0]
+    if acts.shape[0] != n_rows:
+        raise ValueError(f"acts has {acts.shape[0]} rows, the features {n_rows}")
+    fit_idx = np.flatnonzero(prep.fit_mask)
+    val_idx = np.flatnonzero(~prep.fit_mask)
+    states: LatentStates = (
+        neuron_states(np.asarray(acts), fit_idx, cfg.neuron_active_quantile, cfg.band_quantile,
+                      cfg.neuron_inactive_quantile)
+        if dense
+        else sae_states(sp.csr_matrix(acts), fit_idx, cfg.band_quantile)
+    )
+    fit_states = states.subset(fit_idx)
+    fit_target = fit_states.band if cfg.fit.fit_target == "band" else fit_states.active
+    rules = fit_rules(prep.feats[fit_idx], fit_target, cfg.fit, engaged=fit_states.engaged, world=world)
+    val_states = states.subset(val_idx)
+    val_feats = prep.feats[val_idx]
+    val = validate_rules(val_feats, val_states, rules, world)
+    with_rule = np.flatnonzero(_alive(acts, dense) & (rules.feature_a >= 0))
+    shuffled = validate_rules(val_feats, val_states, shuffled_rules(rules, with_rule, cfg.seed), world)
+    return UnitCounts(states, rules, val, shuffled, with_rule)
 
 
 def _sparse_probing(ctx: RowContext, prep: Prepared, acts: dict[str, Any], reps: np.ndarray | None,
@@ -447,6 +494,41 @@ def _summary(table: pd.DataFrame, cfg: InterpretConfig) -> dict[str, Any]:
     }
 
 
+def count_interpretation(
+    ctx: RowContext,
+    item_meta: ItemMeta,
+    item_counts: np.ndarray,
+    sae_acts: sp.spmatrix,
+    *,
+    neuron_acts: np.ndarray | None = None,
+    random_acts: sp.spmatrix | None = None,
+    random_model: ControlModel | None = None,
+    cfg: InterpretConfig | None = None,
+    vocab: ConceptVocab | None = None,
+    world: World | None = None,
+) -> Counted:
+    """The counted part of ``interpret`` (the arguments as there): the vocabulary and features,
+    and every family's rules fitted and validated. Under torchrun every rank calls it with the
+    same arguments (``world``): the rows x concepts count products are shared out among the
+    ranks and summed, and every rank returns one process's counts; rank 0 then passes them to
+    ``interpret`` (``counted``), which does the rest alone."""
+    cfg = cfg or InterpretConfig()
+    prep = prepare(ctx, item_meta, item_counts, cfg, vocab)
+    log.info("interpret: %d rows, %d concepts, %d features", len(ctx.users), prep.vocab.n_concepts, prep.space.n_features)
+    units = {"sae": count_units(sae_acts, prep, cfg, world=world)}
+    if neuron_acts is not None:
+        units["neurons"] = count_units(neuron_acts, prep, cfg, dense=True, world=world)
+    if random_acts is not None:
+        units["random_sae"] = count_units(random_acts, prep, cfg, world=world)
+    rm_prep = None
+    if random_model is not None:
+        # the same users, concepts and fit/validation split; the output side from its own recommendations
+        feats, space = row_features(random_model.ctx, prep.vocab, cfg.features)
+        rm_prep = Prepared(prep.vocab, space, feats, prep.fit_mask)
+        units["random_model_sae"] = count_units(random_model.acts, rm_prep, cfg, world=world)
+    return Counted(prep, units, rm_prep)
+
+
 def interpret(
     ctx: RowContext,
     item_meta: ItemMeta,
@@ -465,6 +547,7 @@ def interpret(
     random_model: ControlModel | None = None,
     cfg: InterpretConfig | None = None,
     vocab: ConceptVocab | None = None,
+    counted: Counted | None = None,
 ) -> InterpretationResult:
     """Interpret an SAE's latents and, when given, the controls through the same pipeline.
 
@@ -476,16 +559,20 @@ def interpret(
     ``score_fn`` (the model's item scores of representations) every validated unit's causal
     faithfulness is tested. ``random_model``: the untrained-model control, interpreted with its
     own recommendations and tested through its own model. Rows follow ``ctx`` (users, prefix
-    positions, top-K recs).
+    positions, top-K recs). ``counted``: ``count_interpretation`` of the same arguments, when
+    done already (under torchrun, by every rank together).
     """
     from recsae.io import FORMAT_VERSION
-    from recsae.utils import environment_info, log
+    from recsae.utils import environment_info
 
     cfg = cfg or InterpretConfig()
-    prep = prepare(ctx, item_meta, item_counts, cfg, vocab)
+    if counted is None:
+        counted = count_interpretation(ctx, item_meta, item_counts, sae_acts, neuron_acts=neuron_acts,
+                                       random_acts=random_acts, random_model=random_model, cfg=cfg, vocab=vocab)
+    prep, counts = counted.prep, counted.units
     kw = {"reps": reps, "item_emb": item_emb, "titles": item_meta.title, "score_fn": score_fn}
-    log.info("interpret: %d rows, %d concepts, %d features", len(ctx.users), prep.vocab.n_concepts, prep.space.n_features)
-    sae = interpret_units(sae_acts, prep, ctx, cfg, decoder=sae_decoder, decoder_bias=sae_decoder_bias, **kw)  # type: ignore[arg-type]
+    sae = interpret_units(sae_acts, prep, ctx, cfg, decoder=sae_decoder, decoder_bias=sae_decoder_bias,
+                          counts=counts["sae"], **kw)  # type: ignore[arg-type]
     users = np.asarray(ctx.users)
     summary: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -512,19 +599,20 @@ def interpret(
     if neuron_acts is not None:
         d = np.asarray(neuron_acts).shape[1]
         log.info("interpret: neurons")
-        results["neurons"] = interpret_units(neuron_acts, prep, ctx, cfg, dense=True, decoder=np.eye(d, dtype=np.float32), **kw)  # type: ignore[arg-type]
+        results["neurons"] = interpret_units(neuron_acts, prep, ctx, cfg, dense=True, decoder=np.eye(d, dtype=np.float32),
+                                             counts=counts["neurons"], **kw)  # type: ignore[arg-type]
     if random_acts is not None:
         log.info("interpret: untrained SAE")
-        results["random_sae"] = interpret_units(random_acts, prep, ctx, cfg, decoder=random_decoder, decoder_bias=random_decoder_bias, **kw)  # type: ignore[arg-type]
+        results["random_sae"] = interpret_units(random_acts, prep, ctx, cfg, decoder=random_decoder, decoder_bias=random_decoder_bias,
+                                                counts=counts["random_sae"], **kw)  # type: ignore[arg-type]
     if random_model is not None:
         log.info("interpret: SAE of the untrained model")
         rm = random_model
-        # the same users, concepts and fit/validation split; the output side from its own recommendations
-        feats, space = row_features(rm.ctx, prep.vocab, cfg.features)
-        rm_prep = Prepared(prep.vocab, space, feats, prep.fit_mask)
+        assert counted.random_model_prep is not None  # counted with the control
         results["random_model_sae"] = interpret_units(
-            rm.acts, rm_prep, rm.ctx, cfg, reps=rm.reps, decoder=rm.decoder, decoder_bias=rm.decoder_bias,
-            item_emb=rm.item_emb, titles=item_meta.title, score_fn=rm.score_fn,
+            rm.acts, counted.random_model_prep, rm.ctx, cfg, reps=rm.reps, decoder=rm.decoder,
+            decoder_bias=rm.decoder_bias, item_emb=rm.item_emb, titles=item_meta.title, score_fn=rm.score_fn,
+            counts=counts["random_model_sae"],
         )
     for name, res in results.items():
         if name != "sae":

@@ -78,8 +78,27 @@ def coherence(reps: np.ndarray, rows: np.ndarray, center: np.ndarray | None = No
         return np.where(cnt >= 2, pair_sum / (cnt * (cnt - 1) / 2), np.nan)
 
 
-def top_decoder_items(decoder: np.ndarray, item_emb: np.ndarray, n: int, chunk: int = 1024) -> np.ndarray:
-    """(m, n) items with the highest decoder-direction · item-embedding score (padding excluded)."""
+TOP_BYTES_PER_SCORE = 16
+"""What ``top_decoder_items`` holds per (direction, item) score: the float32 score, its negation
+and the int64 partition index."""
+SELECTIVITY_BYTES_PER_SCORE = 32
+"""What ``decoder_concepts`` holds per score: the float32 score, its float64 copy and the float64
+temporaries of its mean and standard deviation."""
+
+
+def _directions_per_chunk(n_items: int, bytes_per_score: int, chunk: int | None) -> int:
+    """``chunk``, or as many directions as fit their scores against every item in the
+    evaluator's memory budget (a 100k-item catalogue: about 170 directions at a time)."""
+    if chunk is not None:
+        return chunk
+    from recsae.eval import rows_within_budget
+
+    return rows_within_budget(n_items, bytes_per_score)
+
+
+def top_decoder_items(decoder: np.ndarray, item_emb: np.ndarray, n: int, chunk: int | None = None) -> np.ndarray:
+    """(m, n) items with the highest decoder-direction · item-embedding score (padding excluded),
+    ``chunk`` directions at a time (default: as many as fit in the evaluator's memory budget)."""
     decoder = np.asarray(decoder, dtype=np.float32)
     emb = np.asarray(item_emb, dtype=np.float32)
     if decoder.shape[1] != emb.shape[1]:
@@ -88,6 +107,7 @@ def top_decoder_items(decoder: np.ndarray, item_emb: np.ndarray, n: int, chunk: 
     out = np.zeros((decoder.shape[0], max(n, 0)), dtype=np.int64)
     if n <= 0:
         return out
+    chunk = _directions_per_chunk(emb.shape[0], TOP_BYTES_PER_SCORE, chunk)
     for a in range(0, decoder.shape[0], chunk):
         scores = decoder[a : a + chunk] @ emb[1:].T
         part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
@@ -117,14 +137,15 @@ def concept_selectivity(scores: np.ndarray, membership: sp.spmatrix | np.ndarray
 
 def decoder_concepts(
     decoder: np.ndarray, item_emb: np.ndarray, membership: sp.spmatrix, eligible: np.ndarray,
-    z: float = 2.0, chunk: int = 1024,
+    z: float = 2.0, chunk: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each latent, the eligible concept its decoder direction raises most selectively, and
     that ``concept_selectivity`` of ``decoder · item embedding``; (-1, 0) when no concept is
     eligible. Concepts are ranked by a lower bound, selectivity - z * sqrt(1/n_in + 1/n_out)
     (the gap's spread for a random set of n_in items): a handful of items can show a large gap
     by chance, and without the bound five-film title words won over the genres on ML-1M.
-    ``membership``: (n_items + 1) x C with row 0 the padding item."""
+    ``membership``: (n_items + 1) x C with row 0 the padding item. ``chunk`` directions at a
+    time (default: as many as fit in the evaluator's memory budget)."""
     decoder = np.asarray(decoder, dtype=np.float32)
     emb = np.asarray(item_emb, dtype=np.float32)[1:]
     m = decoder.shape[0]
@@ -137,6 +158,7 @@ def decoder_concepts(
     n_in = np.asarray(member.sum(axis=0)).ravel()
     n_out = emb.shape[0] - n_in
     spread = np.sqrt(1.0 / np.maximum(n_in, 1) + 1.0 / np.maximum(n_out, 1))
+    chunk = _directions_per_chunk(emb.shape[0], SELECTIVITY_BYTES_PER_SCORE, chunk)
     for a in range(0, m, chunk):
         sel = concept_selectivity(decoder[a : a + chunk] @ emb.T, member)
         arg = (sel - z * spread).argmax(axis=1)

@@ -23,10 +23,13 @@ weighted; it prefers narrow rules) is the alternative ``select='f1'``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from recsae.distributed import World
 
 SELECTIONS = ("youden", "f1")
 """Scores that can pick a latent's rule (``FitConfig.select``)."""
@@ -195,13 +198,46 @@ def feature_keys(feats: sp.csr_matrix) -> np.ndarray:
     return rows * feats.shape[1] + feats.indices
 
 
-class PairSupport:
-    """Rows where two features both hold, from the Gram matrix of the features involved."""
+class RowShare:
+    """The rows a process counts (torchrun: this rank's block of them; one process: all) and
+    the sum of its counts over the ranks. Every count below is a sum over rows, so the ranks'
+    sums of their blocks are exactly one process's counts (integers in float64)."""
 
-    def __init__(self, feats: sp.csr_matrix, features: np.ndarray) -> None:
+    def __init__(self, n_rows: int, world: World | None = None) -> None:
+        self.world = world
+        self.rows: slice | None = None
+        if world is not None and world.distributed:
+            from recsae.distributed import rank_slice
+
+            self.rows = rank_slice(n_rows, world)
+
+    def __call__(self, x: sp.csr_matrix) -> sp.csr_matrix:
+        """This process's rows of ``x``."""
+        return x if self.rows is None else x[self.rows]
+
+    def total(self, *counts: np.ndarray) -> list[np.ndarray]:
+        """Each of ``counts`` (float64) summed over the ranks, in one reduction."""
+        if self.rows is None or self.world is None:
+            return list(counts)
+        from recsae.distributed import all_reduce
+
+        flat = all_reduce(self.world, np.concatenate([np.ravel(c) for c in counts]), what="interpretation counts")
+        parts = np.split(flat, np.cumsum([np.size(c) for c in counts])[:-1])
+        return [p.reshape(np.shape(c)) for p, c in zip(parts, counts, strict=True)]
+
+
+ALL_ROWS = RowShare(0)
+"""A process's share when it counts every row itself."""
+
+
+class PairSupport:
+    """Rows where two features both hold, from the Gram matrix of the features involved
+    (``share``: summed over the ranks' rows of ``feats``, which are then the local block)."""
+
+    def __init__(self, feats: sp.csr_matrix, features: np.ndarray, share: RowShare = ALL_ROWS) -> None:
         self.features = np.unique(features[features >= 0])
         sub = feats[:, self.features]
-        self.gram = (sub.T @ sub).toarray()
+        self.gram = share.total((sub.T @ sub).toarray().astype(np.float64))[0]
 
     def __call__(self, fa: np.ndarray, fb: np.ndarray) -> np.ndarray:
         """Support of (fa[i] AND fb[i]); 0 where either is -1."""
@@ -266,28 +302,43 @@ class _Scorer:
         return np.where(support >= self.min_support, score, -1.0)
 
 
+def _colsum(x: sp.csr_matrix) -> np.ndarray:
+    return np.asarray(x.sum(axis=0)).ravel().astype(np.float64)
+
+
 def fit_rules(
-    feats: sp.csr_matrix, target: sp.csr_matrix, cfg: FitConfig | None = None, engaged: sp.csr_matrix | None = None
+    feats: sp.csr_matrix, target: sp.csr_matrix, cfg: FitConfig | None = None, engaged: sp.csr_matrix | None = None,
+    world: World | None = None,
 ) -> Rules:
     """The best rule per latent on these (fit) rows, by ``cfg.select``.
 
     ``engaged``: rows x latents 0/1, the rows that are not negatives (default: ``target``);
-    Youden's J counts false positives among the other rows only.
+    Youden's J counts false positives among the other rows only. ``world`` (torchrun, every
+    rank with the same arguments): each rank counts its block of the rows, the counts are
+    summed over the ranks, and every rank returns one process's rules.
     """
     cfg = cfg or FitConfig()
-    engaged = target if engaged is None else engaged
-    n_rows, n_feat = feats.shape
+    share = RowShare(feats.shape[0], world)
+    feats = share(feats)
+    engaged = target if engaged is None or engaged is target else engaged
+    target, engaged = (share(target),) * 2 if engaged is target else (share(target), share(engaged))
+    n_rows, n_feat = int(share.total(np.array([float(feats.shape[0])]))[0][0]), feats.shape[1]
     m = target.shape[1]
-    n_target = np.asarray(target.sum(axis=0)).ravel().astype(np.float64)
-    n_negative = n_rows - np.asarray(engaged.sum(axis=0)).ravel().astype(np.float64)
-    support = np.asarray(feats.sum(axis=0)).ravel().astype(np.float64)
-    none = np.full(m, -1, dtype=np.int64)
+    n_target, n_engaged, support = _colsum(target), _colsum(engaged), _colsum(feats)
     if not n_feat:
+        none = np.full(m, -1, dtype=np.int64)
         zero = np.zeros(m)
+        (n_target,) = share.total(n_target)
         return Rules(none, none.copy(), np.zeros(m, dtype=np.int64), zero, n_target, zero.copy(), n_rows)
-    score = _Scorer(cfg.select, n_target, n_negative, cfg.min_support)
     cooc = (target.T @ feats).toarray().astype(np.float64)
-    cooc_eng = cooc if engaged is target else (engaged.T @ feats).toarray().astype(np.float64)
+    if engaged is target:
+        n_target, n_engaged, support, cooc = share.total(n_target, n_engaged, support, cooc)
+        cooc_eng = cooc
+    else:
+        n_target, n_engaged, support, cooc, cooc_eng = share.total(
+            n_target, n_engaged, support, cooc, (engaged.T @ feats).toarray().astype(np.float64))
+    score = _Scorer(cfg.select, n_target, n_rows - n_engaged, cfg.min_support)
+    none = np.full(m, -1, dtype=np.int64)
     scores = score(cooc, cooc_eng, support[None, :])
     best = np.argmax(scores, axis=1)
     best_score = scores[np.arange(m), best]
@@ -298,16 +349,18 @@ def fit_rules(
     tp = np.where(alive, cooc[np.arange(m), best], 0.0)
     sup = np.where(alive, support[best], 0.0)
     if cfg.max_terms >= 2 and n_feat > 1:
-        fa, fb, op, tp, sup = _pairs(feats, target, engaged, cooc, cooc_eng, scores, support, score, fa, tp, sup, cfg)
+        fa, fb, op, tp, sup = _pairs(feats, target, engaged, cooc, cooc_eng, scores, support, score, fa, tp, sup, cfg,
+                                     share)
     return Rules(fa, fb, op, sup, n_target, tp, n_rows)
 
 
 def _pairs(
     feats: sp.csr_matrix, target: sp.csr_matrix, engaged: sp.csr_matrix, cooc: np.ndarray, cooc_eng: np.ndarray,
     scores: np.ndarray, support: np.ndarray, score: _Scorer, fa: np.ndarray, tp: np.ndarray, sup: np.ndarray,
-    cfg: FitConfig,
+    cfg: FitConfig, share: RowShare = ALL_ROWS,
 ) -> tuple[np.ndarray, ...]:
-    """Try OR / AND of each latent's top candidates; keep one where it clearly beats the single."""
+    """Try OR / AND of each latent's top candidates; keep one where it clearly beats the single.
+    (``feats``, ``target`` and ``engaged``: ``share``'s rows; the other counts are totals.)"""
     m = target.shape[1]
     ar = np.arange(m)
     t = min(cfg.n_candidates, scores.shape[1])
@@ -322,29 +375,33 @@ def _pairs(
 
     lat_t, hits_t = candidate_hits(target)
     lat_e, hits_e = (lat_t, hits_t) if engaged is target else candidate_hits(engaged)
-    both = PairSupport(feats, cand.ravel()) if (cand >= 0).any() else None
+    both = PairSupport(feats, cand.ravel(), share) if (cand >= 0).any() else None
+    pairs = [(s, u) for s in range(t) for u in range(s + 1, t)]
+    # rows where the latent is in its target (engaged) state and both candidates hold, per pair
+    and_t_all = np.stack([np.bincount(lat_t[hits_t[s] & hits_t[u]], minlength=m) for s, u in pairs] or [np.zeros(m)])
+    and_e_all = and_t_all if engaged is target else np.stack(
+        [np.bincount(lat_e[hits_e[s] & hits_e[u]], minlength=m) for s, u in pairs] or [np.zeros(m)])
+    and_t_all, and_e_all = share.total(and_t_all.astype(np.float64), and_e_all.astype(np.float64))
     single = np.where(fa >= 0, scores[ar, np.maximum(fa, 0)], -1.0)
     best = single.copy()
     fb, op = np.full(m, -1, dtype=np.int64), np.zeros(m, dtype=np.int64)
-    for s in range(t):
-        for u in range(s + 1, t):
-            a, b = cand[:, s], cand[:, u]
-            ok = (a >= 0) & (b >= 0)
-            a0, b0 = np.maximum(a, 0), np.maximum(b, 0)
-            and_t = np.bincount(lat_t[hits_t[s] & hits_t[u]], minlength=m).astype(np.float64)
-            and_e = and_t if engaged is target else np.bincount(lat_e[hits_e[s] & hits_e[u]], minlength=m).astype(np.float64)
-            s_and = both(np.where(ok, a, -1), np.where(ok, b, -1)) if both else np.zeros(m)
-            s_or = support[a0] + support[b0] - s_and
-            for code, tp_c, tpe_c, s_c in (
-                (1, cooc[ar, a0] + cooc[ar, b0] - and_t, cooc_eng[ar, a0] + cooc_eng[ar, b0] - and_e, s_or),
-                (2, and_t, and_e, s_and),
-            ):
-                f = np.where(ok, score(tp_c, tpe_c, s_c), -1.0)
-                better = (f >= single + cfg.combo_min_gain) & (f > best)
-                best = np.where(better, f, best)
-                fa = np.where(better, a, fa)
-                fb = np.where(better, b, fb)
-                op = np.where(better, code, op)
-                tp = np.where(better, tp_c, tp)
-                sup = np.where(better, s_c, sup)
+    for i, (s, u) in enumerate(pairs):
+        a, b = cand[:, s], cand[:, u]
+        ok = (a >= 0) & (b >= 0)
+        a0, b0 = np.maximum(a, 0), np.maximum(b, 0)
+        and_t, and_e = and_t_all[i], and_e_all[i]
+        s_and = both(np.where(ok, a, -1), np.where(ok, b, -1)) if both else np.zeros(m)
+        s_or = support[a0] + support[b0] - s_and
+        for code, tp_c, tpe_c, s_c in (
+            (1, cooc[ar, a0] + cooc[ar, b0] - and_t, cooc_eng[ar, a0] + cooc_eng[ar, b0] - and_e, s_or),
+            (2, and_t, and_e, s_and),
+        ):
+            f = np.where(ok, score(tp_c, tpe_c, s_c), -1.0)
+            better = (f >= single + cfg.combo_min_gain) & (f > best)
+            best = np.where(better, f, best)
+            fa = np.where(better, a, fa)
+            fb = np.where(better, b, fb)
+            op = np.where(better, code, op)
+            tp = np.where(better, tp_c, tp)
+            sup = np.where(better, s_c, sup)
     return fa, fb, op, tp, sup

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 import torch
 
 from recsae.data.dataset import Ragged, SplitData, item_popularity
+from recsae.distributed import World, all_gather_rows, batch_share, single
 from recsae.errors import DataError
 from recsae.eval import mask_history, rows_within_budget
 from recsae.interpret.api import ControlModel, InterpretConfig
@@ -32,17 +33,22 @@ READ_ROWS = 65536
 """Rows read from the store at a time."""
 
 
-def sparse_codes(sae: Any, reps: np.ndarray, batch_size: int = 4096) -> sp.csr_matrix:
-    """rows x m CSR of an SAE's top-k activations (exact zeros dropped)."""
+def sparse_codes(sae: Any, reps: np.ndarray, batch_size: int = 4096, world: World | None = None) -> sp.csr_matrix:
+    """rows x m CSR of an SAE's top-k activations (exact zeros dropped). ``world`` (torchrun):
+    each rank encodes its share of the batches, and every rank gets all rows' codes."""
     device = sae.device
     k = sae.cfg.k
-    vals = np.zeros((len(reps), k), dtype=np.float32)
-    idx = np.zeros((len(reps), k), dtype=np.int64)
+    share = batch_share(len(reps), batch_size, world or single("cpu"))
+    vals = np.zeros((share.stop - share.start, k), dtype=np.float32)
+    idx = np.zeros((share.stop - share.start, k), dtype=np.int64)
     with torch.no_grad():
-        for a in range(0, len(reps), batch_size):
+        for a in range(share.start, share.stop, batch_size):
             out = sae.encode(torch.from_numpy(np.array(reps[a : a + batch_size], dtype=np.float32)).to(device))
-            vals[a : a + batch_size] = out.top_acts.float().cpu().numpy()
-            idx[a : a + batch_size] = out.top_indices.cpu().numpy()
+            lo = a - share.start
+            vals[lo : lo + batch_size] = out.top_acts.float().cpu().numpy()
+            idx[lo : lo + batch_size] = out.top_indices.cpu().numpy()
+    if world is not None:
+        vals, idx = all_gather_rows(world, vals, "gathering SAE codes"), all_gather_rows(world, idx, "gathering SAE codes")
     acts = sp.csr_matrix((vals.ravel(), idx.ravel(), np.arange(len(reps) + 1) * k), shape=(len(reps), sae.cfg.m))
     acts.sum_duplicates()
     acts.eliminate_zeros()
@@ -51,21 +57,23 @@ def sparse_codes(sae: Any, reps: np.ndarray, batch_size: int = 4096) -> sp.csr_m
 
 def top_recommendations(
     model: Any, reps: np.ndarray, users: np.ndarray, positions: np.ndarray, histories: Ragged,
-    k: int = 10, batch_size: int = 2048,
+    k: int = 10, batch_size: int = 2048, world: World | None = None,
 ) -> np.ndarray:
     """(rows, k) the model's top-k items for each row's representation, prefix items masked.
     At most ``batch_size`` rows are scored at a time, fewer when their scores would exceed the
-    evaluator's memory budget (each row's top-k is still taken over the whole catalogue)."""
+    evaluator's memory budget (each row's top-k is still taken over the whole catalogue).
+    ``world`` (torchrun): each rank scores its share of the batches, every rank gets all rows."""
     device = model_device(model)
     batch_size = min(batch_size, rows_within_budget(int(model.item_embeddings().shape[0]), TOPK_BYTES_PER_SCORE))
-    out = np.zeros((len(reps), k), dtype=np.int64)
+    share = batch_share(len(reps), batch_size, world or single("cpu"))
+    out = np.zeros((share.stop - share.start, k), dtype=np.int64)
     with torch.no_grad():
-        for a in range(0, len(reps), batch_size):
+        for a in range(share.start, share.stop, batch_size):
             h = torch.from_numpy(np.ascontiguousarray(reps[a : a + batch_size])).to(device)
             scores = mask_history(model.score(h).float(), histories, users[a : a + batch_size],
                                   lengths=positions[a : a + batch_size])
-            out[a : a + batch_size] = torch.topk(scores, k, dim=1).indices.cpu().numpy()
-    return out
+            out[a - share.start : a - share.start + batch_size] = torch.topk(scores, k, dim=1).indices.cpu().numpy()
+    return out if world is None else all_gather_rows(world, out, "gathering the top recommendations")
 
 
 def model_scores(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -111,20 +119,20 @@ def _representations(store: Any, rows: np.ndarray | None) -> np.ndarray:
 
 
 def control_model_inputs(model: Any, store: Any, sae: Any, split: SplitData, batch_size: int = 4096,
-                         rows: np.ndarray | None = None) -> ControlModel:
+                         rows: np.ndarray | None = None, world: World | None = None) -> ControlModel:
     """The untrained-model control's inputs: its SAE's codes, its representations, and its own
     recommendations and scores (``store`` harvested from ``model``, row for row like the run's;
-    ``rows``: the store rows interpreted, None for all)."""
+    ``rows``: the store rows interpreted, None for all; ``world``: as in ``run_inputs``)."""
     users, positions = _row_index(store, rows)
     histories = split.history("test")
     reps = _representations(store, rows)
     model.eval()
     with torch.no_grad():
         item_emb = model.item_embeddings().detach().float().cpu().numpy()
-    recs = top_recommendations(model, reps, users, positions, histories)
+    recs = top_recommendations(model, reps, users, positions, histories, world=world)
     return ControlModel(
         ctx=RowContext(users, positions, histories, recs),
-        acts=sparse_codes(sae, reps, batch_size),
+        acts=sparse_codes(sae, reps, batch_size, world),
         reps=reps,
         decoder=sae.W_dec.detach().float().cpu().numpy(),
         decoder_bias=sae.b_dec.detach().float().cpu().numpy(),
@@ -136,13 +144,15 @@ def control_model_inputs(model: Any, store: Any, sae: Any, split: SplitData, bat
 def run_inputs(
     model: Any, sae: Any, store: Any, split: SplitData, seed: int = 0, batch_size: int = 4096,
     random_sae: Any = None, random_model: tuple[Any, Any, Any] | None = None, causal: bool = True,
-    max_rows: int | None = MAX_ROWS,
+    max_rows: int | None = MAX_ROWS, world: World | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of ``recsae.interpret.interpret`` for a run's model, SAE and store.
     ``random_sae``: the untrained baseline (default: the splice stage's recipe on these rows);
     ``random_model``: (untrained model, its store, its SAE) for the untrained-model control;
     ``causal``: pass the model's scores, so that every validated unit's faithfulness is tested;
-    ``max_rows``: the most rows interpreted (``interpreted_rows``, seeded by ``seed``)."""
+    ``max_rows``: the most rows interpreted (``interpreted_rows``, seeded by ``seed``);
+    ``world`` (torchrun): each rank computes its share of the rows' top recommendations and SAE
+    codes, and every rank gets all of them (the same as one process's, bit for bit)."""
     from recsae.sae.model import untrained_baseline
 
     rows = interpreted_rows(store, max_rows, seed)
@@ -154,7 +164,7 @@ def run_inputs(
     try:
         with torch.no_grad():
             item_emb = model.item_embeddings().detach().float().cpu().numpy()
-        recs = top_recommendations(model, reps, users, positions, histories)
+        recs = top_recommendations(model, reps, users, positions, histories, world=world)
     finally:
         model.train(was_training)
     if random_sae is None:
@@ -165,7 +175,7 @@ def run_inputs(
         if not (np.array_equal(rm_users, users) and np.array_equal(rm_positions, positions)):
             raise DataError("the untrained-model control's activation store does not hold the run's rows; rerun its SAE stage",
                             path=getattr(random_model[1], "path", None))
-        control = control_model_inputs(*random_model, split, batch_size, rows)
+        control = control_model_inputs(*random_model, split, batch_size, rows, world)
     counts = item_popularity(split.train.values, split.n_items)
     return {
         "score_fn": model_scores(model) if causal else None,
@@ -173,9 +183,9 @@ def run_inputs(
         "ctx": RowContext(users, positions, histories, recs),
         "item_meta": split.dataset.item_meta,
         "item_counts": counts,
-        "sae_acts": sparse_codes(sae, reps, batch_size),
+        "sae_acts": sparse_codes(sae, reps, batch_size, world),
         "neuron_acts": reps,
-        "random_acts": sparse_codes(random_sae, reps, batch_size),
+        "random_acts": sparse_codes(random_sae, reps, batch_size, world),
         "reps": reps,
         "sae_decoder": sae.W_dec.detach().float().cpu().numpy(),
         "random_decoder": random_sae.W_dec.detach().float().cpu().numpy(),

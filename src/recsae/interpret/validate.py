@@ -18,12 +18,15 @@ On the validation rows, for each latent j and its rule R_j:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
-from recsae.interpret.dictionary import LatentStates, Rules, feature_keys, rule_counts
+from recsae.interpret.dictionary import LatentStates, RowShare, Rules, feature_keys, rule_counts
+
+if TYPE_CHECKING:
+    from recsae.distributed import World
 
 
 def split_users(users: np.ndarray, fit_fraction: float, seed: int) -> np.ndarray:
@@ -68,23 +71,32 @@ def balanced_accuracy_ci(
     return np.clip(center - half, 0.0, 1.0), np.clip(center + half, 0.0, 1.0)
 
 
-def validate_rules(feats: sp.csr_matrix, states: LatentStates, rules: Rules) -> Validation:
-    """Score every latent's rule on the (validation) rows of ``feats`` and ``states``."""
+def validate_rules(feats: sp.csr_matrix, states: LatentStates, rules: Rules, world: World | None = None) -> Validation:
+    """Score every latent's rule on the (validation) rows of ``feats`` and ``states``.
+    ``world`` (torchrun, every rank with the same arguments): each rank counts its block of
+    the rows, the counts are summed over the ranks, and every rank returns one process's."""
+    share = RowShare(feats.shape[0], world)
+    feats = share(feats)
+    band = share(states.band)
+    active = band if states.active is states.band else share(states.active)
+    engaged = active if states.engaged is states.active else share(states.engaged)
     keys = feature_keys(feats)
-    n = feats.shape[0]
 
     def counts(target: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         return rule_counts(feats, target, rules.feature_a, rules.feature_b, rules.op, keys)
 
-    tp_band, support = counts(states.band)
-    tp_active = tp_band if states.active is states.band else counts(states.active)[0]
-    tp_engaged = tp_active if states.engaged is states.active else counts(states.engaged)[0]
-
     def colsum(x: sp.csr_matrix) -> np.ndarray:
         return np.asarray(x.sum(axis=0)).ravel().astype(np.float64)
 
-    n_band, n_active = colsum(states.band), colsum(states.active)
-    n_inactive = n - colsum(states.engaged)
+    tp_band, support = counts(band)
+    tp_active = tp_band if active is band else counts(active)[0]
+    tp_engaged = tp_active if engaged is active else counts(engaged)[0]
+    n_band, n_active, n_engaged = colsum(band), colsum(active), colsum(engaged)
+    rows = np.array([float(feats.shape[0])])
+    tp_band, support, tp_active, tp_engaged, n_band, n_active, n_engaged, rows = share.total(
+        tp_band, support, tp_active, tp_engaged, n_band, n_active, n_engaged, rows)
+    n = int(rows[0])
+    n_inactive = n - n_engaged
     has_rule = rules.feature_a >= 0
     support = np.where(has_rule, support, 0.0)
     true_neg = n_inactive - (support - np.where(has_rule, tp_engaged, 0.0))
