@@ -40,6 +40,10 @@ of memory-mapped files it touched as well as its own allocations (the interprete
 machine: the load average is recorded at the start and end of each stage.
 
 Growth exponent of a stage: the slope of log(seconds) against log(interactions) between two sizes.
+Stages that score against the whole catalogue (model, splice, steer, and the generator in data)
+grow faster than the interactions, since the catalogue grows with them (28x from 1x to 16x):
+``GROWTH`` says what each is proportional to, and the results give the exponents against users x
+items as well. The measured table is in the README ("How cost grows").
 
     nice -n 10 .venv/bin/python benchmarks/bench_scale.py                 # 1x, 4x, 16x (hours)
     .venv/bin/python benchmarks/bench_scale.py --scales 0.25 1 --stages data model harvest sae

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 import torch
 
 from recsae.data.dataset import SplitData
+from recsae.distributed import World, once, single
 from recsae.io import read_json, write_json
 from recsae.models.base import Recommender
 from recsae.probe.harvest import harvest
@@ -66,22 +67,22 @@ def _train_rows(store: ActivationStore) -> tuple[StoreRows, StoreRows | None]:
     return store.view(train_rows), store.view(valid_rows) if len(valid_rows) else None
 
 
-def _fresh(folder: Path, source: dict[str, Any]) -> bool:
+def _fresh(folder: Path, source: dict[str, Any], world: World) -> bool:
     """True when ``folder`` holds a finished control trained from ``source``; otherwise the
-    folder is emptied so that nothing stale is resumed."""
+    folder is emptied (by rank 0) so that nothing stale is resumed."""
     path = folder / SOURCE_FILE
     as_written = json.loads(json.dumps(source))  # tuples read back as lists
     if path.is_file() and read_json(path) == as_written and (folder / RunDir.SAE / CFG_FILE).is_file():
         return True
-    if folder.exists():
-        shutil.rmtree(folder)
+    # every rank: the ranks agree it is stale, and rank 0 may have removed it before another looked
+    once(world, lambda: shutil.rmtree(folder, ignore_errors=True), "removing a stale control")
     return False
 
 
 def _train(x: StoreRows, valid: StoreRows | None, sae_cfg: SaeConfig, train_cfg: SaeTrainConfig, folder: Path,
-           source: dict[str, Any], device: torch.device | str) -> TopKSAE:
-    sae = train_sae(x, sae_cfg, train_cfg, valid=valid, out_dir=folder / RunDir.SAE, device=device).sae
-    write_json(folder / SOURCE_FILE, source)
+           source: dict[str, Any], device: torch.device | str, world: World) -> TopKSAE:
+    sae = train_sae(x, sae_cfg, train_cfg, valid=valid, out_dir=folder / RunDir.SAE, device=device, world=world).sae
+    once(world, lambda: write_json(folder / SOURCE_FILE, source), "writing a control's source")
     return sae
 
 
@@ -95,11 +96,14 @@ def train_controls(
     train_cfg: SaeTrainConfig,
     device: torch.device | str = "cpu",
     seed_sae: bool = True,
+    world: World | None = None,
 ) -> Controls:
     """Train (or reuse) the controls of a run folder ``out`` whose SAE was trained on ``store``
     with ``sae_cfg`` and ``train_cfg``: an SAE on the representations of ``untrained`` (the
     model's architecture, never trained, identified by ``model_identity``; None: no such control)
-    and the SAE again with another seed."""
+    and the SAE again with another seed. ``world`` (torchrun, every rank with the same
+    arguments): the harvest and the trainings are distributed as the run's own."""
+    world = world if world is not None else single(device)
     run = RunDir(out)
     base = {"sae": sae_cfg.to_dict(), "train": train_cfg.to_dict(), "store": store.meta.get("dataset"),
             "rows": store.n_rows}
@@ -107,22 +111,22 @@ def train_controls(
     if untrained is not None:
         folder = run.random_model_control
         source = base | {"model": model_identity, "model_seed": train_cfg.seed}
-        if _fresh(folder, source):
+        if _fresh(folder, source, world):
             rm_store = ActivationStore.open(folder / RunDir.ACTIVATIONS)
             rm_sae = TopKSAE.load(folder / RunDir.SAE, device)
         else:
             log.info("controls: harvesting and training an SAE on the untrained model")
-            rm_store = harvest(untrained, split, folder / RunDir.ACTIVATIONS, device=device)
+            rm_store = harvest(untrained, split, folder / RunDir.ACTIVATIONS, device=device, world=world)
             x, valid = _train_rows(rm_store)
-            rm_sae = _train(x, valid, sae_cfg, train_cfg, folder, source, device)
+            rm_sae = _train(x, valid, sae_cfg, train_cfg, folder, source, device, world)
     if seed_sae:
         folder = run.seed_sae_control
         cfg2 = SaeTrainConfig.from_dict(train_cfg.to_dict() | {"seed": train_cfg.seed + SEED_OFFSET})
         source = base | {"train": cfg2.to_dict()}
-        if _fresh(folder, source):
+        if _fresh(folder, source, world):
             second = TopKSAE.load(folder / RunDir.SAE, device)
         else:
             log.info("controls: training the SAE again with seed %d (seed stability)", cfg2.seed)
             x, valid = _train_rows(store)
-            second = _train(x, valid, sae_cfg, cfg2, folder, source, device)
+            second = _train(x, valid, sae_cfg, cfg2, folder, source, device, world)
     return Controls(untrained, rm_store, rm_sae, second)

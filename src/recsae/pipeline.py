@@ -23,7 +23,7 @@ import torch
 from recsae.config import STAGES, RunConfig
 from recsae.data.dataset import SplitData
 from recsae.data.registry import DatasetOptions
-from recsae.distributed import World, barrier, leave_together, once, single
+from recsae.distributed import World, barrier, leave_together, single
 from recsae.errors import ConfigError
 from recsae.io import FORMAT_VERSION, read_json, remove_stale_partials, write_json
 from recsae.rundir import RunDir
@@ -442,8 +442,8 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
     """Run the whole job into ``out`` and return the summary (also in ``out/summary.json``).
 
     ``world`` (torchrun, ``recsae.distributed.init_world``): every rank loads the data, trains
-    the model, harvests and trains the SAE together; rank 0 alone writes the run folder, splices
-    and trains the controls while the others wait; every rank then computes its share of the
+    the model, harvests and trains the SAE and its controls together; rank 0 alone writes the
+    run folder and splices while the others wait; every rank then computes its share of the
     interpretation's rows (top recommendations, SAE codes, the rows x concepts counts, summed
     over the ranks), and all leave the process group together there (after the last stage asked
     when the run stops before interpreting). Rank 0 goes on alone with the rest of the
@@ -485,11 +485,7 @@ def run_pipeline(out: str | Path, cfg: RunConfig | None = None, force: bool = Fa
         return run.summary
     with run.stage("sae"):
         sae, store = _sae_stage(run, model, split, device, force)
-        controls = None
-        if run.cfg.sae.controls:  # trained on rank 0 while the others wait, then read by them
-            controls = once(world, lambda: _controls(run, source, model, split, store, sae, device), "the controls")
-            if not world.is_main:
-                controls = _controls(run, source, model, split, store, sae, device)
+        controls = _controls(run, source, model, split, store, sae, device) if run.cfg.sae.controls else None
         run.done("sae")
     table, codes = None, None
     if last >= STAGES.index("interpret"):
@@ -644,7 +640,7 @@ def _controls(run: Run, source: ModelSource, model: Any, split: SplitData, store
     untrained = source.untrained(model, split, run.cfg.seed, device)
     identity = {"model": source.identity(), "weights": run.summary["model"]["weights_sha256"], "seed": run.cfg.seed}
     return train_controls(run.out, untrained, identity, split, store,
-                          sae.cfg, _sae_train_config(run.cfg), device)
+                          sae.cfg, _sae_train_config(run.cfg), device, world=run.world)
 
 
 def _interpret_stage(
