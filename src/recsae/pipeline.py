@@ -247,13 +247,14 @@ def run_defaults(cfg: RunConfig, split: SplitData) -> Defaults:
     where the run trains its model (whose width d and harvest follow from its options; other
     models' SAE is chosen once they are built, ``_model_stage``)."""
     from recsae.models.registry import model_class, model_config
+    from recsae.probe.harvest import all_positions
 
     chosen = train_choice(cfg, split)
     if cfg.model.source != "train":
         return chosen
     cls = model_class(cfg.model.name)
     built = model_config(cfg.model.name, **model_settings(apply_defaults(cfg, chosen))[0])
-    every_prefix = cls.sequential or callable(getattr(cls, "history_states", None))
+    every_prefix = all_positions(cls)  # the class says it: sequential, or a history_states route
     return chosen | sae_choice(cfg, split, built.dim, every_prefix, cls.sequential, getattr(built, "max_len", 1))
 
 
@@ -269,8 +270,8 @@ class Run:
         self.out = out
         self.cfg = cfg
         self.world = world if world is not None else single("cpu")
-        self._vocab: Any = None
         """Under torchrun every rank keeps the summary; rank 0 alone writes and deletes files."""
+        self._vocab: Any = None
         prior = out / SUMMARY
         self.summary: dict[str, Any] = read_json(prior) if prior.is_file() else {}
         self.summary.update(format_version=FORMAT_VERSION, seed=cfg.seed, config=cfg.to_dict(), versions=environment_info())

@@ -27,6 +27,7 @@ import torch
 from recsae.data.dataset import Ragged, SplitData, SplitName, input_sequences
 from recsae.errors import ConfigError
 from recsae.eval.evaluator import (
+    DEFAULT_KS,
     EvalResult,
     ScoreFn,
     _sample_negatives,
@@ -99,7 +100,7 @@ def evaluate_rows(
     score_fn: ScoreFn,
     split: SplitData,
     which: SplitName = "test",
-    ks: Sequence[int] = (5, 10, 20, 50),
+    ks: Sequence[int] = DEFAULT_KS,
     users: np.ndarray | None = None,
     batch_size: int = 1024,
     max_len: int = 200,

@@ -121,7 +121,7 @@ def frozen(model: nn.Module) -> _Frozen:
     return _Frozen(model)
 
 
-def all_positions(model: Recommender, last_only: bool = False) -> bool:
+def all_positions(model: Recommender | type[Recommender], last_only: bool = False) -> bool:
     """Does the harvest take a row at every prefix of a history (not one per user)? Sequential
     models and general models with ``history_states`` do, unless ``last_only``."""
     return not last_only and (bool(model.sequential) or callable(getattr(model, "history_states", None)))
