@@ -137,13 +137,10 @@ def scaled_preset(dataset: str, model: str, split: SplitData) -> tuple[dict[str,
     """What ``recsae run`` trains registry model ``model`` with on ``split`` of named ``dataset``
     when no option is given: the dataset's preset over the rule for the data's size (the
     benchmarks measure what the pipeline trains)."""
-    from recsae.defaults import train_defaults
     from recsae.models.registry import model_class
 
-    cls = model_class(model)
-    rule = train_defaults(cls.name, cls.sequential, split.dataset.n_users, split.dataset.n_interactions)
-    tuned_model, tuned_train = preset(dataset, cls.name)
-    return tuned_model, {name: getattr(rule, name) for name in TRAIN_CHOICES} | tuned_train
+    chosen = train_choice(RunConfig().override({"data.dataset": dataset, "model.name": model}), split).chosen
+    return preset(dataset, model_class(model).name)[0], {key.split(".", 1)[1]: value for key, value in chosen.items()}
 
 
 def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
