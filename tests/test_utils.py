@@ -1,7 +1,10 @@
 """recsae.utils: device choice ('auto' picks a device; bad or unavailable devices are ConfigErrors),
-threads from the load, progress lines off a terminal."""
+threads that never depend on the load, OpenMP threads that sleep on a busy machine, progress lines
+off a terminal."""
 
 from __future__ import annotations
+
+import sys
 
 import pytest
 import torch
@@ -54,19 +57,46 @@ def test_cli_reports_a_bad_device_in_one_line_with_exit_code_2(tmp_path, capsys:
     assert err == ["error: unknown device 'foo'; expected auto, cpu, cuda or cuda:N"]
 
 
-@pytest.mark.parametrize(("load", "threads"), [(0.0, 8), (1.6, 6), (7.4, 1), (30.0, 1)])
-def test_default_threads_are_the_cores_the_load_leaves_free(load: float, threads: int,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("load", [0.0, 1.6, 30.0])
+def test_default_threads_are_every_core_whatever_the_load(load: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    # results depend on the thread count: a busy machine must not change them
     monkeypatch.setattr(utils, "available_cores", lambda: 8)
     monkeypatch.setattr(utils.os, "getloadavg", lambda: (load, 0.0, 0.0))
-    assert utils.default_threads() == (threads, load)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert utils.default_threads() == 8
+
+
+@pytest.mark.parametrize(("env", "threads"), [("3", 3), ("1", 1), ("0", 8), ("many", 8)])
+def test_default_threads_follow_a_valid_omp_num_threads(env: str, threads: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(utils, "available_cores", lambda: 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", env)
+    assert utils.default_threads() == threads
+
+
+@pytest.mark.parametrize(("load", "preset", "torch_loaded", "passive"), [
+    (2.0, None, False, True),       # busy: idle threads sleep
+    (0.3, None, False, False),      # idle: they spin (faster)
+    (2.0, "ACTIVE", False, False),  # the user's policy wins
+    (2.0, None, True, False),       # too late once torch is loaded: leave the environment alone
+])
+def test_yield_when_busy_sets_a_passive_wait_policy_only_when_busy_and_free_to(
+        load: float, preset: str | None, torch_loaded: bool, passive: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(utils.os, "getloadavg", lambda: (load, 0.0, 0.0))
+    if preset is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    if not torch_loaded:  # as in a fresh `recsae` process (restored after the test)
+        monkeypatch.delitem(sys.modules, "torch", raising=False)
+    assert utils.yield_when_busy() is passive
+    assert utils.os.environ.get("OMP_WAIT_POLICY") == ("PASSIVE" if passive else preset)
 
 
 def test_set_threads_sets_torch_logs_and_is_recorded_with_the_versions(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("INFO", logger="recsae"):
         assert set_threads(1) == 1
     assert torch.get_num_threads() == 1 and environment_info()["threads"] == 1
-    assert "threads: 1 (load" in caplog.text
+    assert "threads: 1 (" in caplog.text
     with pytest.raises(ConfigError, match="--threads must be >= 1"):
         set_threads(0)
 

@@ -27,7 +27,7 @@ def test_a_signal_during_a_run_says_finished_stages_are_kept_and_exits_128_plus_
     )
     try:
         assert proc.stderr is not None
-        first = [proc.stderr.readline() for _ in range(2)]  # "threads: N (load L, C cores)", then the first stage
+        first = [proc.stderr.readline() for _ in range(2)]  # "threads: N (C cores, load L)", then the first stage
         assert first[0].startswith("threads: ") and first[1].startswith("== data"), first
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=120)

@@ -67,9 +67,10 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from recsae.utils import setup_logging
+    from recsae.utils import setup_logging, yield_when_busy
 
     setup_logging()
+    yield_when_busy()  # before any command imports torch
     # signal handlers can only be set from the main thread (main() may be called from others)
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None

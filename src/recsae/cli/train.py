@@ -46,8 +46,9 @@ EvalProtocolOpt = Annotated[
 
 ThreadsOpt = Annotated[
     Optional[int],  # noqa: UP045
-    typer.Option("--threads", help="CPU threads of torch. Default: all cores less the current load "
-                 "(logged as 'threads: N (load L)' and recorded with the versions in config.json)."),
+    typer.Option("--threads", help="CPU threads of torch. Default: OMP_NUM_THREADS where set, else every core, "
+                 "whatever the load, since results depend on it (logged as 'threads: N (C cores, load L)' "
+                 "and recorded with the versions in config.json)."),
 ]
 
 
