@@ -73,15 +73,19 @@ def test_default_threads_follow_a_valid_omp_num_threads(env: str, threads: int, 
     assert utils.default_threads() == threads
 
 
-@pytest.mark.parametrize(("load", "preset", "torch_loaded", "passive"), [
-    (2.0, None, False, True),       # busy: idle threads sleep
-    (0.3, None, False, False),      # idle: they spin (faster)
-    (2.0, "ACTIVE", False, False),  # the user's policy wins
-    (2.0, None, True, False),       # too late once torch is loaded: leave the environment alone
+@pytest.mark.parametrize(("load", "others", "preset", "torch_loaded", "passive"), [
+    (2.0, 2, None, False, True),       # busy: idle threads sleep
+    (2.0, None, None, False, True),    # busy where only the load is known
+    (0.3, 2, None, False, False),      # idle: they spin (faster)
+    (1.6, 0, None, False, False),      # a lagging load after a finished job, nothing else running now
+    (2.0, 2, "ACTIVE", False, False),  # the user's policy wins
+    (2.0, 2, None, True, False),       # too late once torch is loaded: leave the environment alone
 ])
 def test_yield_when_busy_sets_a_passive_wait_policy_only_when_busy_and_free_to(
-        load: float, preset: str | None, torch_loaded: bool, passive: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+        load: float, others: int | None, preset: str | None, torch_loaded: bool, passive: bool,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(utils.os, "getloadavg", lambda: (load, 0.0, 0.0))
+    monkeypatch.setattr(utils, "runnable_others", lambda: others)
     if preset is None:
         monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     else:
@@ -90,6 +94,14 @@ def test_yield_when_busy_sets_a_passive_wait_policy_only_when_busy_and_free_to(
         monkeypatch.delitem(sys.modules, "torch", raising=False)
     assert utils.yield_when_busy() is passive
     assert utils.os.environ.get("OMP_WAIT_POLICY") == ("PASSIVE" if passive else preset)
+
+
+def test_runnable_others_excludes_this_process_and_is_never_negative() -> None:
+    others = utils.runnable_others()
+    if not utils.os.path.exists("/proc/loadavg"):
+        assert others is None
+    else:
+        assert others is not None and others >= 0
 
 
 def test_set_threads_sets_torch_logs_and_is_recorded_with_the_versions(caplog: pytest.LogCaptureFixture) -> None:

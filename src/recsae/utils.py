@@ -104,6 +104,23 @@ BUSY_LOAD = 1.0
 """A 1-minute load from this on means other work keeps about a core busy."""
 
 
+def runnable_others() -> int | None:
+    """Tasks other than this one running or ready to run right now (Linux's /proc/loadavg), None
+    elsewhere. The 1-minute load lags: right after a run ends it still says 1.5 on an idle machine."""
+    try:
+        with open("/proc/loadavg") as f:
+            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def machine_busy() -> bool:
+    """Other work keeps a core busy: the 1-minute load says so and, where known, something else
+    is running now."""
+    others = runnable_others()
+    return machine_load() >= BUSY_LOAD and (others is None or others >= 1)
+
+
 def yield_when_busy() -> bool:
     """On a busy machine, let idle OpenMP threads sleep instead of spinning (``OMP_WAIT_POLICY``
     passive), unless the user set the policy. Spinning threads that share cores with another
@@ -111,7 +128,7 @@ def yield_when_busy() -> bool:
     heavier one); sleeping costs ~10 % on an idle machine, so only when busy. Numerics do not
     change. Must run before torch is imported (the OpenMP runtime reads it once); returns
     whether it set it."""
-    if "OMP_WAIT_POLICY" in os.environ or "torch" in sys.modules or machine_load() < BUSY_LOAD:
+    if "OMP_WAIT_POLICY" in os.environ or "torch" in sys.modules or not machine_busy():
         return False
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     return True
