@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sized
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -105,20 +106,32 @@ BUSY_LOAD = 1.0
 
 
 def runnable_others() -> int | None:
-    """Tasks other than this one running or ready to run right now (Linux's /proc/loadavg), None
-    elsewhere. The 1-minute load lags: right after a run ends it still says 1.5 on an idle machine."""
-    try:
-        with open("/proc/loadavg") as f:
-            return max(0, int(f.read().split()[3].split("/")[0]) - 1)
-    except (OSError, IndexError, ValueError):
+    """Threads of other processes running or ready to run right now (Linux's /proc), None where
+    unknown. The 1-minute load lags: right after a run ends it still says 1.5 on an idle machine;
+    and this process's own threads (numpy's, say) do not count."""
+    proc = Path("/proc")
+    if not (proc / "self" / "task").is_dir():
         return None
+    own = str(os.getpid())
+    running = 0
+    for stat in proc.glob("[0-9]*/task/*/stat"):
+        if stat.parts[2] == own:
+            continue
+        try:
+            # "pid (comm) S ...": the state follows the last ')' (comm may hold spaces and parentheses)
+            running += stat.read_text().rpartition(")")[2].split()[0] == "R"
+        except (OSError, IndexError):  # the task ended meanwhile
+            continue
+    return running
 
 
 def machine_busy() -> bool:
-    """Other work keeps a core busy: the 1-minute load says so and, where known, something else
-    is running now."""
+    """Other work keeps a core busy: the 1-minute load says so and, where known, another
+    process's thread is running now."""
+    if machine_load() < BUSY_LOAD:
+        return False
     others = runnable_others()
-    return machine_load() >= BUSY_LOAD and (others is None or others >= 1)
+    return others is None or others >= 1
 
 
 def yield_when_busy() -> bool:
