@@ -90,6 +90,8 @@ def main() -> None:
     p.add_argument("--patience", type=int, default=10)
     p.add_argument("--max-seconds", type=float, default=None, help="training time limit (resumable)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--label-smoothing", type=float, default=None,
+                   help="label smoothing of the CE loss (default: the preset's, none for ml-1m)")
     p.add_argument("--sae", action="store_true", help="also train the run's SAE and splice it in")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "bench_reference_protocol.json")
     args = p.parse_args()
@@ -98,6 +100,8 @@ def main() -> None:
 
     split = make_split(load_dataset("ml-1m", data_root=args.data_root), "global-time")
     model_opts, train_opts = scaled_preset("ml-1m", "sasrec", split)
+    if args.label_smoothing is not None:
+        model_opts = model_opts | {"label_smoothing": args.label_smoothing}
     opts = {"epochs": args.max_epochs, "max_seconds": args.max_seconds, "eval_protocol": "rechorus"} | train_opts
     opts["patience"] = args.patience  # the benchmark's own
     t0 = time.perf_counter()

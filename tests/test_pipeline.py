@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recsae.config import ModelOptions, RunConfig
+from recsae.config import ModelOptions, RunConfig, SaeOptions
 from recsae.data.registry import DatasetOptions
 from recsae.errors import ConfigError
 from recsae.io import read_json
@@ -345,7 +345,7 @@ def test_a_model_that_does_not_beat_most_popular_is_flagged_in_the_summary_and_l
     assert "bpr does not beat most-popular" in caplog.text
 
 
-def test_the_reference_protocol_selects_tests_and_counts_rows_for_the_model_and_most_popular(tmp_path: Path) -> None:
+def test_the_reference_protocol_selects_tests_and_counts_rows_for_the_model_most_popular_and_splice(tmp_path: Path) -> None:
     from recsae.models.checkpoint import load_checkpoint
     from recsae.models.trainer import evaluate_model
 
@@ -355,7 +355,8 @@ def test_the_reference_protocol_selects_tests_and_counts_rows_for_the_model_and_
                                              for u in range(60) for t in range(8)]
     (tmp_path / "log.csv").write_text("\n".join(lines) + "\n")
     cfg = RunConfig(data=DatasetOptions(str(tmp_path / "log.csv")), model=ModelOptions("bpr", epochs=2),
-                    protocol="global-time", eval_protocol="rechorus", stages=("model",))
+                    sae=SaeOptions(k=4, expansion=2, epochs=2, min_rows=0, controls=False),
+                    protocol="global-time", eval_protocol="rechorus", stages=("model", "sae"))
     summary = run_pipeline(tmp_path / "run", cfg)
     rows = summary["dataset"]["evaluation"]
     assert summary["dataset"]["protocol"] == "global-time"
@@ -364,5 +365,7 @@ def test_the_reference_protocol_selects_tests_and_counts_rows_for_the_model_and_
     model, _ = load_checkpoint(tmp_path / "run" / "model")
     split = make_run_split(cfg)
     assert summary["model"]["test"] == evaluate_model(model, split, "test", eval_protocol="rechorus").metrics
+    # the splice table ranks in the same protocol: its original row is the model's test figure
+    assert summary["sae"]["original"]["test"] == summary["model"]["test"]
     assert read_json(tmp_path / "run" / "config.json")["config"]["eval_protocol"] == "rechorus"
     assert stage_fingerprints(cfg)["model"] != stage_fingerprints(dataclasses.replace(cfg, eval_protocol="per-user"))["model"]

@@ -84,6 +84,30 @@ def test_original_row_is_the_base_models_evaluation(case):
     assert res.conditions["original"].retention == 1.0
 
 
+def test_the_reference_protocol_ranks_every_condition_per_held_out_row(case):
+    _, model, sae = case
+    # the same users with their last three interactions held out for test: several rows per user
+    flat = _split(300, 40)
+    full = [np.concatenate([flat.train[u], flat.valid[u], flat.test[u]]) for u in range(1, 301)]
+    rows = lambda part: Ragged.from_lists([[], *part])  # noqa: E731
+    split = SplitData(flat.dataset, rows([f[:-4] for f in full]), rows([f[-4:-3] for f in full]),
+                      rows([f[-3:] for f in full]), "time")
+    res = evaluate_splice(model, sae, split, batch_size=64, eval_protocol="rechorus")
+    c = res.conditions
+
+    def rows_metrics(represent):
+        return evaluate(lambda u, s: model.score(represent(model.represent(u, s))), split, "test",
+                        eval_protocol="rechorus").metrics
+
+    assert c["original"].metrics == rows_metrics(lambda h: h)
+    assert c["spliced"].metrics == rows_metrics(lambda h: sae.decode(*sae.encode(h)))
+    assert c["spliced_error"].metrics == c["original"].metrics
+    assert c["spliced"].retention == c["spliced"].metrics["ndcg@10"] / c["original"].metrics["ndcg@10"]
+    assert res.protocol["eval_protocol"] == "rechorus" and res.protocol["n_rows"] > 2 * len(res.users)
+    # the per-user table of the same split differs: the protocol is not a label only
+    assert evaluate_splice(model, sae, split, batch_size=64).conditions["original"].metrics != c["original"].metrics
+
+
 def test_trained_sae_agrees_with_the_model_far_better_than_the_baselines(case):
     split, model, sae = case
     res = evaluate_splice(model, sae, split)

@@ -623,7 +623,7 @@ def _sae_stage(run: Run, model: Any, split: SplitData, device: torch.device, for
         sae_cfg = SaeConfig(d_in=model.dim, expansion=expansion, k=k, aux_relu=run.cfg.sae.aux_relu)
     checkpoint = run.out / RunDir.MODEL if run.cfg.model.source in ("train", "checkpoint") else None
     result = run_sae_stage(model, split, run.out, sae_cfg, _sae_train_config(run.cfg), checkpoint=checkpoint,
-                           device=device, force=force, given=given, world=run.world)
+                           device=device, force=force, given=given, world=run.world, eval_protocol=run.cfg.eval_protocol)
     if result.splice is None:  # another rank than 0 under torchrun
         return result.trained.sae, result.store
     run.summary["sae"] = splice_summary(result.splice) | ({"given": str(run.cfg.sae.path)} if given else {})

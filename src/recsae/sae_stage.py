@@ -58,6 +58,7 @@ def run_sae_stage(
     eval_batch_size: int = 1024,
     given: TopKSAE | None = None,
     world: World | None = None,
+    eval_protocol: str = "per-user",
 ) -> SaeStageResult:
     """Harvest → train the SAE → splice, into the run folder ``out_dir`` (its ``activations``,
     ``sae``, ``random_sae`` and ``splice.json``).
@@ -67,7 +68,7 @@ def run_sae_stage(
     on all rows without validation. An existing store from the same model, data and options is reused, and an
     interrupted SAE run resumes, unless ``force``. μ of the mean-ablated row is the mean of
     the training rows. A ``given`` SAE (the user's) is saved into ``out_dir/sae`` and spliced
-    instead of training one.
+    instead of training one. ``eval_protocol``: how the splice table ranks (``evaluate_splice``).
 
     ``world`` (torchrun): every rank harvests its share and trains the SAE together; rank 0
     alone then splices and writes ``splice.json`` (the others return ``splice`` None).
@@ -100,6 +101,7 @@ def run_sae_stage(
     result = evaluate_splice(
         model, trained.sae.to(model_device(model)), split, "test", mean=mean, random_sae=random_sae,
         mean_source="activation store train rows", batch_size=eval_batch_size, seed=train_cfg.seed,
+        eval_protocol=eval_protocol,
     )
     result.config["activations"] = {"train_rows": len(train_rows), "valid_rows": len(valid_rows), "last_only": last_only}
     # dead / dense over every harvested row: the few evaluated rows alone leave rare latents silent

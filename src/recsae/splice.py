@@ -163,12 +163,16 @@ def evaluate_splice(
     max_len: int | None = None,
     seed: int = 0,
     mean_source: str | None = None,
+    eval_protocol: str = "per-user",
 ) -> SpliceResult:
     """The splice table of ``sae`` on ``model`` (see the module doc).
 
     ``random_sae``: the untrained baseline (default: ``untrained_baseline`` on the evaluated rows).
     ``mean``: μ for the mean-ablated row (default: the mean over the evaluated rows), described
     by ``mean_source`` in the output. ``users``: default, every user the evaluator evaluates.
+    ``eval_protocol`` 'rechorus': the ranking metrics and retention are those of every held-out
+    row ranked on its own (as the run's model was chosen and tested); the agreement, FVU and
+    SAE statistics stay over one row per evaluated user.
     """
     max_len = max_len or model_max_len(model)
     device = model_device(model)
@@ -229,6 +233,16 @@ def evaluate_splice(
                     "dense_fraction": st.dense_fraction,
                     "freq_histogram": st.freq_histogram,
                 }
+        protocol = original.protocol
+        if eval_protocol != "per-user":
+            for name, transform in transforms.items():
+                def transformed(user_t: Tensor, seqs: Tensor, transform: Transform = transform) -> Tensor:
+                    return transform(model.represent(user_t, seqs))
+
+                rows = evaluate(scores(transformed), split, which, ks=ks, batch_size=batch_size, max_len=max_len,
+                                device=device, eval_protocol=eval_protocol)
+                conditions[name].metrics = dict(rows.metrics)
+            protocol = rows.protocol | {"agreement_rows": f"one per evaluated user ({len(users)})"}
     base = _ndcg10(conditions["original"].metrics)
     for c in conditions.values():
         c.retention = _ndcg10(c.metrics) / base if base > 0 else float("nan")
@@ -241,7 +255,7 @@ def evaluate_splice(
         "random_sae": "given" if random_given else "untrained_baseline(sae.cfg, evaluated rows, seed)",
         "sae": sae.cfg.to_dict(),
     }
-    return SpliceResult(which, users, conditions, original.protocol, config)
+    return SpliceResult(which, users, conditions, protocol, config)
 
 
 def _condition(
