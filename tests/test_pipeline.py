@@ -275,7 +275,8 @@ def test_steer_alone_reuses_the_finished_interpretation_and_runs(tmp_path: Path)
     # a named concept: which concepts qualify for the automatic choice depends on the tiny run
     summary = run_pipeline(tmp_path, tiny_config(stages=["steer"], **{"model.epochs": 1, "sae.epochs": 1,
                                                                      "steer.concepts": ["concept=jazz"]}))
-    assert summary["steer"]["concept=jazz"]["share_before"] >= 0 and (tmp_path / "steer.json").is_file()
+    assert summary["steer"]["concept=jazz"]["share_before"] >= 0
+    assert read_json(tmp_path / "steer.json")["accuracy_protocol"] == "per-user"  # said, whatever the run's
     assert (tmp_path / "interpretation.parquet").stat().st_mtime_ns == table
 
 
