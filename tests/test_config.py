@@ -50,6 +50,8 @@ def test_the_run_seed_is_the_seed_of_every_nested_config() -> None:
     ({"model": {"checkpoint": "a", "model_from": "m:f"}}, "one source of the model"),
     ({"model": {"user_vectors": "u.npy"}}, "needs both user_vectors and item_embeddings"),
     ({"data": {"min_rating": 3}}, "data: expected a table with at least 'dataset'"),
+    ({"model": {"options": [0.2]}}, "model.options: expected a table of named options"),
+    ({"model": {"options": {"dropout": 0.1}, "checkpoint": "ck"}}, r"model.options \['dropout'\]: only for a model the run trains"),
 ])
 def test_a_bad_record_is_an_error_naming_the_key(record: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -68,6 +70,13 @@ def test_a_toml_file_sets_what_it_names_and_leaves_the_defaults(tmp_path: Path) 
     cfg = load_config(tmp_path / "run.toml")
     assert (cfg.seed, cfg.data.dataset, cfg.sae.k, cfg.interpret.faith.scales) == (2, "ml-1m", 16, (8.0,))
     assert cfg.sae.expansion == SaeOptions().expansion and cfg.model == ModelOptions()
+
+
+def test_model_options_come_from_a_toml_table_and_survive_the_round_trip(tmp_path: Path) -> None:
+    (tmp_path / "run.toml").write_text('[model]\nname = "gru4rec"\n[model.options]\ndropout = 0.3\nn_layers = 2\n')
+    cfg = load_config(tmp_path / "run.toml")
+    assert cfg.model.options == {"dropout": 0.3, "n_layers": 2}
+    assert RunConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_a_bad_config_file_is_an_error_naming_the_file(tmp_path: Path) -> None:

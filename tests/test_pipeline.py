@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -183,6 +184,28 @@ def test_explicit_options_override_the_dataset_preset() -> None:
     model_opts, train_opts = model_settings(RunConfig(model=ModelOptions(max_len=30, lr=1e-4, patience=7)))
     assert model_opts["max_len"] == 30 and train_opts["lr"] == 1e-4 and train_opts["patience"] == 7
     assert model_settings(RunConfig(data=DatasetOptions("ml-1m"), model=ModelOptions("bpr"))) == ({}, {"epochs": 200})
+
+
+def test_model_options_lie_over_the_preset_and_enter_the_model_fingerprint() -> None:
+    base = RunConfig(data=DatasetOptions("ml-100k"))
+    assert model_settings(base)[0]["dropout"] == 0.4  # the ml-100k preset's
+    given = base.override({"model.options": {"dropout": 0.1, "n_blocks": 1}})
+    model_opts = model_settings(given)[0]
+    assert model_opts["dropout"] == 0.1 and model_opts["n_blocks"] == 1 and model_opts["label_smoothing"] == 0.2
+    assert model_settings(given.override({"model.max_len": 20}))[0]["max_len"] == 20  # the named option wins
+    assert stage_fingerprints(given)["model"] != stage_fingerprints(base)["model"]
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"dropuot": 0.1}, "model 'sasrec' has no option(s) dropuot; it takes dim, dropout"),
+    ({"dropout": "high"}, "model 'sasrec': dropout: expected a number, got 'high'"),
+    ({"loss": "bpr"}, "loss must be 'ce' or 'bce'"),
+])
+def test_a_bad_model_option_fails_before_any_data_is_loaded(options: dict, message: str) -> None:
+    from recsae.pipeline import check_options
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_options(RunConfig(model=ModelOptions(options=options)))
 
 
 def test_options_left_unset_are_chosen_from_the_data_in_one_line_and_recorded_and_given_ones_win(

@@ -47,6 +47,10 @@ class ModelOptions:
     4,096)."""
     max_len: int | None = None
     """Longest history a sequential model reads (None: the tuned preset's, else 200)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Options of the trained model's own config (``recsae.models``: e.g. ``dim``, ``n_blocks``,
+    ``dropout``, ``label_smoothing``), laid over the tuned preset's; an option the model does not
+    take is an error that lists those it does. Only for a model the run trains."""
     checkpoint: str | None = None
     """A ``recsae train`` checkpoint folder: its model is used as trained, on the dataset and split
     it records (unless the run names another dataset explicitly)."""
@@ -183,6 +187,9 @@ class RunConfig:
             raise ConfigError(f"model: give one source of the model, not {' and '.join(sources)}")
         if self.model.source == "embeddings" and not (self.model.user_vectors and self.model.item_embeddings):
             raise ConfigError("model: embeddings mode needs both user_vectors and item_embeddings")
+        if self.model.options and self.model.source != "train":
+            raise ConfigError(f"model.options {sorted(self.model.options)}: only for a model the run trains, "
+                              f"not one from {self.model.source}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready nested record (``from_dict`` reads it back)."""
@@ -284,24 +291,30 @@ def _build(cls: type, record: Any, where: str) -> Any:
     unknown = sorted(set(record) - set(names))
     if unknown:
         raise ConfigError(f"{where + ': ' if where else ''}unknown option(s) {unknown}; expected some of {', '.join(names)}")
-    values = {name: _value(hints[name], record[name], f"{where}.{name}" if where else name)
+    values = {name: option_value(hints[name], record[name], f"{where}.{name}" if where else name)
               for name in names if name in record}
     return cls(**values)
 
 
-def _value(tp: Any, value: Any, where: str) -> Any:
+def option_value(tp: Any, value: Any, where: str) -> Any:
+    """``value`` checked against type ``tp`` (and converted: a number to float, a list to a tuple,
+    a table to its dataclass); ConfigError naming ``where`` and what was expected otherwise."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _value(inner[0], value, where) if len(inner) == 1 else value
+        return option_value(inner[0], value, where) if len(inner) == 1 else value
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, where)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where}: expected a table of named options, got {value!r}")
+        return dict(value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return tuple(_value(args[0], v, where) for v in value) if args else tuple(value)
+        return tuple(option_value(args[0], v, where) for v in value) if args else tuple(value)
     if origin is typing.Literal:
         if value not in args:
             raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")

@@ -151,7 +151,7 @@ def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
 
     m = cfg.model
     model_opts, train_opts = preset(
-        cfg.data.dataset, model_class(m.name).name, {"max_len": m.max_len},
+        cfg.data.dataset, model_class(m.name).name, m.options | ({} if m.max_len is None else {"max_len": m.max_len}),
         {"lr": m.lr, "batch_size": m.batch_size, "patience": m.patience},
     )
     evaluation = {"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol != "per-user" else {}

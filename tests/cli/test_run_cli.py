@@ -29,12 +29,25 @@ def test_unknown_dataset_fails_with_one_line_and_exit_code_2(tmp_path: Path) -> 
     assert not (tmp_path / "out").exists(), "a failed run must leave no run folder behind"
 
 
-def test_run_of_the_model_stage_writes_summary_json(tmp_path: Path) -> None:
+def test_run_of_the_model_stage_writes_summary_json_and_trains_with_the_given_model_options(tmp_path: Path) -> None:
+    import json
+
     out = tmp_path / "out"
-    result = recsae("run", "--out", str(out), "--stages", "model", "--epochs", "1", "--seed", "1")
+    result = recsae("run", "--out", str(out), "--stages", "model", "--epochs", "1", "--seed", "1",
+                    "--model-option", "n_blocks=1", "--model-option", "loss=bce")
     assert result.returncode == 0, result.stderr
     assert (out / "summary.json").is_file()
     assert "test NDCG@10" in result.stdout
+    trained = json.loads((out / "model" / "config.json").read_text())["model"]["config"]
+    assert (trained["n_blocks"], trained["loss"]) == (1, "bce")
+    assert json.loads((out / "config.json").read_text())["config"]["model"]["options"] == {"n_blocks": 1, "loss": "bce"}
+
+
+def test_key_values_read_json_values_and_keep_other_text() -> None:
+    from recsae.cli.run import key_values
+
+    assert key_values(["a=0.2", "b=3", "c=bce", "d=[1, 2]", "e=true", "f="], "--x") == {
+        "a": 0.2, "b": 3, "c": "bce", "d": [1, 2], "e": True, "f": ""}
 
 
 def test_headline_reports_each_interpretation_figure_the_summary_has() -> None:
@@ -100,6 +113,10 @@ BAD_RUN_OPTIONS = [
     (["--k", "0"], "k and expansion must be >= 1"),
     (["--k", "5000", "--expansion", "1"], "k must be in [1, 64]"),  # the default model has d = 64
     (["--sae-balance", "nan"], "balance_rate must be a finite number"),
+    (["--model-option", "dropout"], "--model-option 'dropout': expected KEY=VALUE"),
+    (["--model-option", "=0.1"], "expected KEY=VALUE"),
+    (["--model-option", "dropuot=0.1"], "has no option(s) dropuot"),
+    (["--model-option", "label_smoothing=2"], "label_smoothing must be in [0, 1)"),
 ]
 
 

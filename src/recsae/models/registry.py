@@ -35,4 +35,13 @@ def model_config(name: str, **overrides: Any) -> Any:
     unknown = sorted(set(given) - fields)
     if unknown:
         raise ConfigError(f"model {name!r} has no option(s) {', '.join(unknown)}; it takes {', '.join(sorted(fields))}")
-    return cls.config_class(**given)
+    import typing
+
+    from recsae.config import option_value
+
+    hints = typing.get_type_hints(cls.config_class)
+    given = {k: option_value(hints[k], v, f"model {name!r}: {k}") for k, v in given.items()}
+    try:
+        return cls.config_class(**given)
+    except (TypeError, ValueError) as err:  # a value of the wrong type, say "0.2" for a number
+        raise ConfigError(f"model {name!r}: bad option value ({err})") from None
