@@ -44,7 +44,7 @@ def test_run_of_the_model_stage_writes_summary_json_and_trains_with_the_given_mo
 
 
 def test_key_values_read_json_values_and_keep_other_text() -> None:
-    from recsae.cli.run import key_values
+    from recsae.cli.train import key_values
 
     assert key_values(["a=0.2", "b=3", "c=bce", "d=[1, 2]", "e=true", "f="], "--x") == {
         "a": 0.2, "b": 3, "c": "bce", "d": [1, 2], "e": True, "f": ""}

@@ -56,6 +56,11 @@ def test_an_option_the_model_lacks_exits_2_with_one_line(tmp_path: Path, run_cli
     assert code == 2 and err.startswith("error:") and "max_len" in err and "Traceback" not in err
 
 
+def test_a_model_option_the_model_lacks_exits_2_with_one_line_naming_those_it_takes(tmp_path: Path, run_cli) -> None:
+    code, _, err = run_cli(["train", "--model", "bpr", "--model-option", "n_heads=2", "--out", str(tmp_path)])
+    assert code == 2 and err.startswith("error:") and "n_heads" in err and "dim" in err and "Traceback" not in err
+
+
 def test_evaluate_a_folder_without_checkpoint_exits_2(tmp_path: Path, run_cli) -> None:
     code, _, err = run_cli(["evaluate", str(tmp_path)])
     assert code == 2 and "config.json" in err
@@ -82,13 +87,14 @@ def test_train_on_a_named_dataset_takes_its_preset_unless_an_option_is_given(
     assert {k: cfg["model"]["config"][k] for k in model_opts} == model_opts
     assert {k: cfg["train"][k] for k in train_opts} == train_opts
     assert cfg["model"]["config"]["dim"] == 8
+    # --model-option reaches any field of the model's config; a named flag wins over it
     code, _, err = run_cli(["train", "--dataset", "synthetic", "--out", str(tmp_path / "b"), "--epochs", "1",
                         "--dim", "8", "--lr", "0.0007", "--max-len", "20", "--label-smoothing", "0.1",
-                        "--device", "cpu"])
+                        "--model-option", "n_heads=2", "--model-option", "label_smoothing=0.3", "--device", "cpu"])
     assert code == 0, err
     cfg = read_json(tmp_path / "b" / "config.json")
     assert cfg["train"]["lr"] == 0.0007 and cfg["model"]["config"]["max_len"] == 20
-    assert cfg["model"]["config"]["label_smoothing"] == 0.1
+    assert cfg["model"]["config"]["label_smoothing"] == 0.1 and cfg["model"]["config"]["n_heads"] == 2
 
 
 def test_help_shows_where_unset_options_take_their_values(run_cli) -> None:

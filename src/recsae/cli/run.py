@@ -25,9 +25,8 @@ from recsae.cli.data import (
     table_options,
 )
 from recsae.cli.interpret import summary_lines
-from recsae.cli.train import ThreadsOpt
+from recsae.cli.train import ModelOptionOpt, ThreadsOpt, key_values
 from recsae.config import ModelOptions, SaeOptions
-from recsae.errors import ConfigError
 
 _M, _S = ModelOptions(), SaeOptions()
 
@@ -80,9 +79,7 @@ def run(
     lr: Annotated[Optional[float], typer.Option(help="Learning rate of the recommender. Default: tuned preset, else from the data size (recsae.defaults).")] = None,  # noqa: UP045
     batch_size: Annotated[Optional[int], typer.Option(help="Training batch size of the recommender. Default: tuned preset, else from the data size (recsae.defaults).")] = None,  # noqa: UP045
     max_len: Annotated[Optional[int], typer.Option(help="Longest history a sequential model reads. Default: tuned preset, else 200.")] = None,  # noqa: UP045
-    model_option: Annotated[Optional[list[str]], typer.Option("--model-option", help="An option of the trained model's own config, "  # noqa: UP045
-                            "KEY=VALUE (repeatable; the value read as JSON where it parses, else as text), e.g. "
-                            "--model-option label_smoothing=0.2 --model-option dropout=0.3; over the tuned preset's.")] = None,
+    model_option: ModelOptionOpt = None,
     sae: Annotated[Optional[Path], typer.Option("--sae", help="Use this trained SAE folder (cfg.json + sae.safetensors, e.g. from "  # noqa: UP045
                                                 "`recsae sae train`) instead of training one.")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="SAE: active latents per row. Default: 32, fewer for a narrow SAE.")] = None,  # noqa: UP045
@@ -159,23 +156,6 @@ def run(
     typer.echo(_headline(summary))
     paths = RunDir(out)
     typer.echo(f"wrote {paths.summary}" + (f" and {paths.report_page}" if paths.report_page.is_file() else ""))
-
-
-def key_values(pairs: list[str], option: str) -> dict[str, Any]:
-    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``: each value read as JSON where it parses (numbers,
-    true/false, lists), else kept as text; a pair without ``=`` or a name is an error naming ``option``."""
-    import json
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, eq, text = pair.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(f"{option} {pair!r}: expected KEY=VALUE, e.g. {option} label_smoothing=0.2")
-        try:
-            out[key.strip()] = json.loads(text)
-        except ValueError:
-            out[key.strip()] = text
-    return out
 
 
 def _num(x: float | None, spec: str) -> str:

@@ -24,6 +24,7 @@ from recsae.cli.data import (
     dataset_options,
     table_options,
 )
+from recsae.errors import ConfigError
 
 ProtocolOpt = Annotated[
     str,
@@ -50,6 +51,31 @@ ThreadsOpt = Annotated[
                  "whatever the load, since results depend on it (logged as 'threads: N (C cores, load L)' "
                  "and recorded with the versions in config.json)."),
 ]
+
+
+ModelOptionOpt = Annotated[
+    Optional[list[str]],  # noqa: UP045
+    typer.Option("--model-option", help="An option of the trained model's own config, KEY=VALUE (repeatable; "
+                 "the value read as JSON where it parses, else as text), e.g. --model-option label_smoothing=0.2 "
+                 "--model-option n_heads=2; over the tuned preset's."),
+]
+
+
+def key_values(pairs: list[str], option: str) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``: each value read as JSON where it parses (numbers,
+    true/false, lists), else kept as text; a pair without ``=`` or a name is an error naming ``option``."""
+    import json
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, eq, text = pair.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"{option} {pair!r}: expected KEY=VALUE, e.g. {option} label_smoothing=0.2")
+        try:
+            out[key.strip()] = json.loads(text)
+        except ValueError:
+            out[key.strip()] = text
+    return out
 
 
 def _load_split(opts: Any, protocol: str, seed: int, model: str) -> Any:
@@ -91,6 +117,7 @@ def train(
     max_seconds: Annotated[Optional[float], typer.Option(help="Stop after the epoch that passes this many training seconds. Default: no limit.")] = None,  # noqa: UP045
     seed: Annotated[int, typer.Option(help="Random seed (data generation, initialisation, batches).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
+    model_option: ModelOptionOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Train a recommender with early stopping and write its checkpoint folder.
@@ -110,8 +137,10 @@ def train(
     layer_field = {"sasrec": "n_blocks", "gru4rec": "n_layers", "lightgcn": "n_layers"}.get(name)
     model_opts, train_opts = preset(
         dataset, name,
-        {"dim": dim, "max_len": max_len, "dropout": dropout, "loss": loss,
-         "label_smoothing": label_smoothing, layer_field or "n_layers": layers},
+        key_values(model_option or [], "--model-option")
+        | {k: v for k, v in {"dim": dim, "max_len": max_len, "dropout": dropout, "loss": loss,
+                             "label_smoothing": label_smoothing, layer_field or "n_layers": layers}.items()
+           if v is not None},
         {"patience": patience, "lr": lr, "batch_size": batch_size},
     )
     cfg = model_config(model, **model_opts)
@@ -159,7 +188,6 @@ def evaluate(
 ) -> None:
     """Full-ranking metrics of a checkpoint on its dataset (or another one with the same ids)."""
     from recsae.data.registry import dataset_fingerprint
-    from recsae.errors import ConfigError
     from recsae.io import json_text
     from recsae.models.checkpoint import check_split_fits, load_checkpoint, split_for_checkpoint
     from recsae.models.trainer import evaluate_model
