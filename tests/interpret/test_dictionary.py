@@ -113,3 +113,47 @@ def test_neuron_states_parallel_the_sae_definition_on_the_top_decile() -> None:
     assert s.engaged is s.active  # inactive = not in the top decile
     gap = neuron_states(acts, np.arange(100), inactive_quantile=0.5)
     assert gap.engaged.toarray().ravel().sum() == 50  # >= median 49.5
+
+
+def test_two_ranks_each_count_a_part_of_the_rows_and_both_fit_one_process_s_rules(monkeypatch) -> None:
+    # two ranks as two threads; their all_reduce sums what each passes in, at a barrier
+    import threading
+
+    import torch
+
+    from recsae import distributed
+    from recsae.distributed import World
+
+    feats, target = _random_case(seed=3, rows=401)
+    cfg = FitConfig(max_terms=2, min_support=1)
+    alone = fit_rules(feats, target, cfg)
+    barrier, slots = threading.Barrier(2, timeout=60), [np.zeros(0), np.zeros(0)]
+    passed: dict[int, list[np.ndarray]] = {0: [], 1: []}
+
+    def all_reduce(world: World, x: np.ndarray, op: str = "sum", what: str = "") -> np.ndarray:
+        slots[world.rank] = np.array(x, dtype=np.float64)
+        passed[world.rank].append(slots[world.rank])
+        barrier.wait()
+        total = slots[0] + slots[1]
+        barrier.wait()  # both have read the slots before either writes the next ones
+        return total
+
+    monkeypatch.setattr(distributed, "all_reduce", all_reduce)
+    ranks: list[object] = [None, None]
+
+    def rank(r: int) -> None:
+        ranks[r] = fit_rules(feats, target, cfg, world=World(r, 2, r, torch.device("cpu")))
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got in ranks:
+        assert got is not None and got.n_rows == alone.n_rows
+        for name in ("feature_a", "feature_b", "op", "support", "n_target", "tp"):
+            assert np.array_equal(getattr(got, name), getattr(alone, name)), name
+    # the first reduction carries each rank's row count: each counted a proper part, together all
+    counted = [int(passed[r][0][0]) for r in (0, 1)]
+    assert sum(counted) == feats.shape[0] and all(0 < c < feats.shape[0] for c in counted)
+    assert len(passed[0]) == len(passed[1]) > 1  # the counts themselves were summed too
