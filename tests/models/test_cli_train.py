@@ -106,7 +106,7 @@ def test_help_shows_where_unset_options_take_their_values(run_cli) -> None:
     assert "Rows per step. Default: the preset's, else from the data size." in text
 
 
-def test_train_in_the_reference_protocol_reports_its_rows_and_evaluate_reuses_it(tmp_path: Path, run_cli) -> None:
+def test_train_in_the_reference_protocol_reports_its_rows_and_evaluate_and_the_sae_commands_reuse_it(tmp_path: Path, run_cli) -> None:
     # 60 users, the t-th interaction of each on day t + u % 7: a global split by day holds out
     # the last days' rows, several of some users
     lines = ["user_id,item_id,timestamp"]
@@ -126,3 +126,14 @@ def test_train_in_the_reference_protocol_reports_its_rows_and_evaluate_reuses_it
     evaluated = json.loads(out)
     assert evaluated["protocol"]["n_rows"] == trained["evaluation"]["n_rows"]
     assert evaluated["metrics"] == trained["test"]
+    # the SAE commands splice in the protocol the checkpoint was trained in
+    code, _, err = run_cli(["sae", "train", "--checkpoint", str(ck), "--out", str(tmp_path / "sae"), "--k", "2",
+                            "--expansion", "2", "--epochs", "1", "--min-rows", "0", "--device", "cpu"])
+    assert code == 0, err
+    splice = json.loads((tmp_path / "sae" / "splice.json").read_text())
+    assert splice["protocol"]["eval_protocol"] == "rechorus"
+    assert splice["conditions"]["original"]["metrics"] == trained["test"]
+    code, _, err = run_cli(["sae", "eval", "--checkpoint", str(ck), "--sae", str(tmp_path / "sae" / "sae"),
+                            "--out", str(tmp_path / "again.json"), "--device", "cpu"])
+    assert code == 0, err
+    assert json.loads((tmp_path / "again.json").read_text())["conditions"] == splice["conditions"]

@@ -76,7 +76,7 @@ def train_command(
     shape = _shape(model, split, k, expansion, last_only)
     sae_cfg = SaeConfig(d_in=model.dim, expansion=shape.expansion, k=shape.k)
     result = run_sae_stage(model, split, out, sae_cfg, train_cfg, last_only=last_only, checkpoint=checkpoint,
-                           device=dev, force=force)
+                           device=dev, force=force, eval_protocol=checkpoint_protocol(config))
     assert result.splice is not None  # one process: rank 0
     typer.echo(format_splice_table(result.splice))
     run = RunDir(out)
@@ -111,7 +111,8 @@ def eval_command(
     data_root: DataRootOpt = None,
     device: DeviceOpt = "auto",
 ) -> None:
-    """Splice a trained SAE into its model and print the table of all five conditions."""
+    """Splice a trained SAE into its model and print the table of all five conditions, ranked in the
+    evaluation protocol the checkpoint was trained with."""
     import numpy as np
     import torch
 
@@ -140,11 +141,18 @@ def eval_command(
         mean, source = torch.from_numpy(x.mean().astype(np.float32)), f"{store_dir} train rows"
         # the random-SAE row of recsae run and recsae sae train: the same recipe on the same rows
         random_sae = untrained_baseline(trained.cfg, x, seed, dev)
-    result = evaluate_splice(model, trained, split, which, random_sae=random_sae, mean=mean, mean_source=source, seed=seed)  # type: ignore[arg-type]
+    result = evaluate_splice(model, trained, split, which, random_sae=random_sae, mean=mean, mean_source=source,  # type: ignore[arg-type]
+                             seed=seed, eval_protocol=checkpoint_protocol(config))
     typer.echo(format_splice_table(result))
     if out is not None:
         result.save(out)
         typer.echo(f"wrote {out}")
+
+
+def checkpoint_protocol(config: dict[str, Any]) -> str:
+    """The evaluation protocol a checkpoint's model was chosen and tested in (its ``config.json``
+    train record; per-user where it records none): the splice table ranks alike."""
+    return str(config.get("train", {}).get("eval_protocol", "per-user"))
 
 
 def register(app: typer.Typer) -> None:
