@@ -54,7 +54,7 @@ def train_command(
 ) -> None:
     """Harvest a model's activations, train a TopK SAE on them and print the splice table."""
     from recsae.io import check_writable_folder
-    from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
+    from recsae.models.checkpoint import checkpoint_protocol, load_checkpoint, split_for_checkpoint
     from recsae.rundir import RunDir
     from recsae.sae.config import SaeConfig
     from recsae.sae_stage import run_sae_stage
@@ -117,7 +117,7 @@ def eval_command(
     import torch
 
     from recsae.errors import ConfigError
-    from recsae.models.checkpoint import load_checkpoint, split_for_checkpoint
+    from recsae.models.checkpoint import checkpoint_protocol, load_checkpoint, split_for_checkpoint
     from recsae.probe.store import ActivationStore
     from recsae.rundir import RunDir
     from recsae.sae.model import TopKSAE, untrained_baseline
@@ -147,12 +147,6 @@ def eval_command(
     if out is not None:
         result.save(out)
         typer.echo(f"wrote {out}")
-
-
-def checkpoint_protocol(config: dict[str, Any]) -> str:
-    """The evaluation protocol a checkpoint's model was chosen and tested in (its ``config.json``
-    train record; per-user where it records none): the splice table ranks alike."""
-    return str(config.get("train", {}).get("eval_protocol", "per-user"))
 
 
 def register(app: typer.Typer) -> None:

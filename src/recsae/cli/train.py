@@ -189,7 +189,12 @@ def evaluate(
     """Full-ranking metrics of a checkpoint on its dataset (or another one with the same ids)."""
     from recsae.data.registry import dataset_fingerprint
     from recsae.io import json_text
-    from recsae.models.checkpoint import check_split_fits, load_checkpoint, split_for_checkpoint
+    from recsae.models.checkpoint import (
+        check_split_fits,
+        checkpoint_protocol,
+        load_checkpoint,
+        split_for_checkpoint,
+    )
     from recsae.models.trainer import evaluate_model
     from recsae.utils import default_device
 
@@ -206,9 +211,8 @@ def evaluate(
         check_split_fits(split, model.n_users, model.n_items, checkpoint)
     recorded = config.get("data", {}).get("fingerprint")
     same = recorded == dataset_fingerprint(split.dataset)
-    # the protocol the checkpoint was selected and tested with
-    eval_protocol = config.get("train", {}).get("eval_protocol", "per-user")
-    result = evaluate_model(model, split, "valid" if split_name == "valid" else "test", eval_protocol=eval_protocol)
+    result = evaluate_model(model, split, "valid" if split_name == "valid" else "test",
+                            eval_protocol=checkpoint_protocol(config))
     typer.echo(json_text({"checkpoint": str(checkpoint), "split": split_name, "same_data": same,
                           "protocol": result.protocol, "metrics": result.metrics}))
 

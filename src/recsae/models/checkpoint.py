@@ -118,6 +118,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device | None = None) 
     return model.to(device or "cpu").eval(), config
 
 
+def checkpoint_protocol(config: dict[str, Any]) -> str:
+    """The evaluation protocol a checkpoint's model was chosen and tested in (its ``config.json``
+    train record; per-user where it records none): what evaluating or splicing it ranks alike."""
+    return str(config.get("train", {}).get("eval_protocol", "per-user"))
+
+
 def split_for_checkpoint(checkpoint: Path, config: dict[str, Any], data_root: Path | None = None) -> SplitData:
     """Reload the dataset and split recorded in a model checkpoint, checking that it is the data
     the model was trained on (``check_checkpoint_data``)."""
