@@ -219,11 +219,26 @@ def evaluate_splice(
                 "random_sae": evaluate_sae(random_sae, h_all.float(), batch_size),
             }
             conditions: dict[str, ConditionResult] = {}
-            for name, transform in transforms.items():
-                def represent(user_t: Tensor, seqs: Tensor, transform: Transform = transform) -> Tensor:
+
+            def ranked(name: str, transform: Transform) -> Any:
+                """The condition's ranking: per user from the recorded rows, or (``eval_protocol``
+                'rechorus') every held-out row from its own history."""
+                if eval_protocol != "per-user":
+                    def transformed(user_t: Tensor, seqs: Tensor) -> Tensor:
+                        return transform(model.represent(user_t, seqs))
+
+                    return evaluate(scores(transformed), split, which, ks=ks, batch_size=batch_size, max_len=max_len,
+                                    device=device, eval_protocol=eval_protocol)
+                if name == "original":
+                    return original
+
+                def represent(user_t: Tensor, seqs: Tensor) -> Tensor:
                     return transform(h_all[row_of[user_t.to(row_of.device)]])
 
-                res = original if name == "original" else run_eval(scores(represent), users)
+                return run_eval(scores(represent), users)
+
+            for name, transform in transforms.items():
+                res = ranked(name, transform)
                 conditions[name] = _condition(model, h_all, transform, split, which, users, res.metrics, batch_size)
             for name in ("spliced", "spliced_error", "random_sae"):
                 st = sae_stats["random_sae" if name == "random_sae" else "spliced"]
@@ -234,15 +249,8 @@ def evaluate_splice(
                     "freq_histogram": st.freq_histogram,
                 }
         protocol = original.protocol
-        if eval_protocol != "per-user":
-            for name, transform in transforms.items():
-                def transformed(user_t: Tensor, seqs: Tensor, transform: Transform = transform) -> Tensor:
-                    return transform(model.represent(user_t, seqs))
-
-                rows = evaluate(scores(transformed), split, which, ks=ks, batch_size=batch_size, max_len=max_len,
-                                device=device, eval_protocol=eval_protocol)
-                conditions[name].metrics = dict(rows.metrics)
-            protocol = rows.protocol | {"agreement_rows": f"one per evaluated user ({len(users)})"}
+        if eval_protocol != "per-user":  # the agreement figures stay one row per user
+            protocol = res.protocol | {"agreement_rows": f"one per evaluated user ({len(users)})"}
     base = _ndcg10(conditions["original"].metrics)
     for c in conditions.values():
         c.retention = _ndcg10(c.metrics) / base if base > 0 else float("nan")
