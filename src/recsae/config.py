@@ -148,7 +148,8 @@ class RunConfig:
     eval_protocol: Literal["per-user", "rechorus"] = "per-user"
     """How the model is selected and tested, and most-popular too: per-user, or rechorus (each
     held-out row its own next-item prediction, the RecSAE reference's protocol; needs a
-    time-ordered split such as global-time)."""
+    time-ordered split such as global-time). A run from a checkpoint left at per-user takes the
+    protocol the checkpoint was chosen in."""
     model: ModelOptions = field(default_factory=ModelOptions)
     """The recommender and its training."""
     sae: SaeOptions = field(default_factory=SaeOptions)

@@ -414,17 +414,24 @@ def check_options(cfg: RunConfig) -> None:
 
 def with_checkpoint_data(cfg: RunConfig) -> RunConfig:
     """A run from a checkpoint reads the dataset and split the checkpoint records, unless the
-    run names another dataset than the default."""
+    run names another dataset than the default, and evaluates in the protocol the checkpoint was
+    chosen in where the run asks for the default one (so the splice table's original row is the
+    checkpoint's own test figure)."""
     import dataclasses
 
-    from recsae.models.checkpoint import CONFIG_FILE
+    from recsae.models.checkpoint import CONFIG_FILE, checkpoint_protocol
 
-    if cfg.model.checkpoint is None or cfg.data.dataset != DatasetOptions().dataset:
+    if cfg.model.checkpoint is None:
         return cfg
     path = Path(cfg.model.checkpoint) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"--checkpoint {cfg.model.checkpoint}: not a model checkpoint (no {CONFIG_FILE})")
     record = read_json(path)
+    if cfg.eval_protocol == RunConfig.eval_protocol and checkpoint_protocol(record) != cfg.eval_protocol:
+        cfg = dataclasses.replace(cfg, eval_protocol=checkpoint_protocol(record))  # type: ignore[arg-type]
+        log.info("evaluating in the protocol %s was chosen in: %s", cfg.model.checkpoint, cfg.eval_protocol)
+    if cfg.data.dataset != DatasetOptions().dataset:
+        return cfg
     src = record.get("data", {}).get("source") or {}
     if not src.get("dataset"):
         raise ConfigError(f"{path} does not record its dataset (data.source): name it with --dataset")

@@ -137,3 +137,13 @@ def test_train_in_the_reference_protocol_reports_its_rows_and_evaluate_and_the_s
                             "--out", str(tmp_path / "again.json"), "--device", "cpu"])
     assert code == 0, err
     assert json.loads((tmp_path / "again.json").read_text())["conditions"] == splice["conditions"]
+    # so does a run from the checkpoint that names no protocol
+    code, _, err = run_cli(["run", "--checkpoint", str(ck), "--out", str(tmp_path / "run"), "--stages", "model,sae",
+                            "--k", "2", "--expansion", "2", "--sae-epochs", "1", "--sae-min-rows", "0", "--no-controls",
+                            "--device", "cpu"])
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["config"]["eval_protocol"] == "rechorus"
+    assert summary["model"]["test"] == trained["test"]
+    spliced = json.loads((tmp_path / "run" / "splice.json").read_text())
+    assert spliced["conditions"]["original"]["metrics"] == trained["test"]

@@ -7,7 +7,7 @@ import torch
 
 from recsae.errors import ConfigError, DataError
 from recsae.sae import SaeConfig, TopKSAE
-from recsae.sae.model import gather_dot, scatter_rows, topk_rows, untrained_baseline
+from recsae.sae.model import _key_order, gather_dot, scatter_rows, topk_rows, untrained_baseline
 from recsae.sae.train import Adam
 
 
@@ -182,6 +182,15 @@ def test_sparse_helpers_match_dense() -> None:
         z[torch.arange(30), idx[:, j]] += vals[:, j]
     assert torch.allclose(scatter_rows(idx, vals, rhs, 50), z.T @ rhs)
     assert torch.allclose(gather_dot(idx, w, rhs), (rhs @ w.T).gather(1, idx))
+
+
+@pytest.mark.parametrize("n", [1_000, 2**15, 70_000])
+@pytest.mark.parametrize("n_keys", [7, 300, 2**15 + 1])
+def test_key_order_is_the_default_argsort_so_sparse_sums_keep_their_order(n: int, n_keys: int) -> None:
+    # the order scatter_rows adds rows in; few distinct keys make many ties, which a sort that is
+    # not the default one would order differently
+    keys = torch.randint(0, n_keys, (n,), generator=torch.Generator().manual_seed(n + n_keys))
+    assert torch.equal(_key_order(keys, n_keys), keys.argsort())
 
 
 def test_parallel_gradient_component_removed() -> None:

@@ -103,6 +103,16 @@ def topk_rows(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
     return vals, cols.view(b, width).gather(1, j)
 
 
+def _key_order(keys: Tensor, n_keys: int) -> Tensor:
+    """``keys.argsort()``, faster on CPU: from 2**15 keys on, torch's default sort is stable
+    (a radix sort), and sorting the keys as the narrowest integer type that holds them gives the
+    same permutation 2-3x faster. Shorter arrays keep the default sort (it is not stable there,
+    so another one would reorder equal keys and change the sums built on the order)."""
+    if keys.device.type != "cpu" or keys.numel() < 2**15 or n_keys > 2**31:
+        return keys.argsort()
+    return keys.to(torch.int16 if n_keys <= 2**15 else torch.int32).argsort(stable=True)
+
+
 def scatter_rows(indices: Tensor, values: Tensor, rhs: Tensor, n_out: int) -> Tensor:
     """out[l] = Σ_{(b, j): indices[b, j] = l} values[b, j] · rhs[b]  (n_out x d).
 
@@ -110,7 +120,7 @@ def scatter_rows(indices: Tensor, values: Tensor, rhs: Tensor, n_out: int) -> Te
     without materialising the B x j x d contributions (``index_add_`` on CPU is ~10x slower)."""
     b, j = indices.shape
     flat = indices.reshape(-1)
-    order = flat.argsort()
+    order = _key_order(flat, n_out)
     crow = torch.zeros(n_out + 1, dtype=torch.int64, device=flat.device)
     crow[1:] = torch.bincount(flat, minlength=n_out).cumsum(0)
     with warnings.catch_warnings():
