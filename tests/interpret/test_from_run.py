@@ -88,3 +88,18 @@ def test_a_store_above_max_rows_gives_whole_users_of_a_seeded_sample_never_loadi
     assert np.array_equal(inputs["reps"], reps[rows]) and inputs["sae_acts"].shape == (len(rows), 32)
     assert np.array_equal(inputs["ctx"].users, users[rows])
     assert np.array_equal(inputs["ctx"].positions, store.index["position"].to_numpy()[rows])
+
+
+def test_sparse_probing_gives_the_same_figures_with_the_families_side_by_side_or_one_at_a_time(tmp_path) -> None:
+    from recsae.interpret import interpret
+    from recsae.interpret.from_run import run_inputs
+
+    split, store, _, model, sae = _synthetic_store(tmp_path)
+    inputs = run_inputs(model, sae, store, split, seed=0)
+    probing = {}
+    for threads in (1, 3):  # one probe at a time, or three side by side
+        torch.set_num_threads(threads)
+        probing[threads] = interpret(**inputs).summary["sparse_probing"]
+    assert {"sae", "neurons", "random_sae", "dense"} <= set(probing[1])
+    assert any(family["by_k"] for family in probing[1].values() if isinstance(family, dict) and "by_k" in family)
+    assert probing[1] == probing[3]

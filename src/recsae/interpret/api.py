@@ -3,6 +3,7 @@ evidence for the SAE latents and the two baselines (raw neurons, a random-init S
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -393,6 +394,8 @@ def _sparse_probing(ctx: RowContext, prep: Prepared, acts: dict[str, Any], reps:
     probe scored on the validation users; the dense probe on the representations is the
     ceiling; ``gap_k1`` is the SAE's mean AUC minus each control's at k = 1, over the concepts
     both probed, with a 95 % bootstrap interval."""
+    import torch
+
     from recsae.interpret.probing import (
         auc_gap,
         dense_probe,
@@ -403,16 +406,21 @@ def _sparse_probing(ctx: RowContext, prep: Prepared, acts: dict[str, Any], reps:
 
     labels = next_item_labels(np.asarray(ctx.users), np.asarray(ctx.positions), ctx.histories, prep.vocab.matrix)
     concepts = np.flatnonzero(np.isin(np.asarray(prep.vocab.kind, dtype=object), list(cfg.probe_kinds)))
-    results = {}
-    for name, a in acts.items():  # a family probes only the ks it has units for
-        ks = tuple(k for k in cfg.probe.ks if k <= a.shape[1])
-        if ks:
-            probe_cfg = replace(cfg.probe, ks=ks)
-            results[name] = sparse_probe(a, labels.matrix, prep.fit_mask, concepts, probe_cfg, keep=labels.has_next)
-    out: dict[str, Any] = {name: probe_summary(r, prep.vocab.names, cfg.seed) for name, r in results.items()}
-    if reps is not None:
-        out["dense"] = probe_summary(dense_probe(reps, labels.matrix, prep.fit_mask, concepts, cfg.probe,
-                                                 keep=labels.has_next), prep.vocab.names, cfg.seed)
+    # The families' probes are independent and mostly single-threaded NumPy, which releases the
+    # GIL: they run side by side, one per thread torch may use (the same numbers in any order).
+    with ThreadPoolExecutor(max_workers=torch.get_num_threads()) as pool:
+        jobs = {}
+        for name, a in acts.items():  # a family probes only the ks it has units for
+            ks = tuple(k for k in cfg.probe.ks if k <= a.shape[1])
+            if ks:
+                jobs[name] = pool.submit(sparse_probe, a, labels.matrix, prep.fit_mask, concepts,
+                                         replace(cfg.probe, ks=ks), keep=labels.has_next)
+        if reps is not None:
+            jobs["dense"] = pool.submit(dense_probe, reps, labels.matrix, prep.fit_mask, concepts, cfg.probe,
+                                        keep=labels.has_next)
+        probes = {name: job.result() for name, job in jobs.items()}
+    out: dict[str, Any] = {name: probe_summary(r, prep.vocab.names, cfg.seed) for name, r in probes.items()}
+    results = {name: r for name, r in probes.items() if name != "dense"}
     k = min(cfg.probe.ks)
     if "sae" in results:
         out["gap_k1"] = {name: auc_gap(results["sae"], r, k, cfg.seed) for name, r in results.items()
