@@ -47,7 +47,7 @@ RESULT = Path(__file__).parent / "results" / "bench_sae_defaults.json"
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     # name -> (SaeConfig overrides, SaeTrainConfig overrides) on k 32, 2,048 latents, 16 passes, lr 1e-2
     "balanced": ({}, {"balance_rate": 0.03}),
-    "plain": ({}, {}),
+    "plain_auxrelu": ({"aux_relu": True}, {}),
     "plain_auxraw": ({"aux_relu": False}, {}),
     "annealed_auxraw": ({"aux_relu": False}, {"balance_rate": 0.03, "balance_until": 0.5}),
     "auxraw_lr3e-3": ({"aux_relu": False}, {"lr": 3e-3}),

@@ -393,3 +393,8 @@ def test_the_reference_protocol_selects_tests_and_counts_rows_for_the_model_most
     assert summary["sae"]["original"]["test"] == summary["model"]["test"]
     assert read_json(tmp_path / "run" / "config.json")["config"]["eval_protocol"] == "rechorus"
     assert stage_fingerprints(cfg)["model"] != stage_fingerprints(dataclasses.replace(cfg, eval_protocol="per-user"))["model"]
+    # steering measures every held-out row too: before any edit, the model's test figure
+    run_pipeline(tmp_path / "run", dataclasses.replace(cfg, stages=("model", "sae", "interpret", "steer")))
+    steer = read_json(tmp_path / "run" / "steer.json")
+    assert steer["accuracy_protocol"] == "rechorus" and steer["n_rows"] == rows["n_rows"] > steer["n_users"]
+    assert steer["debias"]["before"]["ndcg"] == pytest.approx(summary["model"]["test"]["ndcg@10"])

@@ -716,12 +716,10 @@ def _steer_stage(run: Run, model: Any, sae: Any, split: SplitData, table: Any, f
         log.info("steer: reusing %s", path)
         return
     run.begin("steer")
-    if run.cfg.eval_protocol != "per-user":
-        log.warning("steer: NDCG before and after an edit is ranked per user (each user's last history), "
-                    "not per held-out row as the model's %s figures", run.cfg.eval_protocol)
-    result = run_steer(model, sae, split, table, concept_items(split, vocab=run.vocabulary(split)), run.cfg.steer)
+    result = run_steer(model, sae, split, table, concept_items(split, vocab=run.vocabulary(split)), run.cfg.steer,
+                       eval_protocol=run.cfg.eval_protocol)
     write_json(path, result.to_dict() | {"versions": environment_info(), "seed": run.cfg.seed,
-                                         "accuracy_protocol": "per-user"})
+                                         "accuracy_protocol": run.cfg.eval_protocol})
     run.summary["steer"] = steer_summary(result)
 
 

@@ -140,7 +140,7 @@ class Run:
         cfg = self.config.steer if max_users is None else dataclasses.replace(self.config.steer, max_users=max_users)
         mask = self.items.mask(concept)  # an unknown concept fails before any work
         table = self.interpretation if self.has("interpret") else None
-        ctx = make_context(self.model, self.sae, self.split, cfg)
+        ctx = make_context(self.model, self.sae, self.split, cfg, eval_protocol=self.config.eval_protocol)
         latents = steering_targets(ctx, table, self.items, concept, cfg)
         return compare(ctx, steer_edit(method, latents, alpha), {concept: mask}, n_random=cfg.n_random, seed=cfg.seed)
 

@@ -175,3 +175,40 @@ def test_measured_accuracy_equals_the_evaluator_on_the_same_edit(world, repeat) 
         assert (got.hr, got.ndcg) == (want.metrics["hr@5"], want.metrics["ndcg@5"])
         np.testing.assert_array_equal(got.ndcg_per_user, want.per_user["ndcg@5"])
     assert 0 < got.hr < 1
+
+
+def test_under_the_rechorus_protocol_each_held_out_item_is_a_row_measured_as_the_evaluator_ranks_it(world) -> None:
+    import torch
+    from torch import nn
+
+    from recsae.errors import ConfigError
+    from recsae.eval.rows import evaluate_rows
+    from recsae.models.base import DotProductModel
+
+    s = world.split
+    n = s.n_users + 1  # two test items per user: the validation item, then the test item
+    split = SplitData(s.dataset, Ragged.from_lists([s.train[u][:-1] for u in range(n)]),
+                      Ragged.from_lists([s.train[u][-1:] for u in range(n)]),
+                      Ragged.from_lists([np.concatenate([s.valid[u], s.test[u]]) for u in range(n)]), s.protocol)
+
+    class _Items(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.items = nn.Embedding.from_pretrained(world.model.item_embeddings().detach())
+
+    # the representation is the sum of the history's items, so each row has its own
+    model = DotProductModel(_Items(), represent=lambda m, u, seqs: m.items(seqs).sum(1),
+                            item_embeddings=lambda m: m.items.weight)
+    ctx = SteerContext(model, world.sae, split, k=5, eval_protocol="rechorus")
+    assert len(ctx.users) == 2 * s.n_users and set(np.bincount(ctx.users)[1:]) == {2}
+    for edit in (None, AddDirection((0,), 0.4)):
+        got = measure(ctx, edit, {})
+        want = evaluate_rows(steered_score_fn(model, world.sae, edit), split, "test", ks=(5,))
+        if edit is None:
+            np.testing.assert_array_equal(got.ndcg_per_user, want.per_user["ndcg@5"])
+        assert (got.hr, got.ndcg) == pytest.approx((want.metrics["hr@5"], want.metrics["ndcg@5"]))
+    assert 0 < got.hr < 1
+    with pytest.raises(ConfigError, match="held-out rows"):
+        ctx.score_fn(None)
+    with torch.no_grad():  # the second row of a user starts from a longer history
+        assert not torch.equal(ctx.h[0], ctx.h[1])

@@ -142,7 +142,7 @@ def steer_command(
     inputs = Run.open(run, data_root, device)
     if concept is not None:  # a typo fails before the study's work
         inputs.items.mask(concept)
-    ctx = make_context(inputs.model, inputs.sae, inputs.split, cfg)
+    ctx = make_context(inputs.model, inputs.sae, inputs.split, cfg, eval_protocol=inputs.config.eval_protocol)
     ids, measured = _target(inputs, ctx, concept, list(latent or []), cfg)
     edit = _edit(ids, alpha, scale, clamp, method)
     masks = {c: inputs.items.mask(c) for c in measured}
@@ -153,9 +153,10 @@ def steer_command(
     after_top = recommendations(ctx, edit)
     changed = np.flatnonzero((before_top != after_top).any(axis=1))
     shown = (changed if len(changed) else np.arange(len(ctx.users)))[:show_users]
-    typer.echo(f"edit: {edit}   ({len(changed)} of {len(ctx.users)} users' top-{ctx.k} lists change)")
+    unit = "users" if ctx.eval_protocol == "per-user" else "held-out rows"
+    typer.echo(f"edit: {edit}   ({len(changed)} of {len(ctx.users)} {unit}' top-{ctx.k} lists change)")
     typer.echo("\n".join(_lists_text(titles, ctx.users[shown], before_top[shown], after_top[shown], list(masks.values()))))
-    typer.echo(f"\neffects on {len(ctx.users)} users (random control: mean of {n_random} draws of {len(ids)} latent(s))")
+    typer.echo(f"\neffects on {len(ctx.users)} {unit} (random control: mean of {n_random} draws of {len(ids)} latent(s))")
     typer.echo(cmp.text(ctx.k))
 
     result: dict[str, Any] = {

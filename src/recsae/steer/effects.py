@@ -28,6 +28,7 @@ from recsae.data.dataset import SplitData, SplitName, input_sequences, item_popu
 from recsae.errors import ConfigError
 from recsae.eval import mask_history, target_ranks
 from recsae.eval.evaluator import METRICS, add_metrics, gather_metrics
+from recsae.eval.rows import held_out_rows
 from recsae.steer.edit import Ablate, AblateRandomActive, Edit, apply
 from recsae.steer.metrics import (
     concept_share,
@@ -55,7 +56,13 @@ CODE_CACHE_BATCHES = 64
 
 
 class SteerContext:
-    """The users an intervention is measured on, with their unedited representations."""
+    """The users an intervention is measured on, with their unedited representations.
+
+    ``eval_protocol`` per-user: a row per user, the representation of their history, accuracy
+    from their held-out items. rechorus: a row per held-out interaction of those users (as
+    ``recsae.eval.evaluate_rows`` ranks), the representation of everything before it, accuracy
+    from that one item. ``users`` holds the user of each row; ``history`` the items masked
+    from each user's rankings."""
 
     def __init__(
         self,
@@ -69,11 +76,22 @@ class SteerContext:
         max_len: int = 200,
         popularity: np.ndarray | None = None,
         head_fraction: float = 0.2,
+        eval_protocol: str = "per-user",
     ) -> None:
         self.model, self.sae, self.split, self.which = model, sae, split, which
         self.k, self.batch_size, self.max_len = k, batch_size, max_len
-        self.history = split.history(which)
-        self.users = split.eval_users(which) if users is None else np.asarray(users, dtype=np.int64)
+        self.eval_protocol = eval_protocol
+        users = split.eval_users(which) if users is None else np.asarray(users, dtype=np.int64)
+        self._row_target: np.ndarray | None = None
+        if eval_protocol == "per-user":
+            self.history = self._inputs = split.history(which)
+            self.users = self._input_keys = users
+        elif eval_protocol == "rechorus":  # a row per held-out interaction of these users
+            rows = held_out_rows(split, which, max_len, users)
+            self.history, self._inputs = rows.timeline, rows.history
+            self.users, self._input_keys, self._row_target = rows.user, np.arange(len(rows.user)), rows.target
+        else:
+            raise ConfigError(f"steer: eval_protocol must be per-user or rechorus, got {eval_protocol!r}")
         if len(self.users) == 0:
             raise ConfigError(f"no users with held-out {which} items to measure edits on")
         self.device = _model_device(model)
@@ -101,9 +119,9 @@ class SteerContext:
         parts = []
         with torch.no_grad():
             for start in range(0, len(self.users), self.batch_size):
-                batch = self.users[start : start + self.batch_size]
-                seqs = input_sequences(self.history, batch, self.max_len).to(self.device)
-                parts.append(self.model.represent(torch.from_numpy(batch).to(self.device), seqs))
+                batch = slice(start, start + self.batch_size)
+                seqs = input_sequences(self._inputs, self._input_keys[batch], self.max_len).to(self.device)
+                parts.append(self.model.represent(torch.from_numpy(self.users[batch]).to(self.device), seqs))
         return torch.cat(parts)
 
     def active_rows(self, latent: int) -> np.ndarray:
@@ -114,6 +132,9 @@ class SteerContext:
         """A ``score_fn`` for ``evaluate`` that ranks with the edited cached representations
         (the same h the model computes from these users' histories)."""
 
+        if self._row_target is not None:
+            raise ConfigError("score_fn ranks per user; this context measures held-out rows (rechorus protocol)")
+
         def score(users: Tensor, seqs: Tensor) -> Tensor:
             rows = self._row_of[users.cpu().numpy()]
             if (rows < 0).any():
@@ -122,6 +143,21 @@ class SteerContext:
                 return self.model.score(self.edited(rows, edit))
 
         return score
+
+    def accuracy_ranks(self, scores: Tensor, rows: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Pessimistic ranks (rows x T, inf-padded) of the held-out items of ``rows`` and their
+        number per row, ranked as the model was evaluated: per user, the user's targets among
+        the items outside their history; per held-out row (rechorus), its target among the items
+        outside the user's whole time line. Masks ``scores`` in place."""
+        users = self.users[rows]
+        if self._row_target is None:  # held-out items that are also in the history (repeat consumption) stay ranked
+            targets = self.split.targets(self.which)
+            return target_ranks(mask_history(scores, self.history, users, keep=targets), targets, users)
+        target = torch.from_numpy(self._row_target[rows]).to(scores.device)
+        target_scores = scores[torch.arange(len(rows), device=scores.device), target].clone()
+        scores = mask_history(scores, self.history, users)  # the target's own column too
+        ranks = ((scores >= target_scores[:, None]).sum(dim=1) + 1).to(torch.float64)[:, None]
+        return ranks, torch.ones(len(rows), dtype=torch.int64, device=scores.device)
 
     def edited(self, rows: np.ndarray, edit: Edit | None) -> Tensor:
         """The representations of ``rows`` (indices into ``users``) under ``edit``. Their SAE
@@ -200,15 +236,12 @@ def _top_lists(
     rank_n = dict.fromkeys(concepts, 0)
     index = {c: torch.from_numpy(np.flatnonzero(m)).to(ctx.device) for c, m in concepts.items()} if ranks else {}
     per_user: dict[str, list[np.ndarray]] = {f"{m}@{ctx.k}": [] for m in METRICS}
-    targets = ctx.split.targets(ctx.which)
     with torch.no_grad():
         for batch in ctx.batches(rows):
-            users = ctx.users[batch]
             scores = ctx.model.score(ctx.edited(batch, edit)).float()
-            if accuracy:  # held-out items that are also in the history (repeat consumption) stay ranked
-                add_metrics(per_user, *target_ranks(mask_history(scores, ctx.history, users, keep=targets),
-                                                    targets, users), (ctx.k,), "")
-            scores = mask_history(scores, ctx.history, users)
+            if accuracy:
+                add_metrics(per_user, *ctx.accuracy_ranks(scores, batch), (ctx.k,), "")
+            scores = mask_history(scores, ctx.history, ctx.users[batch])
             tops.append(scores.topk(ctx.k, dim=1).indices.cpu().numpy())
             for c, items in index.items():
                 total, n = concept_rank_sum(scores, items)

@@ -139,13 +139,16 @@ def sample_users(split: SplitData, which: SplitName, max_users: int | None, seed
 
 
 def make_context(
-    model: Recommender, sae: TopKSAE, split: SplitData, cfg: SteerConfig, which: SplitName | None = None
+    model: Recommender, sae: TopKSAE, split: SplitData, cfg: SteerConfig, which: SplitName | None = None,
+    eval_protocol: str = "per-user",
 ) -> SteerContext:
-    """The measured users of ``which`` (default ``cfg.which``)."""
+    """The measured users of ``which`` (default ``cfg.which``); under ``eval_protocol``
+    rechorus, every held-out row of theirs."""
     which = which or cfg.which
     return SteerContext(
         model, sae, split, which=which, users=sample_users(split, which, cfg.max_users, cfg.seed),
         k=cfg.k, batch_size=cfg.batch_size, max_len=cfg.max_len, head_fraction=cfg.head_fraction,
+        eval_protocol=eval_protocol,
     )  # fmt: skip
 
 
@@ -154,7 +157,7 @@ def selection_context(ctx: SteerContext, cfg: SteerConfig) -> SteerContext:
     ``ctx`` itself."""
     if cfg.select_on is None or cfg.select_on == ctx.which:
         return ctx
-    return make_context(ctx.model, ctx.sae, ctx.split, cfg, which=cfg.select_on)
+    return make_context(ctx.model, ctx.sae, ctx.split, cfg, which=cfg.select_on, eval_protocol=ctx.eval_protocol)
 
 
 def steer_edit(method: str, latents: Sequence[int], alpha: float) -> Edit:
@@ -304,9 +307,15 @@ class SteerResult:
     """Popularity latents, their association, before figures and the table over scales."""
     environment: dict[str, Any]
     """Versions (``recsae.utils.environment_info``)."""
+    n_rows: int | None = None
+    """Under the rechorus protocol, the held-out rows measured (each its own prediction; the
+    ablation's and debiasing's counts are rows too); None when a row is a user."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, **asdict(self)}
+        d = {"format_version": FORMAT_VERSION, **asdict(self)}
+        if self.n_rows is None:
+            del d["n_rows"]
+        return d
 
 
 def write_steer(result: SteerResult, out_dir: str | Path) -> Path:
@@ -323,9 +332,11 @@ def run_steer(
     interpretation: pd.DataFrame,
     items: ConceptItems,
     cfg: SteerConfig = SteerConfig(),
+    eval_protocol: str = "per-user",
 ) -> SteerResult:
-    """Ablation study, steering curves and debiasing for ``recsae run``."""
-    ctx = make_context(model, sae, split, cfg)
+    """Ablation study, steering curves and debiasing for ``recsae run``, with accuracy ranked
+    in the model's ``eval_protocol``."""
+    ctx = make_context(model, sae, split, cfg, eval_protocol=eval_protocol)
     select = selection_context(ctx, cfg)
     concepts = list(cfg.concepts) or choose_concepts(select, interpretation, items, cfg)
     if not concepts:
@@ -342,7 +353,8 @@ def run_steer(
                for c, latents in progress(list(targets.items()), desc="steer concepts")]
     return SteerResult(
         config=asdict(cfg),
-        n_users=len(ctx.users),
+        n_users=len(np.unique(ctx.users)),
+        n_rows=len(ctx.users) if eval_protocol != "per-user" else None,
         ablation=ablation.to_dict(),
         concepts=studied,
         debias=debias_study(ctx, sae, cfg),
