@@ -6,10 +6,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import json
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -131,6 +133,38 @@ def test_a_changed_sae_option_redoes_the_sae_and_every_later_stage_and_the_summa
     assert read_json(run / "controls/seed_sae/sae/cfg.json")["sae"]["k"] == 4
     assert summary["sae"]["l0"] <= 4
     assert read_json(run / "summary.json")["fingerprints"] == summary["fingerprints"]
+
+
+@pytest.mark.slow
+def test_the_prediction_aware_loss_trains_the_sae_and_both_sae_controls_with_their_own_models_items(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import recsae.sae_stage
+    from recsae.models.checkpoint import load_checkpoint
+
+    tables = []
+    real = recsae.sae_stage.loss_items
+
+    def recorded(model, train_cfg):  # type: ignore[no-untyped-def]
+        tables.append(real(model, train_cfg))
+        return tables[-1]
+
+    monkeypatch.setattr(recsae.sae_stage, "loss_items", recorded)
+    monkeypatch.setattr("recsae.controls.loss_items", recorded)
+    cfg = tiny_config(**{"sae.kl_weight": 0.5, "stages": ("model", "sae")})
+    assert stage_fingerprints(cfg)["sae"] != stage_fingerprints(tiny_config())["sae"]
+    run_pipeline(tmp_path / "run", cfg)
+    run = tmp_path / "run"
+    for folder in ("sae", "controls/random_model/sae", "controls/seed_sae/sae"):
+        assert read_json(run / folder / "cfg.json")["train"]["kl_weight"] == 0.5, folder
+        log = [json.loads(line) for line in (run / folder / "train_log.jsonl").read_text().splitlines()]
+        assert all(rec["kl"] > 0 for rec in log if "kl" in rec) and any("kl" in rec for rec in log), folder
+    trained = load_checkpoint(run / "model")[0].item_embeddings().detach().numpy()
+    # the SAE, the untrained model's SAE (other items), the second-seed SAE (the model's items)
+    assert len(tables) == 3 and tables[0] is not None and tables[1] is not None
+    np.testing.assert_array_equal(tables[0], trained)
+    np.testing.assert_array_equal(tables[2], trained)
+    assert not np.array_equal(tables[1], trained)
 
 
 @pytest.mark.slow
@@ -331,7 +365,7 @@ def test_a_run_removes_temporaries_a_killed_run_left_in_its_folder(tmp_path: Pat
     ({"model.epochs": 0}, "epochs must be >= 1"), ({"model.lr": float("nan")}, "lr must be a finite number"),
     ({"model.batch_size": 0}, "batch_size"), ({"model.name": "foo"}, "unknown model 'foo'"),
     ({"model.max_len": 0}, "max_len"), ({"sae.k": 65, "sae.expansion": 1}, r"k must be in \[1, 64\]"),
-    ({"sae.balance": float("inf")}, "balance_rate"),
+    ({"sae.balance": float("inf")}, "balance_rate"), ({"sae.kl_weight": -1.0}, "kl_weight"),
 ])
 def test_bad_options_fail_the_option_check_before_any_work(options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

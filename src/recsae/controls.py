@@ -30,7 +30,7 @@ from recsae.rundir import RunDir
 from recsae.sae.config import SaeConfig, SaeTrainConfig
 from recsae.sae.model import CFG_FILE, TopKSAE
 from recsae.sae.train import train_sae
-from recsae.sae_stage import sae_rows
+from recsae.sae_stage import loss_items, sae_rows
 from recsae.utils import log, seed_everything
 
 SOURCE_FILE = "source.json"
@@ -80,8 +80,11 @@ def _fresh(folder: Path, source: dict[str, Any], world: World) -> bool:
 
 
 def _train(x: StoreRows, valid: StoreRows | None, sae_cfg: SaeConfig, train_cfg: SaeTrainConfig, folder: Path,
-           source: dict[str, Any], device: torch.device | str, world: World) -> TopKSAE:
-    sae = train_sae(x, sae_cfg, train_cfg, valid=valid, out_dir=folder / RunDir.SAE, device=device, world=world).sae
+           source: dict[str, Any], device: torch.device | str, world: World, model: Recommender | None) -> TopKSAE:
+    """The run's recipe on ``x``; ``model``: whose items its prediction-aware loss ranks, if it has one."""
+    items = loss_items(model, train_cfg) if model is not None else None
+    sae = train_sae(x, sae_cfg, train_cfg, valid=valid, out_dir=folder / RunDir.SAE, device=device, world=world,
+                    item_emb=items).sae
     once(world, lambda: write_json(folder / SOURCE_FILE, source), "writing a control's source")
     return sae
 
@@ -97,12 +100,15 @@ def train_controls(
     device: torch.device | str = "cpu",
     seed_sae: bool = True,
     world: World | None = None,
+    model: Recommender | None = None,
 ) -> Controls:
     """Train (or reuse) the controls of a run folder ``out`` whose SAE was trained on ``store``
     with ``sae_cfg`` and ``train_cfg``: an SAE on the representations of ``untrained`` (the
     model's architecture, never trained, identified by ``model_identity``; None: no such control)
     and the SAE again with another seed. ``world`` (torchrun, every rank with the same
-    arguments): the harvest and the trainings are distributed as the run's own."""
+    arguments): the harvest and the trainings are distributed as the run's own. ``model``: the
+    trained model, whose items the second-seed SAE's prediction-aware loss ranks (when
+    ``train_cfg.kl_weight`` > 0; the untrained-model SAE ranks the untrained model's)."""
     world = world if world is not None else single(device)
     run = RunDir(out)
     base = {"sae": sae_cfg.to_dict(), "train": train_cfg.to_dict(), "store": store.meta.get("dataset"),
@@ -118,7 +124,7 @@ def train_controls(
             log.info("controls: harvesting and training an SAE on the untrained model")
             rm_store = harvest(untrained, split, folder / RunDir.ACTIVATIONS, device=device, world=world)
             x, valid = _train_rows(rm_store)
-            rm_sae = _train(x, valid, sae_cfg, train_cfg, folder, source, device, world)
+            rm_sae = _train(x, valid, sae_cfg, train_cfg, folder, source, device, world, untrained)
     if seed_sae:
         folder = run.seed_sae_control
         cfg2 = SaeTrainConfig.from_dict(train_cfg.to_dict() | {"seed": train_cfg.seed + SEED_OFFSET})
@@ -128,5 +134,5 @@ def train_controls(
         else:
             log.info("controls: training the SAE again with seed %d (seed stability)", cfg2.seed)
             x, valid = _train_rows(store)
-            second = _train(x, valid, sae_cfg, cfg2, folder, source, device, world)
+            second = _train(x, valid, sae_cfg, cfg2, folder, source, device, world, model)
     return Controls(untrained, rm_store, rm_sae, second)

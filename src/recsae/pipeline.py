@@ -379,7 +379,7 @@ class Run:
 
 def _sae_train_config(cfg: RunConfig) -> SaeTrainConfig:
     return SaeTrainConfig(epochs=cfg.sae.epochs, min_rows=cfg.sae.min_rows, seed=cfg.seed, balance_rate=cfg.sae.balance,
-                          balance_until=cfg.sae.balance_until)
+                          balance_until=cfg.sae.balance_until, kl_weight=cfg.sae.kl_weight)
 
 
 def check_options(cfg: RunConfig) -> None:
@@ -645,7 +645,7 @@ def _controls(run: Run, source: ModelSource, model: Any, split: SplitData, store
     untrained = source.untrained(model, split, run.cfg.seed, device)
     identity = {"model": source.identity(), "weights": run.summary["model"]["weights_sha256"], "seed": run.cfg.seed}
     return train_controls(run.out, untrained, identity, split, store,
-                          sae.cfg, _sae_train_config(run.cfg), device, world=run.world)
+                          sae.cfg, _sae_train_config(run.cfg), device, world=run.world, model=model)
 
 
 def _interpret_stage(

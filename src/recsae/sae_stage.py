@@ -45,6 +45,15 @@ class SaeStageResult(NamedTuple):
     """The splice table (None on ranks other than 0 under torchrun)."""
 
 
+def loss_items(model: Recommender, train_cfg: SaeTrainConfig) -> np.ndarray | None:
+    """The item table the prediction-aware loss scores reconstructions with (``kl_weight`` > 0):
+    ``model``'s item embeddings; None when the recipe has no such term."""
+    if train_cfg.kl_weight <= 0:
+        return None
+    with torch.no_grad():
+        return model.item_embeddings().detach().float().cpu().numpy()
+
+
 def run_sae_stage(
     model: Recommender,
     split: SplitData,
@@ -89,7 +98,8 @@ def run_sae_stage(
     if force and sae_dir.exists():
         once(world, lambda: shutil.rmtree(sae_dir), "removing the stale SAE")
     if given is None:
-        trained = train_sae(train_x, sae_cfg, train_cfg, valid=valid_x, out_dir=sae_dir, device=device, world=world)
+        trained = train_sae(train_x, sae_cfg, train_cfg, valid=valid_x, out_dir=sae_dir, device=device, world=world,
+                            item_emb=loss_items(model, train_cfg))
     else:
         once(world, lambda: given.save(sae_dir), "saving the given SAE")
         trained = SaeTrainResult(given, [], evaluate_sae(given, valid_x) if valid_x is not None else None)

@@ -95,6 +95,9 @@ def run(
     sae_aux_relu: Annotated[Optional[bool], typer.Option("--sae-aux-relu/--sae-aux-raw", help="SAE: AuxK reads dead latents' pre-activations "  # noqa: UP045
                                                          "through the ReLU, or raw, which revives latents that never pre-activate."
                                                          + _default("raw" if not _S.aux_relu else "relu"))] = None,
+    sae_kl_weight: Annotated[Optional[float], typer.Option(help="SAE: weight of the prediction-aware loss, the KL divergence between the "  # noqa: UP045
+                                                           "softmax over item scores of h and of its reconstruction (0: off; the "
+                                                           "controls train with it too)." + _default(_S.kl_weight))] = None,
     controls: Annotated[Optional[bool], typer.Option("--controls/--no-controls", help="Train an SAE on the untrained model and a second-seed "  # noqa: UP045
                                                      "SAE beside the SAE, and interpret them as controls." + _default("on" if _S.controls else "off"))] = None,
     causal: Annotated[Optional[bool], typer.Option("--causal/--no-causal", help="Test every validated unit's causal faithfulness (SAE and "  # noqa: UP045
@@ -140,7 +143,7 @@ def run(
         **{f"model.{name}": v for name, v in given.items() if name != "sae"},
         "sae.path": given.get("sae"), "sae.k": k, "sae.expansion": expansion, "sae.epochs": sae_epochs,
         "sae.min_rows": sae_min_rows, "sae.balance": sae_balance, "sae.balance_until": sae_balance_until,
-        "sae.aux_relu": sae_aux_relu, "sae.controls": controls, "interpret.causal": causal,
+        "sae.aux_relu": sae_aux_relu, "sae.kl_weight": sae_kl_weight, "sae.controls": controls, "interpret.causal": causal,
         "steer.concepts": concept or None,
     })
     check_options(with_checkpoint_data(cfg))
