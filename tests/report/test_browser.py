@@ -77,6 +77,7 @@ def by_conf_desc(ids: list[int]) -> list[int]:
 def test_report_sorts_filters_and_opens_a_latent_without_console_errors(driver, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
     drv = driver
     page = write_report(make_run(tmp_path / "run", n_latents=N_LATENTS))
@@ -119,7 +120,8 @@ def test_report_sorts_filters_and_opens_a_latent_without_console_errors(driver, 
     drv.find_element(By.CSS_SELECTOR, "tr[data-latent='2'] td:nth-child(2)").click()
     assert drv.execute_script("return location.hash") == "#latent-2"
     view = drv.find_element(By.ID, "latent-view")
-    assert view.is_displayed()
+    # the view follows the hash on its hashchange event, which the browser fires asynchronously
+    WebDriverWait(drv, 10).until(lambda _: view.is_displayed())
     assert drv.find_element(By.CSS_SELECTOR, "#latent-view h2").text.startswith("Latent 2")
     assert EVIL_RULE in view.text
     assert any(t in view.text for t in EVIL_TITLES)
@@ -136,7 +138,7 @@ def test_report_sorts_filters_and_opens_a_latent_without_console_errors(driver, 
     drv.find_element(By.ID, "v-next").click()
     assert drv.execute_script("return location.hash") != "#latent-2"
     drv.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
-    assert not view.is_displayed()
+    WebDriverWait(drv, 10).until(lambda _: not view.is_displayed())
 
     # Dark mode: the page follows prefers-color-scheme.
     light = drv.execute_script("return getComputedStyle(document.body).backgroundColor")
@@ -167,6 +169,7 @@ def test_a_real_runs_latent_view_shows_its_examples(driver, tiny_run):
     import json
 
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     examples = json.loads((tiny_run / "report_data" / "latent_examples.json").read_text())["latents"]
     j, ex = max(examples.items(), key=lambda kv: (len(kv[1]["examples"]), -int(kv[0])))
@@ -174,7 +177,7 @@ def test_a_real_runs_latent_view_shows_its_examples(driver, tiny_run):
     drv.get((tiny_run / "report" / "index.html").resolve().as_uri())
     drv.find_element(By.CSS_SELECTOR, f"tr[data-latent='{j}'] td:nth-child(2)").click()
     view = drv.find_element(By.ID, "latent-view")
-    assert view.is_displayed()
+    WebDriverWait(drv, 10).until(lambda _: view.is_displayed())  # shown on the (asynchronous) hashchange
     assert drv.find_element(By.CSS_SELECTOR, "#latent-view h2").text.startswith(f"Latent {j}")
     shown = drv.find_elements(By.CSS_SELECTOR, "#latent-view ol.seqs > li")
     assert len(shown) == min(5, len(ex["examples"])) > 0
