@@ -160,3 +160,16 @@ def test_row_sample_is_seeded_and_bounded() -> None:
     b = sparse_probe(acts, sp.csr_matrix(y.astype(np.float32)), fit, cfg=cfg)
     assert a.n_fit_pos[0] + a.n_eval_pos[0] < y.sum() * 0.5
     np.testing.assert_array_equal(a.auc[1], b.auc[1])
+
+
+def test_the_memory_budget_changes_the_blocks_of_concepts_never_the_figures() -> None:
+    rng, fit = _rows()
+    y = rng.random((len(fit), 12)) < 0.2
+    acts = (_noise(rng, len(fit), 30) + 0.3 * np.tile(y, 3)[:, :30]).astype(np.float32)
+    labels = sp.csr_matrix(y.astype(np.float32))
+    whole = sparse_probe(acts, labels, fit, cfg=CFG)
+    per_concept = sparse_probe(acts, labels, fit, cfg=CFG, max_entries=1.0)  # one concept per block
+    assert len(whole.concepts) == 12
+    for k in CFG.ks:
+        np.testing.assert_array_equal(whole.units[k], per_concept.units[k])
+        np.testing.assert_array_equal(whole.auc[k], per_concept.auc[k])

@@ -407,14 +407,16 @@ def _sparse_probing(ctx: RowContext, prep: Prepared, acts: dict[str, Any], reps:
     labels = next_item_labels(np.asarray(ctx.users), np.asarray(ctx.positions), ctx.histories, prep.vocab.matrix)
     concepts = np.flatnonzero(np.isin(np.asarray(prep.vocab.kind, dtype=object), list(cfg.probe_kinds)))
     # The families' probes are independent and mostly single-threaded NumPy, which releases the
-    # GIL: they run side by side, one per thread torch may use (the same numbers in any order).
-    with ThreadPoolExecutor(max_workers=torch.get_num_threads()) as pool:
+    # GIL: they run side by side, one per thread torch may use (the same numbers in any order),
+    # sharing the memory one probe at a time would hold.
+    workers = max(1, min(torch.get_num_threads(), len(acts) + (reps is not None)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         jobs = {}
         for name, a in acts.items():  # a family probes only the ks it has units for
             ks = tuple(k for k in cfg.probe.ks if k <= a.shape[1])
             if ks:
                 jobs[name] = pool.submit(sparse_probe, a, labels.matrix, prep.fit_mask, concepts,
-                                         replace(cfg.probe, ks=ks), keep=labels.has_next)
+                                         replace(cfg.probe, ks=ks), keep=labels.has_next, max_entries=2e7 / workers)
         if reps is not None:
             jobs["dense"] = pool.submit(dense_probe, reps, labels.matrix, prep.fit_mask, concepts, cfg.probe,
                                         keep=labels.has_next)

@@ -214,11 +214,14 @@ def _as_csr(acts: sp.spmatrix | np.ndarray, rows: np.ndarray) -> sp.csr_matrix:
 def sparse_probe(
     acts: sp.spmatrix | np.ndarray, labels: sp.spmatrix, fit_mask: np.ndarray,
     concepts: np.ndarray | None = None, cfg: ProbeConfig | None = None, *, keep: np.ndarray | None = None,
+    max_entries: float = 2e7,
 ) -> ProbeResult:
     """k-sparse probes of every concept (columns of ``labels``, or those in ``concepts``) with
     enough support, for every k in ``cfg.ks``. ``acts`` is rows x units (sparse or dense),
     ``labels`` rows x concepts 0/1, ``fit_mask`` the rows to fit on (the rest are held out),
-    ``keep`` the rows to use at all (e.g. ``Labels.has_next``)."""
+    ``keep`` the rows to use at all (e.g. ``Labels.has_next``). ``max_entries``: design-matrix
+    entries held at once (concepts are fitted in blocks of that size; the figures do not depend
+    on it)."""
     cfg = cfg or ProbeConfig()
     n_rows, m = acts.shape
     ks = sorted(set(cfg.ks))
@@ -241,8 +244,8 @@ def sparse_probe(
     ranked = np.argsort(-gap, axis=1, kind="stable")[:, : ks[-1]]  # ties: lowest unit index
     y_eval = tg.y[~tg.fit].T
     auc = {k: np.zeros(n) for k in ks}
-    # concepts in blocks of ~2e7 design-matrix entries: bounds memory at many concepts or rows
-    block = max(1, int(2e7 // (len(tg.rows) * (ks[-1] + 1))))
+    # concepts in blocks of ~max_entries design-matrix entries: bounds memory at many concepts or rows
+    block = max(1, int(max_entries // (len(tg.rows) * (ks[-1] + 1))))
     for a in range(0, n, block):
         used, local = np.unique(ranked[a : a + block], return_inverse=True)
         local = local.reshape(ranked[a : a + block].shape)
