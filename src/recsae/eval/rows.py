@@ -96,6 +96,23 @@ def held_out_rows(split: SplitData, which: SplitName, max_len: int, users: np.nd
     return HeldOutRows(user_of[idx], items.values[idx], history, items)
 
 
+def row_ranks(
+    scores: torch.Tensor, targets: np.ndarray, timeline: Ragged, users: np.ndarray,
+    num_negatives: int | None = None, rng: np.random.Generator | None = None,
+) -> torch.Tensor:
+    """The rank (B x 1, float64) of each row's target among ``scores`` (B x items) as ReChorus
+    ranks it: one plus the items outside the row's user's ``timeline`` scoring at least as high
+    (pessimistic ties); with ``num_negatives``, only that many unmasked items drawn with ``rng``
+    compete. Masks ``scores`` in place, the target's own column too."""
+    target_t = torch.from_numpy(targets).to(scores.device)
+    target = scores[torch.arange(len(targets), device=scores.device), target_t].clone()
+    scores = mask_history(scores, timeline, users)
+    if num_negatives:
+        assert rng is not None, "sampled negatives need a generator"
+        scores = scores.masked_fill(~_sample_negatives(scores, num_negatives, rng), -torch.inf)
+    return ((scores >= target[:, None]).sum(dim=1) + 1).to(torch.float64)[:, None]
+
+
 def evaluate_rows(
     score_fn: ScoreFn,
     split: SplitData,
@@ -127,12 +144,7 @@ def evaluate_rows(
             seqs, user_t = seqs.to(device), user_t.to(device)
         with torch.no_grad():
             scores = score_fn(user_t, seqs).float()
-        target_t = torch.from_numpy(rows.target[idx]).to(scores.device)
-        target = scores[torch.arange(len(idx), device=scores.device), target_t].clone()
-        scores = mask_history(scores, rows.timeline, rows.user[idx])  # the target's own column too
-        if num_negatives:
-            scores = scores.masked_fill(~_sample_negatives(scores, num_negatives, rng), -torch.inf)
-        ranks = ((scores >= target[:, None]).sum(dim=1) + 1).to(torch.float64)[:, None]
+        ranks = row_ranks(scores, rows.target[idx], rows.timeline, rows.user[idx], num_negatives, rng)
         add_metrics(values, ranks, torch.ones(len(idx), dtype=torch.int64, device=scores.device), ks, prefix)
     arrays, metrics, protocol = gather_metrics(values, num_negatives)
     protocol.update(split=which, eval_protocol="rechorus", unit="held-out row",

@@ -28,7 +28,7 @@ from recsae.data.dataset import SplitData, SplitName, input_sequences, item_popu
 from recsae.errors import ConfigError
 from recsae.eval import mask_history, target_ranks
 from recsae.eval.evaluator import METRICS, add_metrics, gather_metrics
-from recsae.eval.rows import held_out_rows
+from recsae.eval.rows import held_out_rows, row_ranks
 from recsae.steer.edit import Ablate, AblateRandomActive, Edit, apply
 from recsae.steer.metrics import (
     concept_share,
@@ -153,10 +153,7 @@ class SteerContext:
         if self._row_target is None:  # held-out items that are also in the history (repeat consumption) stay ranked
             targets = self.split.targets(self.which)
             return target_ranks(mask_history(scores, self.history, users, keep=targets), targets, users)
-        target = torch.from_numpy(self._row_target[rows]).to(scores.device)
-        target_scores = scores[torch.arange(len(rows), device=scores.device), target].clone()
-        scores = mask_history(scores, self.history, users)  # the target's own column too
-        ranks = ((scores >= target_scores[:, None]).sum(dim=1) + 1).to(torch.float64)[:, None]
+        ranks = row_ranks(scores, self._row_target[rows], self.history, users)
         return ranks, torch.ones(len(rows), dtype=torch.int64, device=scores.device)
 
     def edited(self, rows: np.ndarray, edit: Edit | None) -> Tensor:
