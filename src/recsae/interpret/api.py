@@ -397,6 +397,7 @@ def _sparse_probing(ctx: RowContext, prep: Prepared, acts: dict[str, Any], reps:
     import torch
 
     from recsae.interpret.probing import (
+        MAX_PROBE_ENTRIES,
         auc_gap,
         dense_probe,
         next_item_labels,
@@ -416,7 +417,8 @@ def _sparse_probing(ctx: RowContext, prep: Prepared, acts: dict[str, Any], reps:
             ks = tuple(k for k in cfg.probe.ks if k <= a.shape[1])
             if ks:
                 jobs[name] = pool.submit(sparse_probe, a, labels.matrix, prep.fit_mask, concepts,
-                                         replace(cfg.probe, ks=ks), keep=labels.has_next, max_entries=2e7 / workers)
+                                         replace(cfg.probe, ks=ks), keep=labels.has_next,
+                                         max_entries=MAX_PROBE_ENTRIES / workers)
         if reps is not None:
             jobs["dense"] = pool.submit(dense_probe, reps, labels.matrix, prep.fit_mask, concepts, cfg.probe,
                                         keep=labels.has_next)

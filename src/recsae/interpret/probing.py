@@ -211,10 +211,15 @@ def _as_csr(acts: sp.spmatrix | np.ndarray, rows: np.ndarray) -> sp.csr_matrix:
     return out
 
 
+MAX_PROBE_ENTRIES = 2e7
+"""Design-matrix entries a sparse probe holds at once (concepts are fitted in blocks of about
+this many): bounds memory at many concepts or rows; probes run side by side share it."""
+
+
 def sparse_probe(
     acts: sp.spmatrix | np.ndarray, labels: sp.spmatrix, fit_mask: np.ndarray,
     concepts: np.ndarray | None = None, cfg: ProbeConfig | None = None, *, keep: np.ndarray | None = None,
-    max_entries: float = 2e7,
+    max_entries: float = MAX_PROBE_ENTRIES,
 ) -> ProbeResult:
     """k-sparse probes of every concept (columns of ``labels``, or those in ``concepts``) with
     enough support, for every k in ``cfg.ks``. ``acts`` is rows x units (sparse or dense),
