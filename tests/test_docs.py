@@ -121,6 +121,8 @@ NOT_RUN = {
                        "the same way (scripts/test.sh), and the run's stages run here on ml-100k with SMALL settings, "
                        "and in full in the README's Python example",
     "bash scripts/test.sh": "the whole test suite, which CI runs as such",
+    "recsae explain": "needs a language-model server; tests/cli/test_explain_cli.py runs recsae explain on a "
+                      "finished run against a local OpenAI-compatible server",
     "recsae data fetch": "downloads from the internet, which CI cannot reach; tests/data/test_fetch_cli.py "
                          "fetches a local archive",
     "recsae run --dataset ml-1m --data-root ~/.cache/recsae/data --out runs/ml1m": "ML-1M, about 20 minutes; the "

@@ -46,6 +46,10 @@ class RunDir:
     """One row per latent."""
     INTERPRET_SUMMARY: ClassVar[str] = "interpret.json"
     """Interpretation summary and baselines."""
+    EXPLAIN: ClassVar[str] = "explain.json"
+    """LLM explanations of latents and their scores (``recsae explain``)."""
+    LLM_CACHE: ClassVar[str] = "llm_cache"
+    """Every answer of the LLM server, one JSON file per request."""
     STEER: ClassVar[str] = "steer.json"
     """Ablation and steering results."""
     REPORT_DATA: ClassVar[str] = "report_data"
@@ -111,6 +115,14 @@ class RunDir:
     @property
     def interpret_summary(self) -> Path:
         return self.root / self.INTERPRET_SUMMARY
+
+    @property
+    def explain(self) -> Path:
+        return self.root / self.EXPLAIN
+
+    @property
+    def llm_cache(self) -> Path:
+        return self.root / self.LLM_CACHE
 
     @property
     def steer(self) -> Path:

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from recsae.data.dataset import SplitData
+    from recsae.interpret.explain import ExplainConfig
+    from recsae.interpret.llm import LlmConfig
     from recsae.models.base import Recommender
     from recsae.probe.store import ActivationStore
     from recsae.sae.model import TopKSAE
@@ -143,6 +145,16 @@ class Run:
         ctx = make_context(self.model, self.sae, self.split, cfg, eval_protocol=self.config.eval_protocol)
         latents = steering_targets(ctx, table, self.items, concept, cfg)
         return compare(ctx, steer_edit(method, latents, alpha), {concept: mask}, n_random=cfg.n_random, seed=cfg.seed)
+
+    def explain(self, llm: LlmConfig, cfg: ExplainConfig | None = None, latents: list[int] | None = None,
+                controls: bool = True) -> dict[str, Any]:
+        """Explain latents in words through the LLM server of ``llm`` and score each explanation
+        on held-out users, beside shuffled explanations and the untrained SAE's latents; writes
+        and returns ``explain.json`` (see ``recsae.interpret.explain``)."""
+        from recsae.interpret.explain import ExplainConfig, explain_run
+
+        self._need("sae")
+        return explain_run(self, llm, cfg or ExplainConfig(), latents=latents, controls=controls)
 
     def report(self) -> Path:
         """Write (again) the run's HTML report; its path."""

@@ -53,9 +53,9 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from recsae.cli import data, interpret, report, run, sae, steer, train
+    from recsae.cli import data, explain, interpret, report, run, sae, steer, train
 
-    for module in (run, data, train, sae, interpret, steer, report):
+    for module in (run, data, train, sae, interpret, explain, steer, report):
         module.register(app)
 
 

@@ -285,6 +285,11 @@ JS = r"""
     body.appendChild(el("h2", {}, ["Latent " + l.id, interp]));
     body.appendChild(el("div", {"class": "rule"},
       [l.rule ? "Rule: " + l.rule : "No rule found for this latent."]));
+    if (l.llm) {
+      body.appendChild(el("div", {"class": "rule"}, ["LLM explanation: " + l.llm.x]));
+      body.appendChild(el("p", {"class": "help"}, ["Predicts where the latent fires on held-out users with " +
+        "balanced accuracy " + fmt(l.llm.ba) + " [" + fmt(l.llm.lo) + ", " + fmt(l.llm.hi) + "] (0.5 is chance)."]));
+    }
     body.appendChild(el("h3", {}, ["Rule statistics"]));
     body.appendChild(statsTable(l));
     if (l.extra && Object.keys(l.extra).length) {

@@ -458,6 +458,43 @@ def _interpretability(run: RunData) -> str:
     return _section("interpretability", title, lead, "".join(parts))
 
 
+_EXPLAIN_FAMILIES = {"sae": "SAE latents", "random_sae": "untrained SAE", "shuffled": "shuffled explanations"}
+
+
+def _explanations(run: RunData) -> str:
+    """LLM explanations (``recsae explain``), when the run has them: each family's score side by side."""
+    title = "Explanations in words (LLM)"
+    if run.explain_stale:
+        return _section("explanations", title, "", _missing(
+            "explain.json was made for an earlier SAE of this run", "Rerun `recsae explain`."))
+    if run.explain is None:
+        return ""
+    ex = run.explain
+    lead = ("A language model explained each latent from its strongest rows on some users, then "
+            "predicted from the explanation alone whether the latent fires on rows of other users. "
+            "Score: balanced accuracy (0.5 is chance) with a 95 % interval. Controls: each latent's "
+            "rows judged with another latent's explanation (shuffled), and the untrained SAE's latents "
+            f"explained the same way. Model: {escape(str(get(ex, 'llm', 'model')))}.")
+    rows = []
+    for fam, label in _EXPLAIN_FAMILIES.items():
+        s = get(ex, "summary", fam)
+        if not isinstance(s, dict) or not s.get("n"):
+            continue
+        rows.append(f'<tr><th>{escape(label)}</th><td class="num">{fmt(s.get("n"))}</td>'
+                    f'<td class="num">{fmt(s.get("mean_balanced_accuracy"), 3)} [{fmt(s.get("ci_low"), 3)}, '
+                    f'{fmt(s.get("ci_high"), 3)}]</td><td class="num">{pct(s.get("share_above_chance"))}</td>'
+                    f'<td class="num">{fmt(s.get("mean_auc"), 3)}</td></tr>')
+    table = ('<table><thead><tr><th>units</th><th class="num">explained</th><th class="num">balanced '
+             'accuracy [95 %]</th><th class="num">above chance</th><th class="num">AUC</th></tr></thead>'
+             f'<tbody>{"".join(rows)}</tbody></table>')
+    best = sorted((r for r in ex.get("latents", []) if r.get("family") == "sae"),
+                  key=lambda r: -(number(r.get("balanced_accuracy")) or 0.0))[:10]
+    items = "".join(f"<li>latent {int(r['unit'])} ({fmt(r.get('balanced_accuracy'), 3)}): "
+                    f"{escape(str(r.get('explanation', '')))}</li>" for r in best)
+    listing = f"<h3>Best-predicted SAE latents</h3><ol>{items}</ol>" if items else ""
+    return _section("explanations", title, lead, table + listing)
+
+
 _X_KEYS = ("alpha", "strength", "scale", "factor")
 
 
@@ -607,7 +644,7 @@ def _csp(script: str) -> str:
 def render_report(run: RunData) -> str:
     """The whole page as a string."""
     payload = latent_payload(run)
-    sections: list[Callable[[RunData], str]] = [_splice, _interpretability, _steering]
+    sections: list[Callable[[RunData], str]] = [_splice, _interpretability, _explanations, _steering]
     body = (_overview(run) + f'<div class="two">{_dataset(run)}{_model(run)}</div>'
             + "".join(f(run) for f in sections) + _latents(run, payload) + _config(run))
     title = f"recsae report · {run.path.resolve().name}"

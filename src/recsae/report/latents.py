@@ -144,6 +144,7 @@ def latent_payload(run: RunData) -> dict[str, Any]:
     strings = _Strings()
     effects = effects_by_latent(run.steer)
     ex_all = get(run.examples, "latents") or {}
+    explained = {int(r["unit"]): r for r in get(run.explain, "latents") or [] if r.get("family") == "sae"}
     latents = []
     for _, row in df.iterrows():
         j = int(row["latent"])
@@ -193,6 +194,9 @@ def latent_payload(run: RunData) -> dict[str, Any]:
                 if hist and hist.get("counts") else None
             ),
             "fx": effects.get(j, []),
+            "llm": ({"x": _text(explained[j].get("explanation")), "ba": _round(explained[j].get("balanced_accuracy")),
+                     "lo": _round(explained[j].get("ci_low")), "hi": _round(explained[j].get("ci_high"))}
+                    if j in explained else None),
         })
     return {
         "strings": strings.items,

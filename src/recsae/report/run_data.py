@@ -36,6 +36,10 @@ class RunData:
     """``interpretation.parquet``: one row per latent."""
     examples: dict[str, Any] | None
     """``report_data/latent_examples.json`` (schema in :mod:`recsae.report.examples`)."""
+    explain: dict[str, Any] | None = None
+    """``explain.json``: LLM explanations and their scores, when made for the run's current SAE."""
+    explain_stale: bool = False
+    """``explain.json`` exists but was made for another SAE (its fingerprint differs)."""
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -54,15 +58,20 @@ def load_run(run_dir: str | Path) -> RunData:
     run = RunDir(run_dir)
     if not run.root.is_dir():
         raise DataError("run folder not found (expected the --out folder of `recsae run`)", path=run.root)
+    summary = _read_json(run.summary)
+    explain = _read_json(run.explain)
+    stale = explain is not None and explain.get("sae_fingerprint") != get(summary, "fingerprints", "sae")
     return RunData(
         path=run.root,
         config=_read_json(run.config),
-        summary=_read_json(run.summary),
+        summary=summary,
         splice=_read_json(run.splice),
         interpret=_read_json(run.interpret_summary),
         steer=_read_json(run.steer),
         latents=_read_latents(run.root),
         examples=_read_json(run.latent_examples),
+        explain=None if stale else explain,
+        explain_stale=stale,
     )
 
 
