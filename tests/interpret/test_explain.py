@@ -148,6 +148,8 @@ def test_item_text_and_terms_carry_attributes() -> None:
     meta = ItemMeta(title=["", "The Heat of Night (1995)"], categorical={"studio": ["", "Acme"]},
                     multi={"genre": [(), ("Crime", "Drama")]})
     assert item_texts(meta)[1] == "The Heat of Night (1995) (studio: Acme; genre: Crime, Drama)"
+    tagged = ItemMeta(title=["", "X"], multi={"tag": [(), tuple(f"t{k}" for k in range(9))]})
+    assert item_texts(tagged)[1] == "X (tag: t0, t1, t2, t3, t4)"  # at most MAX_VALUES values shown
     assert item_terms(meta)[1] == ["heat", "night", "Acme", "Crime", "Drama"]
     idf = inverse_frequency(item_terms(meta))
     assert idf["heat"] == pytest.approx(np.log(2 / 2) + 1)

@@ -116,13 +116,17 @@ class Sequences(NamedTuple):
         return "; ".join(self.item_text[int(i)] for i in items) + f" -> {self.item_text[int(self.top_item[row])]}"
 
 
+MAX_VALUES = 5
+"""Values shown per multi-valued attribute of an item (a film can carry dozens of tags)."""
+
+
 def item_texts(meta: ItemMeta) -> list[str]:
-    """Each item's title with its categorical and multi-valued attributes, e.g.
-    ``Heat (1995) (genre: Action, Crime)``."""
+    """Each item's title with its categorical and multi-valued attributes (at most ``MAX_VALUES``
+    values each), e.g. ``Heat (1995) (genre: Action, Crime)``."""
     out = []
     for i, title in enumerate(meta.title):
         attrs = [f"{name}: {values[i]}" for name, values in meta.categorical.items() if values[i]]
-        attrs += [f"{name}: {', '.join(values[i])}" for name, values in meta.multi.items() if values[i]]
+        attrs += [f"{name}: {', '.join(values[i][:MAX_VALUES])}" for name, values in meta.multi.items() if values[i]]
         name = title or f"item {i}"
         out.append(f"{name} ({'; '.join(attrs)})" if attrs else name)
     return out
