@@ -21,6 +21,7 @@ from recsae.interpret.explain import (
     inverse_frequency,
     item_terms,
     item_texts,
+    keywords,
     read_yes,
     score,
     summarize,
@@ -151,5 +152,16 @@ def test_item_text_and_terms_carry_attributes() -> None:
     tagged = ItemMeta(title=["", "X"], multi={"tag": [(), tuple(f"t{k}" for k in range(9))]})
     assert item_texts(tagged)[1] == "X (tag: t0, t1, t2, t3, t4)"  # at most MAX_VALUES values shown
     assert item_terms(meta)[1] == ["heat", "night", "Acme", "Crime", "Drama"]
-    idf = inverse_frequency(item_terms(meta))
-    assert idf["heat"] == pytest.approx(np.log(2 / 2) + 1)
+
+
+def test_keywords_are_frequent_in_the_latents_rows_and_rare_in_other_histories() -> None:
+    # items 1-2 are dramas (every history has one), item 3 is the only noir; the latent's rows
+    # hold a drama twice as often as the noir, yet the noir is its keyword
+    meta = ItemMeta(title=["", "A", "B", "C"], multi={"genre": [(), ("Drama",), ("Drama",), ("Noir",)]})
+    histories = Ragged.from_lists([[], [1, 2, 3]] + [[1, 2]] * 7)
+    seqs = Sequences(np.arange(1, 9), np.array([3] + [2] * 7), histories, np.zeros(8, dtype=np.int64), item_texts(meta))
+    terms = item_terms(meta)
+    idf = inverse_frequency(seqs, np.arange(8), terms, 9)
+    assert idf["Drama"] == pytest.approx(np.log(9 / 9) + 1) and idf["Noir"] == pytest.approx(np.log(9 / 2) + 1)
+    # tf x idf: Drama 2 x 1, Noir 1 x 2.50
+    assert keywords(seqs, np.array([0]), np.array([1.0]), terms, idf, 9, 1) == ["Noir"]

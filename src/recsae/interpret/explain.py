@@ -6,7 +6,7 @@ For each explained unit (an SAE latent, or a latent of a control):
    the titles of the last ``n_titles`` items of each prefix and the model's top recommendation,
    with the activation on a 0-10 scale of the unit's own maximum, plus TF-IDF keywords of the
    items in the prefixes of its ``n_keyword_rows`` strongest rows (title words and attribute
-   values, weighted by activation, against their frequency in the catalogue).
+   values, weighted by activation, against the share of fit users' histories that hold them).
 2. **Score**: on rows of *held-out* users (never in an explanation), ``n_firing`` where the unit
    fires and ``n_silent`` where it does not (seeded draws), the model is asked, from the
    explanation alone, whether the unit fires. Score: balanced accuracy (the mean of the firing
@@ -78,6 +78,8 @@ class ExplainConfig:
     """TF-IDF keywords shown with the examples."""
     n_keyword_rows: int = 50
     """Strongest fit rows whose prefix items feed the keywords."""
+    n_background_rows: int = 20_000
+    """Fit rows (a seeded sample) whose recent items give the keywords' document frequencies."""
     n_firing: int = 20
     """Held-out rows where the unit fires, scored per unit."""
     n_silent: int = 20
@@ -92,7 +94,7 @@ class ExplainConfig:
     """Seeds the choice of units, scored rows and the bootstrap."""
 
     def __post_init__(self) -> None:
-        small = {k: getattr(self, k) for k in ("n_latents", "n_examples", "n_titles", "n_keyword_rows", "n_firing",
+        small = {k: getattr(self, k) for k in ("n_latents", "n_examples", "n_titles", "n_keyword_rows", "n_background_rows", "n_firing",
                                                "n_silent", "concurrency", "n_boot") if getattr(self, k) < 1}
         if small or self.n_keywords < 0:
             raise ConfigError(f"explain: counts must be at least 1 (n_keywords at least 0), got {small or self.n_keywords}")
@@ -147,7 +149,7 @@ def item_terms(meta: ItemMeta) -> list[list[str]]:
 def keywords(seqs: Sequences, rows: np.ndarray, weights: np.ndarray, terms: list[list[str]],
              idf: dict[str, float], n_titles: int, n: int) -> list[str]:
     """The ``n`` terms with the largest activation-weighted frequency in the rows' recent items
-    times their inverse document frequency over the catalogue (ties: alphabetical)."""
+    times their inverse document frequency ``idf`` (ties: alphabetical)."""
     tf: dict[str, float] = {}
     for row, w in zip(rows, weights, strict=True):
         t = int(seqs.positions[row])
@@ -158,10 +160,16 @@ def keywords(seqs: Sequences, rows: np.ndarray, weights: np.ndarray, terms: list
     return scored[:n]
 
 
-def inverse_frequency(terms: list[list[str]]) -> dict[str, float]:
-    """Smoothed IDF of each term over the items: ``log((1 + N) / (1 + df)) + 1``."""
-    df: Counter[str] = Counter(term for item in terms[1:] for term in item)
-    n = max(len(terms) - 1, 1)
+def inverse_frequency(seqs: Sequences, rows: np.ndarray, terms: list[list[str]], n_titles: int) -> dict[str, float]:
+    """Smoothed IDF of each term over the recent items of ``rows`` (each row's window one
+    document): ``log((1 + N) / (1 + df)) + 1``. Over histories, not the catalogue, so that a
+    genre most histories carry (drama, action) is no keyword of any latent."""
+    df: Counter[str] = Counter()
+    for row in rows:
+        t = int(seqs.positions[row])
+        window = seqs.histories[int(seqs.users[row])][max(0, t - n_titles) : t]
+        df.update({term for item in window for term in terms[int(item)]})
+    n = len(rows)
     return {term: float(np.log((1 + n) / (1 + count)) + 1.0) for term, count in df.items()}
 
 
@@ -315,7 +323,10 @@ def explain_units(
         return []
     picked = [unit_rows(acts, int(j), seqs.users, fit_mask, cfg, rng) for j in units]
     terms = item_terms(meta)
-    idf = inverse_frequency(terms)
+    background = np.flatnonzero(fit_mask)
+    if len(background) > cfg.n_background_rows:
+        background = np.sort(rng.choice(background, cfg.n_background_rows, replace=False))
+    idf = inverse_frequency(seqs, background, terms, cfg.n_titles)
     words = [keywords(seqs, ur.keyword_rows, ur.keyword_weights, terms, idf, cfg.n_titles, cfg.n_keywords) for ur in picked]
     explained = _ask_all(client, [explain_prompt(seqs, ur, w, cfg.n_titles) for ur, w in zip(picked, words, strict=True)], 200, cfg,
                          f"explain {family}")
