@@ -14,6 +14,7 @@ from recsae.errors import ConfigError
 from recsae.interpret.explain import (
     ExplainConfig,
     Sequences,
+    _ask_all,
     auc,
     balanced_accuracy_ci,
     eligible_units,
@@ -27,7 +28,7 @@ from recsae.interpret.explain import (
     summarize,
     unit_rows,
 )
-from recsae.interpret.llm import ChatClient, Completion, LlmConfig
+from recsae.interpret.llm import ChatClient, Completion, LlmConfig, LlmError
 from recsae.interpret.validate import split_users
 
 WORDS = ("zebra", "yak", "gnu")
@@ -165,3 +166,12 @@ def test_keywords_are_frequent_in_the_latents_rows_and_rare_in_other_histories()
     assert idf["Drama"] == pytest.approx(np.log(9 / 9) + 1) and idf["Noir"] == pytest.approx(np.log(9 / 2) + 1)
     # tf x idf: Drama 2 x 1, Noir 1 x 2.50
     assert keywords(seqs, np.array([0]), np.array([1.0]), terms, idf, 9, 1) == ["Noir"]
+
+
+def test_a_failing_request_stops_the_others_not_yet_sent() -> None:
+    prompts = [[{"role": "user", "content": f"question {k}"}] for k in range(300)]
+    with fake_llm(fail_first=10_000) as srv:
+        client = ChatClient(LlmConfig(srv.url, "fake", retries=0))
+        with pytest.raises(LlmError, match="HTTP 503"):
+            _ask_all(client, prompts, 3, CFG, "test")
+    assert len(srv.requests) < len(prompts)  # the first failure dropped the requests not yet sent

@@ -294,9 +294,13 @@ def score(answers_firing: Sequence[Completion], answers_silent: Sequence[Complet
 
 def _ask_all(client: ChatClient, prompts: list[list[dict[str, str]]], max_tokens: int, cfg: ExplainConfig,
              desc: str) -> list[Completion]:
-    with ThreadPoolExecutor(max_workers=cfg.concurrency) as pool:
-        futures = [pool.submit(client.complete, p, max_tokens) for p in prompts]
+    pool = ThreadPoolExecutor(max_workers=cfg.concurrency)
+    futures = [pool.submit(client.complete, p, max_tokens) for p in prompts]
+    try:
         return [f.result() for f in progress(futures, desc, total=len(futures))]
+    finally:
+        # on an error or Ctrl-C, drop the requests not yet sent instead of waiting for them all
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def explain_units(
