@@ -89,3 +89,11 @@ def test_report_shows_the_explanations_and_notes_them_stale_after_the_sae_change
     page = (run_copy / "report" / "index.html").read_text()
     assert code == 0, err
     assert "explain.json was made for an earlier SAE" in page and json.dumps(first["explanation"])[1:-1] not in page
+
+
+def test_no_latent_with_enough_rows_says_so(run_cli, run_copy: Path) -> None:
+    with fake_llm() as srv:
+        code, out, err = run_cli(["explain", "--run", str(run_copy), "--llm-url", srv.url, *ARGS, "--probes", "100000"])
+    assert code == 0, err
+    assert "no SAE latent fires on enough rows" in out and not srv.requests
+    assert read_json(run_copy / "explain.json")["summary"]["sae"]["n"] == 0

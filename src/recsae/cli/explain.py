@@ -21,6 +21,11 @@ def summary_lines(result: dict[str, Any], top: int = 10) -> list[str]:
     """The figures of an ``explain.json``: each family's mean balanced accuracy with its interval
     side by side, then the best-predicted SAE latents with their explanations."""
     summary = result["summary"]
+    cfg = result["config"]
+    if not (summary.get("sae") or {}).get("n"):
+        return [f"no SAE latent fires on enough rows to be explained and scored (each needs {cfg['n_examples']} fit "
+                f"users and {cfg['n_firing']} firing and {cfg['n_silent']} silent held-out rows; fewer --examples or "
+                "--probes lower the bar)"]
     lines = []
     for name, label in _FAMILIES.items():
         s = summary.get(name)

@@ -39,6 +39,7 @@ import scipy.sparse as sp
 from recsae.data.dataset import ItemMeta, Ragged
 from recsae.errors import ConfigError
 from recsae.interpret.llm import ChatClient, Completion
+from recsae.interpret.probing import mean_ci
 from recsae.utils import progress
 
 log = logging.getLogger("recsae")
@@ -368,22 +369,11 @@ def _scored(answers: Sequence[Completion], cfg: ExplainConfig, rng: np.random.Ge
             "n_unreadable": s.n_unreadable}
 
 
-def mean_ci(values: np.ndarray, n_boot: int, rng: np.random.Generator) -> tuple[float | None, float | None, float | None]:
-    """Mean with a 95 % bootstrap interval (None for no values)."""
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) == 0:
-        return None, None, None
-    means = values[rng.integers(0, len(values), (n_boot, len(values)))].mean(axis=1)
-    lo, hi = np.quantile(means, [0.025, 0.975])
-    return float(values.mean()), float(lo), float(hi)
-
-
 def family_summary(scores: list[dict[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
     """Mean balanced accuracy over units with its interval, the share of units whose own interval
     lies above chance, and the mean AUC where every unit has one."""
-    rng = np.random.default_rng([seed, 0x5C])
     ba = np.array([s["balanced_accuracy"] for s in scores], dtype=np.float64)
-    mean, lo, hi = mean_ci(ba, n_boot, rng)
+    mean, lo, hi = mean_ci(ba, seed, n_boot)
     aucs = [s["auc"] for s in scores]
     return {
         "n": len(scores), "mean_balanced_accuracy": mean, "ci_low": lo, "ci_high": hi,

@@ -314,7 +314,7 @@ def _float(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _mean_ci(values: np.ndarray, seed: int, n_boot: int) -> tuple[float | None, float | None, float | None]:
+def mean_ci(values: np.ndarray, seed: int, n_boot: int) -> tuple[float | None, float | None, float | None]:
     """Mean and 95 % percentile-bootstrap interval over the entries; Nones when there are none."""
     values = np.asarray(values, dtype=np.float64)
     if not len(values):
@@ -331,7 +331,7 @@ def probe_summary(result: ProbeResult, names: list[str], seed: int = 0, n_boot: 
     ks = sorted(result.auc)
     by_k = []
     for k in ks:
-        mean, lo, hi = _mean_ci(result.auc[k], seed, n_boot)
+        mean, lo, hi = mean_ci(result.auc[k], seed, n_boot)
         by_k.append({"k": int(k), "mean_auc": mean, "ci_low": lo, "ci_high": hi})
     per_concept = [
         {
@@ -358,7 +358,7 @@ def auc_gap(
         raise ConfigError(f"probe: no AUC at k = {k} in a ({sorted(a.auc)}) or k = {k_b} in b ({sorted(b.auc)})")
     common, ia, ib = np.intersect1d(a.concepts, b.concepts, return_indices=True)
     diff = a.auc[k][ia] - b.auc[k_b][ib]
-    mean, lo, hi = _mean_ci(diff, seed, n_boot)
+    mean, lo, hi = mean_ci(diff, seed, n_boot)
     return {
         "k": int(k), "k_b": int(k_b), "n_concepts": len(common), "mean_diff": mean, "ci_low": lo, "ci_high": hi,
         "share_a_better": _float(float(np.mean(diff > 0))) if len(diff) else None,
