@@ -16,10 +16,10 @@ from recsae.interpret.explain import (
     Sequences,
     _ask_all,
     auc,
+    background_share,
     balanced_accuracy_ci,
     eligible_units,
     explain_units,
-    inverse_frequency,
     item_terms,
     item_texts,
     keywords,
@@ -156,16 +156,18 @@ def test_item_text_and_terms_carry_attributes() -> None:
 
 
 def test_keywords_are_frequent_in_the_latents_rows_and_rare_in_other_histories() -> None:
-    # items 1-2 are dramas (every history has one), item 3 is the only noir; the latent's rows
-    # hold a drama twice as often as the noir, yet the noir is its keyword
-    meta = ItemMeta(title=["", "A", "B", "C"], multi={"genre": [(), ("Drama",), ("Drama",), ("Noir",)]})
-    histories = Ragged.from_lists([[], [1, 2, 3]] + [[1, 2]] * 7)
-    seqs = Sequences(np.arange(1, 9), np.array([3] + [2] * 7), histories, np.zeros(8, dtype=np.int64), item_texts(meta))
+    # item 1-2 dramas (every history holds one), 3 the only noir, 4 the only western; the
+    # latent's two rows both hold a drama and the noir, one of them the western too
+    meta = ItemMeta(title=["", "A", "B", "C", "D"], multi={"genre": [(), ("Drama",), ("Drama",), ("Noir",), ("Western",)]})
+    histories = Ragged.from_lists([[], [1, 3, 4], [2, 3]] + [[1, 2]] * 6)
+    seqs = Sequences(np.arange(1, 9), np.array([3, 2] + [2] * 6), histories, np.zeros(8, dtype=np.int64), item_texts(meta))
     terms = item_terms(meta)
-    idf = inverse_frequency(seqs, np.arange(8), terms, 9)
-    assert idf["Drama"] == pytest.approx(np.log(9 / 9) + 1) and idf["Noir"] == pytest.approx(np.log(9 / 2) + 1)
-    # tf x idf: Drama 2 x 1, Noir 1 x 2.50
-    assert keywords(seqs, np.array([0]), np.array([1.0]), terms, idf, 9, 1) == ["Noir"]
+    shares, unseen = background_share(seqs, np.arange(8), terms, 9)
+    assert shares == {"Drama": 9 / 9, "Noir": 3 / 9, "Western": 2 / 9} and unseen == 1 / 9
+    # Noir: 1 x log(3), Western: 0.5 x log(2.25), Drama: 1 x log(1) = 0, left out
+    assert keywords(seqs, np.array([0, 1]), np.array([1.0, 1.0]), terms, (shares, unseen), 9, 5) == ["Noir", "Western"]
+    # weighted by activation: the western's row ten times as strong makes it the first keyword
+    assert keywords(seqs, np.array([0, 1]), np.array([10.0, 1.0]), terms, (shares, unseen), 9, 1) == ["Western"]
 
 
 def test_a_failing_request_stops_the_others_not_yet_sent() -> None:

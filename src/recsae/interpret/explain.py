@@ -4,9 +4,9 @@ For each explained unit (an SAE latent, or a latent of a control):
 
 1. **Explain** from the ``n_examples`` rows of *fit* users where it fires most (one row per user):
    the titles of the last ``n_titles`` items of each prefix and the model's top recommendation,
-   with the activation on a 0-10 scale of the unit's own maximum, plus TF-IDF keywords of the
-   items in the prefixes of its ``n_keyword_rows`` strongest rows (title words and attribute
-   values, weighted by activation, against the share of fit users' histories that hold them).
+   with the activation on a 0-10 scale of the unit's own maximum, plus keywords of the items in
+   the prefixes of its ``n_keyword_rows`` strongest rows: the title words and attribute values
+   most over-represented there (activation-weighted) against fit users' histories in general.
 2. **Score**: on rows of *held-out* users (never in an explanation), ``n_firing`` where the unit
    fires and ``n_silent`` where it does not (seeded draws), the model is asked, from the
    explanation alone, whether the unit fires. Score: balanced accuracy (the mean of the firing
@@ -80,7 +80,7 @@ class ExplainConfig:
     n_keyword_rows: int = 50
     """Strongest fit rows whose prefix items feed the keywords."""
     n_background_rows: int = 20_000
-    """Fit rows (a seeded sample) whose recent items give the keywords' document frequencies."""
+    """Fit rows (a seeded sample) whose recent items give the keywords' background shares."""
     n_firing: int = 20
     """Held-out rows where the unit fires, scored per unit."""
     n_silent: int = 20
@@ -147,31 +147,37 @@ def item_terms(meta: ItemMeta) -> list[list[str]]:
     return terms
 
 
-def keywords(seqs: Sequences, rows: np.ndarray, weights: np.ndarray, terms: list[list[str]],
-             idf: dict[str, float], n_titles: int, n: int) -> list[str]:
-    """The ``n`` terms with the largest activation-weighted frequency in the rows' recent items
-    times their inverse document frequency ``idf`` (ties: alphabetical)."""
-    tf: dict[str, float] = {}
-    for row, w in zip(rows, weights, strict=True):
-        t = int(seqs.positions[row])
-        for item in seqs.histories[int(seqs.users[row])][max(0, t - n_titles) : t]:
-            for term in terms[int(item)]:
-                tf[term] = tf.get(term, 0.0) + float(w)
-    scored = sorted(tf, key=lambda term: (-tf[term] * idf.get(term, 0.0), term))
-    return scored[:n]
+def window_terms(seqs: Sequences, row: int, terms: list[list[str]], n_titles: int) -> set[str]:
+    """The terms of the row's recent items (its last ``n_titles``)."""
+    t = int(seqs.positions[row])
+    return {term for item in seqs.histories[int(seqs.users[row])][max(0, t - n_titles) : t] for term in terms[int(item)]}
 
 
-def inverse_frequency(seqs: Sequences, rows: np.ndarray, terms: list[list[str]], n_titles: int) -> dict[str, float]:
-    """Smoothed IDF of each term over the recent items of ``rows`` (each row's window one
-    document): ``log((1 + N) / (1 + df)) + 1``. Over histories, not the catalogue, so that a
-    genre most histories carry (drama, action) is no keyword of any latent."""
+def background_share(seqs: Sequences, rows: np.ndarray, terms: list[list[str]], n_titles: int) -> tuple[dict[str, float], float]:
+    """Per term, the smoothed share of ``rows`` whose recent items hold it, ``(1 + df) / (1 + N)``;
+    and ``1 / (1 + N)``, the share of a term none holds."""
     df: Counter[str] = Counter()
     for row in rows:
-        t = int(seqs.positions[row])
-        window = seqs.histories[int(seqs.users[row])][max(0, t - n_titles) : t]
-        df.update({term for item in window for term in terms[int(item)]})
-    n = len(rows)
-    return {term: float(np.log((1 + n) / (1 + count)) + 1.0) for term, count in df.items()}
+        df.update(window_terms(seqs, int(row), terms, n_titles))
+    n = len(rows) + 1
+    return {term: (1 + count) / n for term, count in df.items()}, 1 / n
+
+
+def keywords(seqs: Sequences, rows: np.ndarray, weights: np.ndarray, terms: list[list[str]],
+             background: tuple[dict[str, float], float], n_titles: int, n: int) -> list[str]:
+    """The ``n`` terms most over-represented in the rows' recent items against the background of
+    histories: share p of the (activation-weighted) rows whose window holds the term, times
+    ``log(p / q)`` with q its ``background_share``; only terms with p > q (ties: alphabetical).
+    TF-IDF's idea with windows as documents: frequent here, rare elsewhere; a genre most
+    histories hold scores near 0, and a term of a single row scores little."""
+    held: dict[str, float] = {}
+    for row, w in zip(rows, weights, strict=True):
+        for term in window_terms(seqs, int(row), terms, n_titles):
+            held[term] = held.get(term, 0.0) + float(w)
+    total = float(np.sum(weights))
+    shares, unseen = background
+    score = {term: (p := count / total) * np.log(p / shares.get(term, unseen)) for term, count in held.items()}
+    return sorted((term for term in held if score[term] > 0), key=lambda term: (-score[term], term))[:n]
 
 
 class UnitRows(NamedTuple):
@@ -331,8 +337,9 @@ def explain_units(
     background = np.flatnonzero(fit_mask)
     if len(background) > cfg.n_background_rows:
         background = np.sort(rng.choice(background, cfg.n_background_rows, replace=False))
-    idf = inverse_frequency(seqs, background, terms, cfg.n_titles)
-    words = [keywords(seqs, ur.keyword_rows, ur.keyword_weights, terms, idf, cfg.n_titles, cfg.n_keywords) for ur in picked]
+    shares = background_share(seqs, background, terms, cfg.n_titles)
+    words = [keywords(seqs, ur.keyword_rows, ur.keyword_weights, terms, shares, cfg.n_titles, cfg.n_keywords)
+             for ur in picked]
     explained = _ask_all(client, [explain_prompt(seqs, ur, w, cfg.n_titles) for ur, w in zip(picked, words, strict=True)], 200, cfg,
                          f"explain {family}")
     texts = [c.text.strip() for c in explained]
