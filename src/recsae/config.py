@@ -151,11 +151,11 @@ class RunConfig:
     protocol: str = "auto"
     """Split: auto (the source's own split, else leave-one-out; random for general models on data
     without timestamps), leave-one-out, random, time, global-time or given."""
-    eval_protocol: Literal["per-user", "rechorus"] = "per-user"
+    eval_protocol: Literal["auto", "per-user", "rechorus"] = "auto"
     """How the model is selected and tested, and most-popular too: per-user, or rechorus (each
     held-out row its own next-item prediction, the RecSAE reference's protocol; needs a
-    time-ordered split such as global-time). A run from a checkpoint left at per-user takes the
-    protocol the checkpoint was chosen in."""
+    time-ordered split such as global-time); auto: the protocol a checkpoint was chosen in for a
+    run from one, else per-user (``pipeline.with_checkpoint_data`` settles it before any stage)."""
     model: ModelOptions = field(default_factory=ModelOptions)
     """The recommender and its training."""
     sae: SaeOptions = field(default_factory=SaeOptions)

@@ -62,7 +62,7 @@ def stage_fingerprints(cfg: RunConfig, weights: str | None = None) -> dict[str, 
     parts: dict[str, Any] = {
         "model": {"data": cfg.data.to_dict(), "data_kwargs": cfg.data_kwargs, "protocol": cfg.protocol,
                   "split_seed": cfg.split_seed, "source": model_source(cfg).identity(), "seed": cfg.seed}
-        | ({"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol != "per-user" else {}),  # earlier runs' stay valid
+        | ({"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol not in ("auto", "per-user") else {}),  # earlier runs' stay valid
         "sae": sae | {"weights": weights},
         "interpret": {"config": cfg.interpret},
         "steer": {"config": cfg.steer},
@@ -154,7 +154,8 @@ def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         cfg.data.dataset, model_class(m.name).name, m.options | ({} if m.max_len is None else {"max_len": m.max_len}),
         {"lr": m.lr, "batch_size": m.batch_size, "patience": m.patience},
     )
-    evaluation = {"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol != "per-user" else {}
+    # a model trained here has no checkpoint's protocol to take: auto is per-user
+    evaluation = {"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol not in ("auto", "per-user") else {}
     return model_opts, {"epochs": m.epochs} | train_opts | evaluation
 
 
@@ -415,21 +416,22 @@ def check_options(cfg: RunConfig) -> None:
 def with_checkpoint_data(cfg: RunConfig) -> RunConfig:
     """A run from a checkpoint reads the dataset and split the checkpoint records, unless the
     run names another dataset than the default, and evaluates in the protocol the checkpoint was
-    chosen in where the run asks for the default one (so the splice table's original row is the
-    checkpoint's own test figure)."""
+    chosen in unless the run names one (so the splice table's original row is the checkpoint's
+    own test figure). Settles ``eval_protocol="auto"`` for every run: per-user without a checkpoint."""
     import dataclasses
 
     from recsae.models.checkpoint import CONFIG_FILE, checkpoint_protocol
 
     if cfg.model.checkpoint is None:
-        return cfg
+        return cfg if cfg.eval_protocol != "auto" else dataclasses.replace(cfg, eval_protocol="per-user")
     path = Path(cfg.model.checkpoint) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"--checkpoint {cfg.model.checkpoint}: not a model checkpoint (no {CONFIG_FILE})")
     record = read_json(path)
-    if cfg.eval_protocol == RunConfig.eval_protocol and checkpoint_protocol(record) != cfg.eval_protocol:
+    if cfg.eval_protocol == "auto":
         cfg = dataclasses.replace(cfg, eval_protocol=checkpoint_protocol(record))  # type: ignore[arg-type]
-        log.info("evaluating in the protocol %s was chosen in: %s", cfg.model.checkpoint, cfg.eval_protocol)
+        if cfg.eval_protocol != "per-user":
+            log.info("evaluating in the protocol %s was chosen in: %s", cfg.model.checkpoint, cfg.eval_protocol)
     if cfg.data.dataset != DatasetOptions().dataset:
         return cfg
     src = record.get("data", {}).get("source") or {}

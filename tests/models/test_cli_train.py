@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from recsae.runs import Run
+
 
 def write_log(path: Path) -> Path:
     """A tiny interaction table: 60 users walking a 25-item catalogue."""
@@ -147,3 +149,11 @@ def test_train_in_the_reference_protocol_reports_its_rows_and_evaluate_and_the_s
     assert summary["model"]["test"] == trained["test"]
     spliced = json.loads((tmp_path / "run" / "splice.json").read_text())
     assert spliced["conditions"]["original"]["metrics"] == trained["test"]
+    # and one that names per-user gets it, from the command line and when the run is opened again
+    code, _, err = run_cli(["run", "--checkpoint", str(ck), "--out", str(tmp_path / "per-user"), "--stages", "model",
+                            "--eval-protocol", "per-user", "--device", "cpu"])
+    assert code == 0, err
+    summary = json.loads((tmp_path / "per-user" / "summary.json").read_text())
+    assert summary["config"]["eval_protocol"] == "per-user" and "evaluation" not in summary["model"]
+    assert Run.open(tmp_path / "per-user").config.eval_protocol == "per-user"
+    assert Run.open(tmp_path / "run").config.eval_protocol == "rechorus"

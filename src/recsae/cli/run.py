@@ -50,7 +50,7 @@ def run(
                                                     "80/10/10 split by day in UTC+8) or given. Default: auto.")] = None,
     eval_protocol: Annotated[Optional[str], typer.Option("--eval-protocol", help="How the model is selected and tested: per-user, or "  # noqa: UP045
                                                          "rechorus (each held-out row its own next-item prediction, as the RecSAE "
-                                                         "reference evaluates; needs a time-ordered split). Default: a checkpoint's own, else per-user.")] = None,
+                                                         "reference evaluates; needs a time-ordered split), or auto. Default: auto, a checkpoint's own, else per-user.")] = None,
     sep: SepOpt = None,
     user_col: UserColOpt = None,
     item_col: ItemColOpt = None,
