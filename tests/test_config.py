@@ -91,6 +91,19 @@ def test_a_bad_config_file_is_an_error_naming_the_file(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml")
 
 
+def test_a_run_folder_config_this_recsae_cannot_read_says_another_version_wrote_it(tmp_path: Path) -> None:
+    # the flat layout of an early recsae: same format_version, other keys
+    old = tmp_path / "config.json"
+    old.write_text(json.dumps({"format_version": 1, "config": {"sae_k": 32, "epochs": 22}, "seed": 0}))
+    with pytest.raises(ConfigError, match=r"unknown option.*written by another version of recsae; rerun `recsae run`"):
+        load_config(old)
+    plain = tmp_path / "plain.json"  # a config file of the user's own: no such hint
+    plain.write_text(json.dumps({"sae_k": 32}))
+    with pytest.raises(ConfigError) as err:
+        load_config(plain)
+    assert "another version" not in str(err.value)
+
+
 def test_the_cli_reads_a_config_file_lets_its_options_win_and_records_the_result(run_cli, tmp_path: Path) -> None:
     (tmp_path / "run.toml").write_text('seed = 5\n[data_kwargs]\nn_users = 150\n[sae]\nk = 16\nexpansion = 4\n'
                                        '[model]\nepochs = 2\n')

@@ -242,10 +242,11 @@ def load_config(path: str | Path) -> RunConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read the config: {err.strerror or err}") from None
+    run_folder = False
     try:
         if path.suffix == ".json":
             record = json.loads(text)
-            if "config" in record and "format_version" in record:  # a run folder's config.json
+            if run_folder := isinstance(record, dict) and "config" in record and "format_version" in record:
                 record = record["config"]
         else:
             record = _toml_loads(text)
@@ -254,7 +255,10 @@ def load_config(path: str | Path) -> RunConfig:
     try:
         return RunConfig.from_dict(record)
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        # a run's own record that this recsae cannot read was written by another version of it
+        hint = (" (a run folder written by another version of recsae; rerun `recsae run` into a new folder)"
+                if run_folder else "")
+        raise ConfigError(f"{path}: {err}{hint}") from None
 
 
 def _toml_loads(text: str) -> dict[str, Any]:
