@@ -31,18 +31,25 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
 from recsae.data.dataset import ItemMeta, Ragged
 from recsae.errors import ConfigError
-from recsae.interpret.llm import ChatClient, Completion
+from recsae.interpret.llm import ChatClient, Completion, LlmConfig
 from recsae.interpret.probing import mean_ci
 from recsae.utils import progress
 
+if TYPE_CHECKING:
+    from recsae.runs import Run
+
 log = logging.getLogger("recsae")
+
+FORMAT_VERSION = 1
+"""Version of the ``explain.json`` layout."""
 
 SYSTEM = (
     "You study one feature of a recommender system: a direction in the vector the model computes from a "
@@ -316,8 +323,8 @@ def explain_units(
 ) -> list[dict[str, Any]]:
     """Explain and score ``units`` (default: a seeded draw of ``cfg.n_latents`` eligible ones) of
     ``acts`` (rows x units). One record per unit; with ``shuffled`` (default ``cfg.shuffled``)
-    each record also holds the score of its rows under the next unit's explanation (a seeded
-    cyclic shift, so no unit keeps its own)."""
+    each record also holds the score of its rows under another unit's explanation (the units
+    shifted cyclically by a seeded amount, so no unit keeps its own)."""
     acts = sp.csc_matrix(acts)
     fit_mask = np.asarray(fit_mask, dtype=bool)
     rng = np.random.default_rng([cfg.seed, 0xE4])
@@ -340,8 +347,8 @@ def explain_units(
     shares = background_share(seqs, background, terms, cfg.n_titles)
     words = [keywords(seqs, ur.keyword_rows, ur.keyword_weights, terms, shares, cfg.n_titles, cfg.n_keywords)
              for ur in picked]
-    explained = _ask_all(client, [explain_prompt(seqs, ur, w, cfg.n_titles) for ur, w in zip(picked, words, strict=True)], 200, cfg,
-                         f"explain {family}")
+    asked = [explain_prompt(seqs, ur, w, cfg.n_titles) for ur, w in zip(picked, words, strict=True)]
+    explained = _ask_all(client, asked, 200, cfg, f"explain {family}")
     texts = [c.text.strip() for c in explained]
     shuffle = cfg.shuffled if shuffled is None else shuffled
     shift = int(rng.integers(1, len(units))) if shuffle and len(units) > 1 else 0
@@ -399,23 +406,20 @@ def summarize(records: dict[str, list[dict[str, Any]]], cfg: ExplainConfig) -> d
     return out
 
 
-
-FORMAT_VERSION = 1
-
-
-def explain_run(run_dir: Any, llm: Any, cfg: ExplainConfig = ExplainConfig(), latents: Sequence[int] | None = None,
-                data_root: Any = None, controls: bool = True) -> dict[str, Any]:
-    """Explain and score latents of the run folder ``run_dir`` (its path or an opened
-    ``recsae.runs.Run``; a finished SAE stage) through the server of ``llm`` (an ``LlmConfig``),
-    and write ``explain.json`` there. ``latents``:
-    which SAE latents (default: a seeded draw); ``controls``: also the untrained SAE's latents.
-    Rows, the fit/held-out users and the untrained SAE are the interpretation stage's."""
+def explain_run(run_dir: str | Path | Run, llm: LlmConfig, cfg: ExplainConfig = ExplainConfig(),
+                latents: Sequence[int] | None = None, data_root: str | Path | None = None,
+                controls: bool = True) -> dict[str, Any]:
+    """Explain and score latents of the run folder ``run_dir`` (its path or an opened ``Run``,
+    with a finished SAE stage) through the server of ``llm``, and write ``explain.json`` there.
+    ``latents``: which SAE latents (default: a seeded draw); ``controls``: also the untrained
+    SAE's latents. Rows, the fit/held-out users and the untrained SAE are the interpretation
+    stage's."""
     import torch
 
     from recsae.interpret.from_run import (
-        _representations,
-        _row_index,
         interpreted_rows,
+        representations,
+        row_index,
         sparse_codes,
         top_recommendations,
     )
@@ -429,8 +433,8 @@ def explain_run(run_dir: Any, llm: Any, cfg: ExplainConfig = ExplainConfig(), la
     icfg = run.config.interpret
     store, sae, split = run.store, run.sae, run.split
     rows = interpreted_rows(store, icfg.max_rows, run.config.seed)
-    users, positions = _row_index(store, rows)
-    reps = _representations(store, rows)
+    users, positions = row_index(store, rows)
+    reps = representations(store, rows)
     histories = split.history("test")
     model = run.model
     model.eval()

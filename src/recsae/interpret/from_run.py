@@ -104,12 +104,13 @@ def interpreted_rows(store: Any, max_rows: int | None, seed: int = 0) -> np.ndar
     return np.flatnonzero(np.isin(users, uniq[order[:n_users]]))
 
 
-def _row_index(store: Any, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def row_index(store: Any, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(users, positions) of the store's ``rows`` (all rows for None)."""
     index = store.index if rows is None else store.index.iloc[rows]
     return index["user"].to_numpy(dtype=np.int64), index["position"].to_numpy(dtype=np.int64)
 
 
-def _representations(store: Any, rows: np.ndarray | None) -> np.ndarray:
+def representations(store: Any, rows: np.ndarray | None) -> np.ndarray:
     """The rows' representations: a writable copy, read from the memory maps chunk by chunk."""
     view = store.view(rows)
     reps = np.empty(view.shape, dtype=np.float32)
@@ -123,9 +124,9 @@ def control_model_inputs(model: Any, store: Any, sae: Any, split: SplitData, bat
     """The untrained-model control's inputs: its SAE's codes, its representations, and its own
     recommendations and scores (``store`` harvested from ``model``, row for row like the run's;
     ``rows``: the store rows interpreted, None for all; ``world``: as in ``run_inputs``)."""
-    users, positions = _row_index(store, rows)
+    users, positions = row_index(store, rows)
     histories = split.history("test")
-    reps = _representations(store, rows)
+    reps = representations(store, rows)
     model.eval()
     with torch.no_grad():
         item_emb = model.item_embeddings().detach().float().cpu().numpy()
@@ -156,9 +157,9 @@ def run_inputs(
     from recsae.sae.model import untrained_baseline
 
     rows = interpreted_rows(store, max_rows, seed)
-    users, positions = _row_index(store, rows)
+    users, positions = row_index(store, rows)
     histories = split.history("test")
-    reps = _representations(store, rows)
+    reps = representations(store, rows)
     was_training = model.training
     model.eval()
     try:
@@ -171,7 +172,7 @@ def run_inputs(
         random_sae = untrained_baseline(sae.cfg, reps, seed, sae.device)
     control = None
     if random_model is not None:
-        rm_users, rm_positions = _row_index(random_model[1], rows)
+        rm_users, rm_positions = row_index(random_model[1], rows)
         if not (np.array_equal(rm_users, users) and np.array_equal(rm_positions, positions)):
             raise DataError("the untrained-model control's activation store does not hold the run's rows; rerun its SAE stage",
                             path=getattr(random_model[1], "path", None))
