@@ -93,6 +93,15 @@ def test_shuffled_explanations_sit_at_chance() -> None:
     assert summary["sae"]["mean_balanced_accuracy"] > summary["shuffled"]["ci_high"]
 
 
+def test_token_budgets_reach_the_server() -> None:
+    acts, seqs, meta, fit = _planted()
+    cfg = ExplainConfig(**{**CFG.__dict__, "explanation_tokens": 77, "answer_tokens": 500, "shuffled": False})
+    with fake_llm() as srv:
+        explain_units(acts, seqs, meta, fit, ChatClient(LlmConfig(srv.url, "fake")), cfg, units=[0])
+    budgets = [r["payload"]["max_tokens"] for r in srv.requests]
+    assert budgets == [77] + [500] * (cfg.n_firing + cfg.n_silent)
+
+
 def test_requests_are_one_explanation_and_every_scored_row_per_unit_and_judge() -> None:
     _, n_requests = _explain()
     assert n_requests == 4 + 2 * 4 * (40 + 40)  # explanations, own and shuffled scores

@@ -115,3 +115,9 @@ def test_yes_probability_is_none_without_yes_or_no_among_the_tokens() -> None:
 def test_bad_config_is_refused(kwargs: dict) -> None:
     with pytest.raises(ConfigError):
         LlmConfig(**{"base_url": "http://x/v1", "model": "m", **kwargs})
+
+
+def test_a_leading_reasoning_block_is_dropped_from_the_answer() -> None:
+    body = json.dumps({"choices": [{"message": {"content": "<think>\nIt says yes... or not?\n</think>\n\nNo."}}]})
+    with fake_llm(body=body.encode()) as srv:
+        assert ChatClient(LlmConfig(srv.url, "m")).complete(ASK).text == "No."

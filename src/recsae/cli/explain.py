@@ -60,6 +60,9 @@ def register(app: typer.Typer) -> None:
         probes: Annotated[int, typer.Option("--probes", min=1, help="Held-out rows scored per latent where it fires, "
                                             "and as many where it is silent.")] = 20,
         concurrency: Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight at once.")] = 4,
+        answer_tokens: Annotated[int, typer.Option("--answer-tokens", min=1, help="Tokens allowed for each yes/no "
+                                                   "answer; raise it (e.g. 1000) for a model that reasons first, "
+                                                   "whose <think> block is dropped.")] = 3,
         logprobs: Annotated[bool, typer.Option("--logprobs", help="Ask for log-probabilities and also score by AUC.")] = False,
         controls: Annotated[bool, typer.Option("--controls/--no-controls", help="Also explain the untrained SAE's "
                                                "latents (the shuffled control is always scored).")] = True,
@@ -84,7 +87,7 @@ def register(app: typer.Typer) -> None:
 
         llm = LlmConfig(llm_url, llm_model, api_key_env=api_key_env, timeout_s=timeout, logprobs=logprobs)
         cfg = ExplainConfig(n_latents=n_latents, n_examples=examples, n_firing=probes, n_silent=probes,
-                            concurrency=concurrency, seed=seed)
+                            concurrency=concurrency, answer_tokens=answer_tokens, seed=seed)
         result = explain_run(run, llm, cfg, latents=latent or None, data_root=data_root, controls=controls)
         for line in summary_lines(result):
             typer.echo(line)

@@ -94,6 +94,11 @@ class ExplainConfig:
     """Held-out rows where it is silent, scored per unit."""
     concurrency: int = 4
     """Requests in flight at once."""
+    explanation_tokens: int = 200
+    """Tokens the model may write for an explanation."""
+    answer_tokens: int = 3
+    """Tokens the model may write for a yes or no; a model that reasons before answering
+    (``<think>...</think>``, dropped when read) needs hundreds."""
     shuffled: bool = True
     """Also score every SAE latent with another latent's explanation (the chance control)."""
     n_boot: int = 2000
@@ -103,7 +108,7 @@ class ExplainConfig:
 
     def __post_init__(self) -> None:
         small = {k: getattr(self, k) for k in ("n_latents", "n_examples", "n_titles", "n_keyword_rows", "n_background_rows", "n_firing",
-                                               "n_silent", "concurrency", "n_boot") if getattr(self, k) < 1}
+                                               "n_silent", "concurrency", "explanation_tokens", "answer_tokens", "n_boot") if getattr(self, k) < 1}
         if small or self.n_keywords < 0:
             raise ConfigError(f"explain: counts must be at least 1 (n_keywords at least 0), got {small or self.n_keywords}")
 
@@ -348,7 +353,7 @@ def explain_units(
     words = [keywords(seqs, ur.keyword_rows, ur.keyword_weights, terms, shares, cfg.n_titles, cfg.n_keywords)
              for ur in picked]
     asked = [explain_prompt(seqs, ur, w, cfg.n_titles) for ur, w in zip(picked, words, strict=True)]
-    explained = _ask_all(client, asked, 200, cfg, f"explain {family}")
+    explained = _ask_all(client, asked, cfg.explanation_tokens, cfg, f"explain {family}")
     texts = [c.text.strip() for c in explained]
     shuffle = cfg.shuffled if shuffled is None else shuffled
     shift = int(rng.integers(1, len(units))) if shuffle and len(units) > 1 else 0
@@ -357,7 +362,7 @@ def explain_units(
     for i, e in judged:
         rows = np.concatenate([picked[i].firing, picked[i].silent])
         prompts += [score_prompt(texts[e], seqs.text(int(r), cfg.n_titles)) for r in rows]
-    answers = _ask_all(client, prompts, 3, cfg, f"score {family}")
+    answers = _ask_all(client, prompts, cfg.answer_tokens, cfg, f"score {family}")
     per = cfg.n_firing + cfg.n_silent
     records = []
     boot = np.random.default_rng([cfg.seed, 0xB007])

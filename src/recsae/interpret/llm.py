@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,8 @@ from typing import Any, NamedTuple
 from recsae.errors import ConfigError, RecsaeError
 from recsae.io import json_text, write_json
 
+_THINKING = re.compile(r"^\s*<think>.*?</think>\s*", re.S)
+"""The reasoning block some models (Qwen3, DeepSeek-R1 and their distillations) write before the answer."""
 RETRY_STATUS = (408, 409, 429, 500, 502, 503, 504)
 """HTTP statuses worth retrying (busy, rate-limited or restarting server)."""
 
@@ -67,7 +70,7 @@ class Completion(NamedTuple):
     """One answer of the server."""
 
     text: str
-    """The message content."""
+    """The message content, without a leading ``<think>...</think>`` reasoning block."""
     yes_probability: float | None
     """P("yes") / (P("yes") + P("no")) over the first answer token's top log-probabilities, when
     the request asked for them and the server returned any yes or no among them; else None."""
@@ -156,7 +159,7 @@ def _parse(answer: dict[str, Any], endpoint: str, cached: bool) -> Completion:
                        f"completion): {json.dumps(answer)[:200]}") from err
     if not isinstance(text, str):
         raise LlmError(f"{endpoint}: choices[0].message.content is {type(text).__name__}, expected text")
-    return Completion(text, _yes_probability(choice.get("logprobs")), cached)
+    return Completion(_THINKING.sub("", text, count=1), _yes_probability(choice.get("logprobs")), cached)
 
 
 def _yes_probability(logprobs: Any) -> float | None:
