@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import shutil
 from pathlib import Path
@@ -82,6 +83,7 @@ def test_report_shows_the_explanations_and_notes_them_stale_after_the_sae_change
     first = next(r for r in result["latents"] if r["family"] == "sae")
     assert "Explanations in words (LLM)" in page and "shuffled explanations" in page
     assert json.dumps(first["explanation"])[1:-1] in page  # in the latent view's data
+    assert f"LLM: {html.escape(first['explanation'])} (" in page  # and under the rule in the latent table
     summary = read_json(run_copy / "summary.json")
     summary["fingerprints"]["sae"] = "another-sae"
     (run_copy / "summary.json").write_text(json.dumps(summary))

@@ -282,6 +282,9 @@ def latent_table(payload: dict[str, Any]) -> str:
             rule += '<span class="tag yes" title="faithful: its causal effect beats the matched control">causal</span>'
         fci = (f' <span class="ci">[{lat["flo"]:.3f}–{lat["fhi"]:.3f}]</span>'
                if lat["flo"] is not None and lat["fhi"] is not None else "")
+        if lat["llm"]:
+            rule += (f'<div class="muted" title="LLM explanation; balanced accuracy of its predictions on held-out '
+                     f'users (0.5 is chance)">LLM: {escape(lat["llm"]["x"])} ({_cell_num(lat["llm"]["ba"])})</div>')
         items = escape(" · ".join(strings[s] for s in lat["top"][:TABLE_TOP_ITEMS]))
         rows.append(
             f'<tr data-latent="{j}"><td class="num"><a href="#latent-{j}">{j}</a></td>'
