@@ -46,6 +46,13 @@ STAGE_OUTPUTS: dict[str, tuple[str, ...]] = {
 stage's entries first, so nothing stale is ever read back."""
 
 
+def _named_protocol(cfg: RunConfig) -> dict[str, str]:
+    """``{"eval_protocol": ...}`` for a run in the reference's protocol, else nothing: per-user is
+    the default records leave out (earlier runs' fingerprints stay valid), and so is auto, which
+    is per-user for a model trained here and is settled before any stage otherwise."""
+    return {"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol not in ("auto", "per-user") else {}
+
+
 def stage_fingerprints(cfg: RunConfig, weights: str | None = None) -> dict[str, str]:
     """A fingerprint per stage: a hash of the options the stage reads and of the fingerprint of
     the stage before it, so a changed option changes its stage's and every later stage's.
@@ -62,7 +69,7 @@ def stage_fingerprints(cfg: RunConfig, weights: str | None = None) -> dict[str, 
     parts: dict[str, Any] = {
         "model": {"data": cfg.data.to_dict(), "data_kwargs": cfg.data_kwargs, "protocol": cfg.protocol,
                   "split_seed": cfg.split_seed, "source": model_source(cfg).identity(), "seed": cfg.seed}
-        | ({"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol not in ("auto", "per-user") else {}),  # earlier runs' stay valid
+        | _named_protocol(cfg),
         "sae": sae | {"weights": weights},
         "interpret": {"config": cfg.interpret},
         "steer": {"config": cfg.steer},
@@ -154,9 +161,7 @@ def model_settings(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         cfg.data.dataset, model_class(m.name).name, m.options | ({} if m.max_len is None else {"max_len": m.max_len}),
         {"lr": m.lr, "batch_size": m.batch_size, "patience": m.patience},
     )
-    # a model trained here has no checkpoint's protocol to take: auto is per-user
-    evaluation = {"eval_protocol": cfg.eval_protocol} if cfg.eval_protocol not in ("auto", "per-user") else {}
-    return model_opts, {"epochs": m.epochs} | train_opts | evaluation
+    return model_opts, {"epochs": m.epochs} | train_opts | _named_protocol(cfg)
 
 
 TRAIN_CHOICES = ("lr", "batch_size", "patience")

@@ -153,7 +153,6 @@ class Run:
         and returns ``explain.json`` (see ``recsae.interpret.explain``)."""
         from recsae.interpret.explain import ExplainConfig, explain_run
 
-        self._need("sae")
         return explain_run(self, llm, cfg or ExplainConfig(), latents=latents, controls=controls)
 
     def report(self) -> Path:

@@ -10,8 +10,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-_FAMILIES = {"sae": "SAE latents", "random_sae": "untrained SAE", "shuffled": "shuffled explanations"}
-
 
 def _fmt(x: Any) -> str:
     return "-" if x is None else f"{float(x):.2f}"
@@ -20,6 +18,8 @@ def _fmt(x: Any) -> str:
 def summary_lines(result: dict[str, Any], top: int = 10) -> list[str]:
     """The figures of an ``explain.json``: each family's mean balanced accuracy with its interval
     side by side, then the best-predicted SAE latents with their explanations."""
+    from recsae.interpret.explain import FAMILY_LABELS
+
     summary = result["summary"]
     cfg = result["config"]
     if not (summary.get("sae") or {}).get("n"):
@@ -27,7 +27,7 @@ def summary_lines(result: dict[str, Any], top: int = 10) -> list[str]:
                 f"users and {cfg['n_firing']} firing and {cfg['n_silent']} silent held-out rows; fewer --examples or "
                 "--probes lower the bar)"]
     lines = []
-    for name, label in _FAMILIES.items():
+    for name, label in FAMILY_LABELS.items():
         s = summary.get(name)
         if not s or not s["n"]:
             continue

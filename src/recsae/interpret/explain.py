@@ -50,6 +50,8 @@ log = logging.getLogger("recsae")
 
 FORMAT_VERSION = 1
 """Version of the ``explain.json`` layout."""
+FAMILY_LABELS = {"sae": "SAE latents", "random_sae": "untrained SAE", "shuffled": "shuffled explanations"}
+"""The families of ``explain.json``'s summary, as printed and reported."""
 
 SYSTEM = (
     "You study one feature of a recommender system: a direction in the vector the model computes from a "
@@ -83,7 +85,7 @@ class ExplainConfig:
     n_titles: int = 9
     """Most recent items of each prefix shown (RecSAE shows at most 9)."""
     n_keywords: int = 10
-    """TF-IDF keywords shown with the examples."""
+    """Keywords shown with the examples (``keywords``)."""
     n_keyword_rows: int = 50
     """Strongest fit rows whose prefix items feed the keywords."""
     n_background_rows: int = 20_000
@@ -125,9 +127,13 @@ class Sequences(NamedTuple):
     item_text: Sequence[str]
     """Per item id: how an item is named in a prompt."""
 
-    def text(self, row: int, n_titles: int) -> str:
+    def window(self, row: int, n_titles: int) -> np.ndarray:
+        """The row's last ``n_titles`` items, oldest first."""
         t = int(self.positions[row])
-        items = self.histories[int(self.users[row])][max(0, t - n_titles) : t]
+        return self.histories[int(self.users[row])][max(0, t - n_titles) : t]
+
+    def text(self, row: int, n_titles: int) -> str:
+        items = self.window(row, n_titles)
         return "; ".join(self.item_text[int(i)] for i in items) + f" -> {self.item_text[int(self.top_item[row])]}"
 
 
@@ -161,8 +167,7 @@ def item_terms(meta: ItemMeta) -> list[list[str]]:
 
 def window_terms(seqs: Sequences, row: int, terms: list[list[str]], n_titles: int) -> set[str]:
     """The terms of the row's recent items (its last ``n_titles``)."""
-    t = int(seqs.positions[row])
-    return {term for item in seqs.histories[int(seqs.users[row])][max(0, t - n_titles) : t] for term in terms[int(item)]}
+    return {term for item in seqs.window(row, n_titles) for term in terms[int(item)]}
 
 
 def background_share(seqs: Sequences, rows: np.ndarray, terms: list[list[str]], n_titles: int) -> tuple[dict[str, float], float]:
@@ -416,7 +421,7 @@ def explain_run(run_dir: str | Path | Run, llm: LlmConfig, cfg: ExplainConfig = 
                 controls: bool = True) -> dict[str, Any]:
     """Explain and score latents of the run folder ``run_dir`` (its path or an opened ``Run``,
     with a finished SAE stage) through the server of ``llm``, and write ``explain.json`` there.
-    ``latents``: which SAE latents (default: a seeded draw); ``controls``: also the untrained
+    ``latents``: which SAE latents (None or empty: a seeded draw); ``controls``: also the untrained
     SAE's latents. Rows, the fit/held-out users and the untrained SAE are the interpretation
     stage's."""
     import torch
@@ -449,7 +454,7 @@ def explain_run(run_dir: str | Path | Run, llm: LlmConfig, cfg: ExplainConfig = 
     seqs = Sequences(users, positions, histories, top, item_texts(meta))
     fit_mask = split_users(users, icfg.fit_fraction, icfg.seed)
     client = ChatClient(llm, run.paths.llm_cache)
-    chosen = None if latents is None else np.unique(np.asarray(latents, dtype=np.int64))
+    chosen = None if latents is None or not len(latents) else np.unique(np.asarray(latents, dtype=np.int64))
     if chosen is not None and (chosen.min() < 0 or chosen.max() >= sae.cfg.m):
         raise ConfigError(f"explain: latents must be in [0, {sae.cfg.m}), got {chosen.tolist()[:10]}")
     records = {"sae": explain_units(sparse_codes(sae, reps), seqs, meta, fit_mask, client, cfg, units=chosen)}

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -86,6 +87,7 @@ class ChatClient:
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
         self.requests_sent = 0
         """Requests that went to the server (cache hits excluded); retries count once."""
+        self._count_lock = threading.Lock()  # requests go out from several threads
 
     def payload(self, messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.cfg.model, "messages": messages, "temperature": 0, "max_tokens": max_tokens}
@@ -119,7 +121,8 @@ class ChatClient:
         if key:
             headers["Authorization"] = f"Bearer {key}"
         data = json_text(body, indent=None).encode()
-        self.requests_sent += 1
+        with self._count_lock:
+            self.requests_sent += 1
         for attempt in range(self.cfg.retries + 1):
             last = attempt == self.cfg.retries
             try:
