@@ -99,3 +99,15 @@ def test_no_latent_with_enough_rows_says_so(run_cli, run_copy: Path) -> None:
     assert code == 0, err
     assert "no SAE latent fires on enough rows" in out and not srv.requests
     assert read_json(run_copy / "explain.json")["summary"]["sae"]["n"] == 0
+
+
+def test_report_skips_explanation_records_it_cannot_read(run_cli, run_copy: Path) -> None:
+    # a hand-edited explain.json for the current SAE: a record without its latent id, and a list
+    good = {"family": "sae", "unit": 1, "explanation": "Histories with noir.", "balanced_accuracy": 0.75}
+    (run_copy / "explain.json").write_text(json.dumps({
+        "sae_fingerprint": read_json(run_copy / "summary.json")["fingerprints"]["sae"],
+        "summary": {}, "latents": [good, {"family": "sae", "explanation": "no id"}, ["not", "a", "record"]]}))
+    code, _, err = run_cli(["report", "--run", str(run_copy)])
+    page = (run_copy / "report" / "index.html").read_text()
+    assert code == 0, err
+    assert "latent 1 (0.75): Histories with noir." in page and "no id" not in page

@@ -18,10 +18,11 @@ from html import escape
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from recsae.interpret.explain import FAMILY_LABELS
 from recsae.report import svg
 from recsae.report.assets import CSS, JS
 from recsae.report.latents import VIEW_SHELL, embed_json, latent_payload, latent_table
-from recsae.report.run_data import RunData, get, load_run, number
+from recsae.report.run_data import RunData, explained_latents, get, load_run, number
 from recsae.rundir import RunDir
 
 CONDITIONS = {
@@ -458,9 +459,6 @@ def _interpretability(run: RunData) -> str:
     return _section("interpretability", title, lead, "".join(parts))
 
 
-_EXPLAIN_FAMILIES = {"sae": "SAE latents", "random_sae": "untrained SAE", "shuffled": "shuffled explanations"}
-
-
 def _explanations(run: RunData) -> str:
     """LLM explanations (``recsae explain``), when the run has them: each family's score side by side."""
     title = "Explanations in words (LLM)"
@@ -476,7 +474,7 @@ def _explanations(run: RunData) -> str:
             "rows judged with another latent's explanation (shuffled), and the untrained SAE's latents "
             f"explained the same way. Model: {escape(str(get(ex, 'llm', 'model')))}.")
     rows = []
-    for fam, label in _EXPLAIN_FAMILIES.items():
+    for fam, label in FAMILY_LABELS.items():
         s = get(ex, "summary", fam)
         if not isinstance(s, dict) or not s.get("n"):
             continue
@@ -487,10 +485,9 @@ def _explanations(run: RunData) -> str:
     table = ('<table><thead><tr><th>units</th><th class="num">explained</th><th class="num">balanced '
              'accuracy [95 %]</th><th class="num">above chance</th><th class="num">AUC</th></tr></thead>'
              f'<tbody>{"".join(rows)}</tbody></table>')
-    best = sorted((r for r in ex.get("latents", []) if r.get("family") == "sae"),
-                  key=lambda r: -(number(r.get("balanced_accuracy")) or 0.0))[:10]
-    items = "".join(f"<li>latent {int(r['unit'])} ({fmt(r.get('balanced_accuracy'), 3)}): "
-                    f"{escape(str(r.get('explanation', '')))}</li>" for r in best)
+    best = sorted(explained_latents(run).items(), key=lambda jr: -(number(jr[1].get("balanced_accuracy")) or 0.0))[:10]
+    items = "".join(f"<li>latent {j} ({fmt(r.get('balanced_accuracy'), 3)}): "
+                    f"{escape(str(r.get('explanation', '')))}</li>" for j, r in best)
     listing = f"<h3>Best-predicted SAE latents</h3><ol>{items}</ol>" if items else ""
     return _section("explanations", title, lead, table + listing)
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from recsae.report.examples import ALIASES
-from recsae.report.run_data import RunData, get, number
+from recsae.report.run_data import RunData, explained_latents, get, number
 
 # Columns the report shows by name; any other scalar column is listed under "other statistics".
 _KNOWN = {
@@ -144,7 +144,7 @@ def latent_payload(run: RunData) -> dict[str, Any]:
     strings = _Strings()
     effects = effects_by_latent(run.steer)
     ex_all = get(run.examples, "latents") or {}
-    explained = {int(r["unit"]): r for r in get(run.explain, "latents") or [] if r.get("family") == "sae"}
+    explained = explained_latents(run)
     latents = []
     for _, row in df.iterrows():
         j = int(row["latent"])

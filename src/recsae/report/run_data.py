@@ -75,6 +75,14 @@ def load_run(run_dir: str | Path) -> RunData:
     )
 
 
+def explained_latents(run: RunData) -> dict[int, dict[str, Any]]:
+    """The SAE latents of ``explain.json`` (none while it is missing or stale), by latent id;
+    records without an integer ``unit`` are skipped."""
+    records = get(run.explain, "latents")
+    return {r["unit"]: r for r in records if isinstance(r, dict) and r.get("family") == "sae"
+            and isinstance(r.get("unit"), int)} if isinstance(records, list) else {}
+
+
 def get(obj: Any, *keys: str) -> Any:
     """``obj[k1][k2]...`` or None where any level is missing or not a dict."""
     for k in keys:
