@@ -149,7 +149,8 @@ class Run:
     def explain(self, llm: LlmConfig, cfg: ExplainConfig | None = None, latents: list[int] | None = None,
                 controls: bool = True) -> dict[str, Any]:
         """Explain latents in words through the LLM server of ``llm`` and score each explanation
-        on held-out users, beside shuffled explanations and the untrained SAE's latents; writes
+        on held-out users, beside shuffled explanations and the controls (neurons, untrained SAE,
+        untrained-model SAE); writes
         and returns ``explain.json`` (see ``recsae.interpret.explain``)."""
         from recsae.interpret.explain import ExplainConfig, explain_run
 

@@ -37,14 +37,17 @@ def test_explain_writes_scores_beside_its_controls_and_a_rerun_asks_nothing(run_
         assert code == 0 and len(srv.requests) == n_first  # every answer from the cache
     assert (run_copy / "explain.json").read_bytes() == first and out_again == out
     result = read_json(run_copy / "explain.json")
-    assert set(result["summary"]) == {"sae", "random_sae", "shuffled"}
-    assert result["summary"]["sae"]["n"] == result["summary"]["random_sae"]["n"] == 3
-    # explanations of both families; own, shuffled and control scores; each distinct prompt asked once
+    # every control of the interpretation, from the same run, and the shuffled explanations
+    assert set(result["summary"]) == {"sae", "neurons", "random_sae", "random_model_sae", "shuffled"}
+    assert all(result["summary"][f]["n"] == 3 for f in ("sae", "neurons", "random_sae", "random_model_sae"))
+    # explanations of four families; own, shuffled and control scores; each distinct prompt asked once
     distinct = {json.dumps(r["payload"], sort_keys=True) for r in srv.requests}
-    assert len(distinct) == n_first <= 2 * 3 + 3 * 3 * (5 + 5)
+    assert len(distinct) == n_first <= 4 * 3 + 5 * 3 * (5 + 5)
     assert result["sae_fingerprint"] == read_json(run_copy / "summary.json")["fingerprints"]["sae"]
     assert result["llm"] == {"base_url": srv.url, "model": "fake", "logprobs": False}
-    assert "SAE latents: balanced accuracy" in out and "untrained SAE" in out and "shuffled explanations" in out
+    for label in ("SAE latents: balanced accuracy", "neurons:", "untrained SAE:", "untrained-model SAE:",
+                  "shuffled explanations:"):
+        assert label in out
     assert not list(run_copy.rglob("*.tmp"))
 
 

@@ -23,6 +23,7 @@ from recsae.interpret.explain import (
     item_terms,
     item_texts,
     keywords,
+    neuron_codes,
     read_yes,
     score,
     summarize,
@@ -186,3 +187,12 @@ def test_a_failing_request_stops_the_others_not_yet_sent() -> None:
         with pytest.raises(LlmError, match="HTTP 503"):
             _ask_all(client, prompts, 3, CFG, "test")
     assert len(srv.requests) < len(prompts)  # the first failure dropped the requests not yet sent
+
+
+def test_a_neuron_fires_above_its_top_decile_on_fit_rows() -> None:
+    reps = np.array([[float(v), -float(v)] for v in range(1, 21)] + [[100.0, 100.0]])
+    fit = np.array([True] * 20 + [False])  # the held-out row does not move the cut
+    codes = neuron_codes(reps, fit, 0.9).toarray()
+    cut = np.quantile(reps[:20], 0.9, axis=0)
+    assert np.allclose(codes, np.maximum(reps - cut, 0))
+    assert (codes[:, 0] > 0).sum() == 3 and codes[20, 1] == 100.0 - cut[1]  # rows 19, 20 and the held-out row

@@ -64,8 +64,9 @@ def register(app: typer.Typer) -> None:
                                                    "answer; raise it (e.g. 1000) for a model that reasons first, "
                                                    "whose <think> block is dropped.")] = 3,
         logprobs: Annotated[bool, typer.Option("--logprobs", help="Ask for log-probabilities and also score by AUC.")] = False,
-        controls: Annotated[bool, typer.Option("--controls/--no-controls", help="Also explain the untrained SAE's "
-                                               "latents (the shuffled control is always scored).")] = True,
+        controls: Annotated[bool, typer.Option("--controls/--no-controls", help="Also explain the controls the same "
+                                               "way: the neurons, the untrained SAE and the untrained-model SAE (the "
+                                               "shuffled control is always scored).")] = True,
         api_key_env: Annotated[str, typer.Option("--api-key-env", help="Environment variable with the API key, "
                                                  "if the server needs one.")] = "OPENAI_API_KEY",
         timeout: Annotated[float, typer.Option("--timeout", min=1, help="Seconds to wait for one answer.")] = 120.0,
@@ -74,7 +75,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Explain latents in words through an LLM server, and score each explanation by how well
         it predicts, on held-out users, where the latent fires; beside shuffled explanations and
-        the untrained SAE's latents explained the same way.
+        the controls explained the same way (neurons, untrained SAE, untrained-model SAE).
 
         Writes OUT/explain.json (and updates OUT/report/index.html when the run has a report);
         every answer is cached in OUT/llm_cache, so a rerun (or a killed run) asks only what was

@@ -15,8 +15,10 @@ For each explained unit (an SAE latent, or a latent of a control):
 
 Controls, scored the same way on the same kind of rows: **shuffled explanations** (each latent's
 rows judged with another latent's explanation: chance by construction, unless explanations are
-all alike) and the **untrained SAE**'s latents, explained from their own rows (random directions
-also fire on similar histories; a trained SAE's explanations should predict better).
+all alike), and the interpretation's unit families explained from their own rows: the model's
+raw **neurons** (a neuron "fires" on the rows in its top decile on fit rows, as in the rule
+test), the **untrained SAE**'s latents (random directions also fire on similar histories) and
+the latents of the **SAE of the untrained model** (its own recommendations shown).
 
 Units are a seeded draw among the eligible ones (enough firing fit rows, firing and silent
 held-out rows), not the best-looking ones, so family means compare like with like.
@@ -38,7 +40,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsae.data.dataset import ItemMeta, Ragged
-from recsae.errors import ConfigError
+from recsae.errors import ConfigError, DataError
 from recsae.interpret.llm import ChatClient, Completion, LlmConfig
 from recsae.interpret.probing import mean_ci
 from recsae.utils import progress
@@ -50,7 +52,8 @@ log = logging.getLogger("recsae")
 
 FORMAT_VERSION = 1
 """Version of the ``explain.json`` layout."""
-FAMILY_LABELS = {"sae": "SAE latents", "random_sae": "untrained SAE", "shuffled": "shuffled explanations"}
+FAMILY_LABELS = {"sae": "SAE latents", "neurons": "neurons", "random_sae": "untrained SAE",
+                 "random_model_sae": "untrained-model SAE", "shuffled": "shuffled explanations"}
 """The families of ``explain.json``'s summary, as printed and reported."""
 
 SYSTEM = (
@@ -316,6 +319,13 @@ def score(answers_firing: Sequence[Completion], answers_silent: Sequence[Complet
     return Score(ba, lo, hi, area, sum(s is None for s in said[0] + said[1]))
 
 
+def neuron_codes(reps: np.ndarray, fit_mask: np.ndarray, active_quantile: float) -> sp.csr_matrix:
+    """Neurons as sparse units: on each row, how far each neuron lies above its ``active_quantile``
+    over the fit rows (the rule test's "active"), 0 elsewhere."""
+    cut = np.quantile(reps[fit_mask], active_quantile, axis=0)
+    return sp.csr_matrix(np.maximum(reps - cut, 0.0))
+
+
 def _ask_all(client: ChatClient, prompts: list[list[dict[str, str]]], max_tokens: int, cfg: ExplainConfig,
              desc: str) -> list[Completion]:
     pool = ThreadPoolExecutor(max_workers=cfg.concurrency)
@@ -421,12 +431,13 @@ def explain_run(run_dir: str | Path | Run, llm: LlmConfig, cfg: ExplainConfig = 
                 controls: bool = True) -> dict[str, Any]:
     """Explain and score latents of the run folder ``run_dir`` (its path or an opened ``Run``,
     with a finished SAE stage) through the server of ``llm``, and write ``explain.json`` there.
-    ``latents``: which SAE latents (None or empty: a seeded draw); ``controls``: also the untrained
-    SAE's latents. Rows, the fit/held-out users and the untrained SAE are the interpretation
-    stage's."""
+    ``latents``: which SAE latents (None or empty: a seeded draw); ``controls``: also the neurons,
+    the untrained SAE's latents and, when the run trained it, the untrained-model SAE's. Rows, the
+    fit/held-out users and the controls are the interpretation stage's."""
     import torch
 
     from recsae.interpret.from_run import (
+        control_model_inputs,
         interpreted_rows,
         representations,
         row_index,
@@ -435,8 +446,11 @@ def explain_run(run_dir: str | Path | Run, llm: LlmConfig, cfg: ExplainConfig = 
     )
     from recsae.interpret.validate import split_users
     from recsae.io import write_json
+    from recsae.probe.store import ActivationStore
+    from recsae.rundir import RunDir
     from recsae.runs import Run
     from recsae.sae.model import CFG_FILE, TopKSAE, untrained_baseline
+    from recsae.sources import model_source
     from recsae.utils import environment_info
 
     run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir, data_root=data_root)
@@ -462,10 +476,23 @@ def explain_run(run_dir: str | Path | Run, llm: LlmConfig, cfg: ExplainConfig = 
         baseline = run.paths.random_sae
         random_sae = (TopKSAE.load(baseline, sae.device) if (baseline / CFG_FILE).is_file()
                       else untrained_baseline(sae.cfg, reps, run.config.seed, sae.device))
-        n = len(records["sae"]) or cfg.n_latents
-        rcfg = dataclasses.replace(cfg, n_latents=n)
-        records["random_sae"] = explain_units(sparse_codes(random_sae, reps), seqs, meta, fit_mask, client, rcfg,
-                                              shuffled=False, family="random_sae")
+        families = {"neurons": (neuron_codes(reps, fit_mask, icfg.neuron_active_quantile), seqs),
+                    "random_sae": (sparse_codes(random_sae, reps), seqs)}
+        folder = run.paths.random_model_control
+        untrained = (model_source(run.config).untrained(model, split, run.config.seed, run.device)
+                     if (folder / RunDir.SAE / CFG_FILE).is_file() else None)
+        if untrained is not None:  # as the interpretation reads it: its own codes and recommendations
+            control = control_model_inputs(untrained, ActivationStore.open(folder / RunDir.ACTIVATIONS),
+                                           TopKSAE.load(folder / RunDir.SAE, sae.device), split, rows=rows)
+            recs = control.ctx.recs
+            if recs is None or not (np.array_equal(control.ctx.users, users)
+                                    and np.array_equal(control.ctx.positions, positions)):
+                raise DataError("the untrained-model control's activation store does not hold the run's rows; rerun "
+                                "its SAE stage", path=folder)
+            families["random_model_sae"] = (control.acts, seqs._replace(top_item=recs[:, 0]))
+        rcfg = dataclasses.replace(cfg, n_latents=len(records["sae"]) or cfg.n_latents)
+        for name, (acts, family_seqs) in families.items():
+            records[name] = explain_units(acts, family_seqs, meta, fit_mask, client, rcfg, shuffled=False, family=name)
     result = {
         "format_version": FORMAT_VERSION, "config": dataclasses.asdict(cfg), "seed": cfg.seed, "versions": environment_info(),
         "llm": {"base_url": llm.base_url, "model": llm.model, "logprobs": llm.logprobs},

@@ -471,8 +471,8 @@ def _explanations(run: RunData) -> str:
     lead = ("A language model explained each latent from its strongest rows on some users, then "
             "predicted from the explanation alone whether the latent fires on rows of other users. "
             "Score: balanced accuracy (0.5 is chance) with a 95 % interval. Controls: each latent's "
-            "rows judged with another latent's explanation (shuffled), and the untrained SAE's latents "
-            f"explained the same way. Model: {escape(str(get(ex, 'llm', 'model')))}.")
+            "rows judged with another latent's explanation (shuffled), and the neurons, the untrained "
+            "SAE's latents and the untrained-model SAE's latents explained the same way. Model: {escape(str(get(ex, 'llm', 'model')))}.")
     rows = []
     for fam, label in FAMILY_LABELS.items():
         s = get(ex, "summary", fam)
